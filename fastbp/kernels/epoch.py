@@ -1,0 +1,110 @@
+"""The compiled minibatch loop, and batched inference.
+
+`train_steps` runs minibatches [s0, s1) of an epoch — gather the shuffled rows, forward, loss,
+backward, optimizer update — with no Python in between, no allocation and no copy of the
+parameter buffer. Python calls it once per epoch (or per chunk of steps, so that Ctrl-C and
+progress bars are seen on long epochs).
+"""
+import numpy as np
+from numba import njit, prange
+
+from .activations import LINEAR
+from .network import PARALLEL_MIN_WORK, _part, forward, forward_backward
+from .losses import output_loss
+from .optimizers import clip_scale, opt_update
+
+
+@njit(cache=True)
+def _gather_rows(dst, doff, X, ridx, r0, r1):
+    n_in = X.shape[1]
+    for i in range(r0, r1):
+        src = ridx[i]
+        d = doff + i * n_in
+        for j in range(n_in):
+            dst[d + j] = X[src, j]
+
+
+@njit(cache=True, parallel=True)
+def _gather_parallel(dst, doff, X, ridx, m, parts):
+    for p in prange(parts):
+        r0, r1 = _part(m, parts, p)
+        _gather_rows(dst, doff, X, ridx, r0, r1)
+
+
+@njit(cache=True)
+def gather(dst, doff, X, ridx, m, maxparts):
+    """dst[doff:] as (m, X.shape[1]) <- X[ridx[:m]] (rows may come from a memmap)."""
+    if maxparts > 1 and m * X.shape[1] >= PARALLEL_MIN_WORK // 8:
+        _gather_parallel(dst, doff, X, ridx, m, min(maxparts, max(1, m // 16)))
+    else:
+        _gather_rows(dst, doff, X, ridx, 0, m)
+
+
+@njit(cache=True)
+def train_steps(params, grads, s1, s2, opt, hyper, tstep, clipnorm,
+                X, Yf, yint, sw, perm, s0, s_end, batch,
+                sizes, woff, boff, act, out, loss,
+                acts, aoff, gbuf, rowloss, ridx, iw, fw, maxparts, steploss, stepcorrect):
+    """Minibatches s0 .. s_end-1 of the epoch whose row order is ``perm``; one update each.
+
+    tstep[0] is the optimizer's step count (incremented per update). steploss[s] receives the
+    weighted loss sum of minibatch s, stepcorrect[s] its count of correct rows. Stops early after a minibatch whose loss is not finite;
+    returns the number of minibatches run.
+    """
+    n = perm.shape[0]
+    for s in range(s0, s_end):
+        r0 = s * batch
+        m = min(n, r0 + batch) - r0
+        for i in range(m):
+            ridx[i] = perm[r0 + i]
+        gather(acts, aoff[0], X, ridx, m, maxparts)
+        total, correct = forward_backward(m, acts, aoff[0], params, grads, sizes, woff, boff, acts, aoff, gbuf,
+                                 act, out, loss, Yf, yint, ridx, sw, rowloss, iw, fw, maxparts)
+        steploss[s] = total
+        stepcorrect[s] = correct
+        if not np.isfinite(total):
+            return s - s0 + 1
+        tstep[0] += 1
+        opt_update(params, grads, s1, s2, opt, hyper, tstep[0], clip_scale(grads, clipnorm))
+    return s_end - s0
+
+
+@njit(cache=True)
+def predict_rows(P, X, params, sizes, woff, boff, act, out, acts, aoff, iw, fw, maxparts, cap):
+    """P (n, k) <- the network's predictions for X (n, s0), in blocks of ``cap`` rows."""
+    n = X.shape[0]
+    L = sizes.shape[0] - 1
+    k = sizes[L]
+    Xf = X.reshape(-1)
+    for r0 in range(0, n, cap):
+        m = min(n, r0 + cap) - r0
+        forward(m, Xf, r0 * sizes[0], params, sizes, woff, boff, acts, aoff, act, out, iw, fw, maxparts)
+        o = aoff[L]
+        for i in range(m):
+            for j in range(k):
+                P[r0 + i, j] = acts[o + i * k + j]
+
+
+@njit(cache=True)
+def evaluate_rows(P, X, Yf, yint, sw, params, sizes, woff, boff, act, out, loss, acts, aoff, gbuf,
+                  rowloss, ridx, iw, fw, maxparts, cap):
+    """Predictions into P; returns (weighted loss sum, correct count) over all rows (no gradient)."""
+    n = X.shape[0]
+    L = sizes.shape[0] - 1
+    k = sizes[L]
+    Xf = X.reshape(-1)
+    total = 0.0
+    correct = 0.0
+    for r0 in range(0, n, cap):
+        m = min(n, r0 + cap) - r0
+        forward(m, Xf, r0 * sizes[0], params, sizes, woff, boff, acts, aoff, act, LINEAR, iw, fw, maxparts)
+        for i in range(m):
+            ridx[i] = r0 + i
+        correct += output_loss(acts, aoff[L], gbuf, 0, rowloss, m, k, out, loss, Yf, yint, ridx, 0, sw, 1.0, False)
+        for i in range(m):
+            total += rowloss[i]
+        o = aoff[L]
+        for i in range(m):
+            for j in range(k):
+                P[r0 + i, j] = acts[o + i * k + j]
+    return total, correct

@@ -1,0 +1,98 @@
+"""Optimizer updates: one loop over the flat parameter, gradient and state buffers.
+
+    params, grads, s1, s2 are flat (N,) arrays of one layout; s1 is the velocity (momentum) or m
+    (Adam), s2 is v (Adam); unused states are empty arrays.
+    hyper is float64 [lr, momentum, beta1, beta2, eps, weight_decay, nesterov, decoupled].
+
+Bias corrections are computed once per step, outside the element loop. Every element is
+independent, so the parallel version splits the buffer into fixed chunks with no reduction.
+"""
+import numpy as np
+from numba import njit, prange
+
+SGD, MOMENTUM, ADAM = 0, 1, 2
+H_LR, H_MOMENTUM, H_BETA1, H_BETA2, H_EPS, H_WD, H_NESTEROV, H_DECOUPLED = range(8)
+N_HYPER = 8
+
+CHUNK = 1 << 14          # elements per parallel chunk
+PARALLEL_MIN = 1 << 16   # below this many parameters the update runs serially
+
+
+@njit(cache=True)
+def opt_update_range(params, grads, s1, s2, opt, hyper, t, gscale, lo, hi):
+    """Apply one update of optimizer ``opt`` (step number t >= 1) to elements [lo, hi)."""
+    dt = params.dtype.type
+    lr = dt(hyper[H_LR])
+    wd = dt(hyper[H_WD])
+    decoupled = hyper[H_DECOUPLED] != 0.0
+    l2 = wd != 0 and not decoupled
+    decay = dt(1.0 - hyper[H_LR] * hyper[H_WD]) if decoupled else dt(1.0)
+    gs = dt(gscale)
+    if opt == SGD:
+        for i in range(lo, hi):
+            g = grads[i] * gs
+            if l2:
+                g += wd * params[i]
+            params[i] = params[i] * decay - lr * g
+    elif opt == MOMENTUM:
+        mu = dt(hyper[H_MOMENTUM])
+        nesterov = hyper[H_NESTEROV] != 0.0
+        for i in range(lo, hi):
+            g = grads[i] * gs
+            if l2:
+                g += wd * params[i]
+            v = mu * s1[i] + g
+            s1[i] = v
+            params[i] = params[i] * decay - lr * (g + mu * v if nesterov else v)
+    else:
+        b1 = hyper[H_BETA1]
+        b2 = hyper[H_BETA2]
+        # torch.optim.Adam's arithmetic: p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
+        step = dt(hyper[H_LR] / (1.0 - b1 ** t))
+        inv_sqrt_bc2 = dt(1.0 / np.sqrt(1.0 - b2 ** t))
+        eps = dt(hyper[H_EPS])
+        db1, db2 = dt(b1), dt(b2)
+        c1, c2 = dt(1.0 - b1), dt(1.0 - b2)
+        for i in range(lo, hi):
+            g = grads[i] * gs
+            if l2:
+                g += wd * params[i]
+            m = db1 * s1[i] + c1 * g
+            v = db2 * s2[i] + c2 * g * g
+            s1[i] = m
+            s2[i] = v
+            params[i] = params[i] * decay - step * m / (np.sqrt(v) * inv_sqrt_bc2 + eps)
+
+
+@njit(cache=True, parallel=True)
+def _opt_update_parallel(params, grads, s1, s2, opt, hyper, t, gscale):
+    n = params.shape[0]
+    nchunks = (n + CHUNK - 1) // CHUNK
+    for c in prange(nchunks):
+        opt_update_range(params, grads, s1, s2, opt, hyper, t, gscale, c * CHUNK, min(n, (c + 1) * CHUNK))
+
+
+@njit(cache=True)
+def opt_update(params, grads, s1, s2, opt, hyper, t, gscale):
+    """One update over the whole buffer; parallel over fixed chunks when the buffer is large."""
+    n = params.shape[0]
+    if n < PARALLEL_MIN:
+        opt_update_range(params, grads, s1, s2, opt, hyper, t, gscale, 0, n)
+    else:
+        _opt_update_parallel(params, grads, s1, s2, opt, hyper, t, gscale)
+
+
+@njit(cache=True)
+def clip_scale(grads, max_norm):
+    """Scale factor that brings the global L2 norm of grads to at most max_norm (torch's rule).
+
+    Summed serially in index order in float64, so the result does not depend on threads.
+    """
+    if max_norm <= 0.0:
+        return 1.0
+    s = 0.0
+    for i in range(grads.shape[0]):
+        g = np.float64(grads[i])
+        s += g * g
+    coef = max_norm / (np.sqrt(s) + 1e-6)
+    return min(coef, 1.0)
