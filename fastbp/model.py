@@ -322,7 +322,7 @@ class MLP:
     # ---- fit ------------------------------------------------------------------------------------
     def fit(self, X, y, epochs=1, batch_size=32, optimizer="adam", shuffle=True, validation_data=None,
             validation_split=0.0, sample_weight=None, class_weight=None, callbacks=None, verbose=1,
-            initial_epoch=0, on_nan="raise", resume_from=None):
+            initial_epoch=0, on_nan="raise", resume_from=None, comm=None):
         """Train with minibatches; returns a History (``history.history["loss"]`` per epoch, ...).
 
         The whole minibatch loop of an epoch runs compiled. The last partial batch is used
@@ -337,7 +337,15 @@ class MLP:
         far with ``history.interrupted = True``; params are those of the last completed update.
         resume_from: a checkpoint written by ModelCheckpoint(..., save_weights_only=False);
         training continues after its epoch with its params, optimizer state and RNG state.
+        comm: an mpi4py communicator for data-parallel training (see fastbp.distributed).
         """
+        if comm is not None:
+            from .distributed import fit_distributed
+            return fit_distributed(self, X, y, comm=comm, epochs=epochs, batch_size=batch_size,
+                                   optimizer=optimizer, shuffle=shuffle, validation_data=validation_data,
+                                   validation_split=validation_split, sample_weight=sample_weight,
+                                   class_weight=class_weight, callbacks=callbacks, verbose=verbose,
+                                   initial_epoch=initial_epoch, on_nan=on_nan, resume_from=resume_from)
         # -- validate everything before touching state --
         epochs = check_int("epochs", epochs, 0)
         batch_size = check_int("batch_size", batch_size, 1)
@@ -477,6 +485,23 @@ class MLP:
     def save(self, path):
         """Write the model to ``path`` atomically (format: see README; no pickle)."""
         _io.save_model(path, self)
+
+    # ---- interop (fastbp.interop) ----------------------------------------------------------------
+    def to_onnx(self, path, opset=None):
+        """Export as a standard ONNX graph (extra ``onnx``); see fastbp.interop.to_onnx."""
+        from .interop import to_onnx
+        return to_onnx(self, path, opset=opset)
+
+    def to_state_dict(self):
+        """Params as numpy arrays in torch nn.Sequential naming ("0.weight" (out, in), "0.bias")."""
+        from .interop import to_state_dict
+        return to_state_dict(self)
+
+    @classmethod
+    def from_state_dict(cls, state_dict, **kwargs):
+        """An MLP from a torch-style state dict; kwargs as for MLP (activation, output, ...)."""
+        from .interop import from_state_dict
+        return from_state_dict(state_dict, **kwargs)
 
     def copy(self):
         """An independent model with the same config and params."""
