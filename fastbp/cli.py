@@ -1,0 +1,693 @@
+"""The ``fastbp`` command: train on a data file (or an embedded dataset), predict, evaluate, info.
+
+    fastbp train [DATA] [--target COL] [--layers 64,32] [--activation relu] [--task auto]
+                 [--loss auto] [--optimizer adam] [--lr 1e-3] [--epochs 20] [--batch-size auto]
+                 [--val-split 0.1] [--seed 0] [--threads N] [--out model.fbp] [--plot curves.png]
+    fastbp predict MODEL DATA [-o preds.csv]
+    fastbp evaluate MODEL DATA
+    fastbp info
+
+DATA is a CSV file (header row; ``--target`` names the target column, default the last), a
+``.npz`` holding arrays ``X`` and ``y``, or a ``.npy`` 2-D array (``--target`` is a column index,
+default the last); with no DATA, ``train`` uses the embedded digits dataset. ``train`` standardizes
+the features (and regression targets) with the training split's statistics and folds that
+scaling into the first (and last) layer before saving, so a saved model takes raw data.
+
+Every error a user can cause (missing file, bad column, non-numeric data, wrong widths, bad
+option) prints one line ``fastbp: error: ...`` and exits non-zero; no tracebacks.
+"""
+import argparse
+import csv
+import gzip
+import io
+import math
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from . import __version__
+
+DEFAULT_DATASET = "digits"
+# task "auto" classifies when every target is a whole number in [0, MAX_AUTO_CLASSES).
+MAX_AUTO_CLASSES = 100
+# batch size "auto": 256, lowered on small data so an epoch has at least this many updates.
+MIN_STEPS_PER_EPOCH = 50
+MIN_AUTO_BATCH = 16
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 1."""
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line instead of usage text plus exit."""
+
+    def error(self, message):
+        raise _UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+# ---- argument types: each names what it expected and what came -----------------------------------
+def _int_type(name, lo=None, hi=None):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if lo is not None and v < lo:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {v}")
+        if hi is not None and v > hi:
+            raise argparse.ArgumentTypeError(f"expected an integer <= {hi}, got {v}")
+        return v
+    parse.__name__ = name
+    return parse
+
+
+def _float_type(name, lo=None, hi=None, lo_open=False, hi_open=False):
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if lo is not None and (v < lo or (lo_open and v == lo)):
+            raise argparse.ArgumentTypeError(f"expected a number {'>' if lo_open else '>='} {lo:g}, got {v:g}")
+        if hi is not None and (v > hi or (hi_open and v == hi)):
+            raise argparse.ArgumentTypeError(f"expected a number {'<' if hi_open else '<='} {hi:g}, got {v:g}")
+        return v
+    parse.__name__ = name
+    return parse
+
+
+def _layers_type(text):
+    text = text.strip()
+    if not text:
+        return []                                   # --layers "": no hidden layer
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise argparse.ArgumentTypeError(f"expected comma-separated widths >= 1 like 64,32, got {text!r}")
+        out.append(int(part))
+    return out
+
+
+def _batch_type(text):
+    if text == "auto":
+        return "auto"
+    return _int_type("batch size", 1)(text)
+
+
+# ---- parser --------------------------------------------------------------------------------------
+def build_parser():
+    from .datasets import DATASETS
+    from .kernels.activations import HIDDEN
+    from .kernels.losses import LOSSES
+    from .optim import OPTIMIZERS
+
+    p = _Parser(prog="fastbp", description="Train fully-connected neural networks fast on multicore CPUs.")
+    p.add_argument("--version", action="version", version=f"fastbp {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model on a data file or an embedded dataset",
+                       description="Train an MLP. DATA: a .csv (header row), .npz (arrays X and y) or .npy "
+                                   f"(2-D) file, or an embedded dataset ({', '.join(sorted(DATASETS))}); "
+                                   f"default: {DEFAULT_DATASET}.")
+    t.add_argument("data", nargs="?", metavar="DATA", help=f"data file or dataset name (default: {DEFAULT_DATASET})")
+    t.add_argument("--target", metavar="COL",
+                   help="target column: a CSV header name, or a column index for .npy (default: the last)")
+    t.add_argument("--layers", type=_layers_type, default=[64, 32], metavar="W1,W2,...",
+                   help="hidden layer widths (default: 64,32; '' for none)")
+    t.add_argument("--activation", default="relu", choices=sorted(HIDDEN), help="hidden activation (default: relu)")
+    t.add_argument("--task", default="auto", choices=["auto", "classify", "regress"],
+                   help=f"auto: classify when every target is a whole number in 0..{MAX_AUTO_CLASSES - 1}, "
+                        "else regress (default: auto)")
+    t.add_argument("--loss", default="auto", choices=["auto"] + sorted(LOSSES),
+                   help="default: cross_entropy to classify, mse to regress")
+    t.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="default: adam")
+    t.add_argument("--lr", type=_float_type("learning rate", 0, lo_open=True), default=1e-3,
+                   help="learning rate (default: 1e-3)")
+    t.add_argument("--epochs", type=_int_type("epochs", 1), default=20, help="default: 20")
+    t.add_argument("--batch-size", type=_batch_type, default="auto", metavar="N",
+                   help=f"minibatch size (default: auto = 256, lowered on small data to give at least "
+                        f"{MIN_STEPS_PER_EPOCH} updates per epoch, never below {MIN_AUTO_BATCH})")
+    t.add_argument("--val-split", type=_float_type("validation split", 0, 1, hi_open=True), default=0.1,
+                   metavar="FRAC", help="fraction held out (after a seeded shuffle) for validation (default: 0.1)")
+    t.add_argument("--seed", type=_int_type("seed", 0), default=0, help="seeds the split, init and shuffling")
+    t.add_argument("--threads", type=_int_type("threads", 1), default=None, metavar="N",
+                   help="threads for fastbp's kernels (default: all)")
+    t.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="default: float32")
+    t.add_argument("--out", default="model.fbp", metavar="PATH", help="where to save the model (default: model.fbp)")
+    t.add_argument("--plot", default=None, metavar="PNG", help="save loss/accuracy curves (needs matplotlib)")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    pr = sub.add_parser("predict", help="write a model's predictions for a data file",
+                        description="Predict with a saved model. DATA holds the model's input columns "
+                                    "(plus, optionally, one target column, which is dropped).")
+    pr.add_argument("model", metavar="MODEL", help="a .fbp file written by 'fastbp train' or MLP.save")
+    pr.add_argument("data", metavar="DATA", help="a .csv, .npz or .npy file")
+    pr.add_argument("--target", metavar="COL", help="the column to drop if DATA has one (default: the last)")
+    pr.add_argument("-o", "--output", metavar="CSV", help="write predictions here (default: standard output)")
+
+    ev = sub.add_parser("evaluate", help="loss and accuracy of a saved model on a data file")
+    ev.add_argument("model", metavar="MODEL")
+    ev.add_argument("data", metavar="DATA")
+    ev.add_argument("--target", metavar="COL", help="target column (default: the last)")
+
+    sub.add_parser("info", help="version, threads, threading layer, BLAS, compile cache")
+    return p
+
+
+# ---- reading data --------------------------------------------------------------------------------
+class Table:
+    """Numeric data read from a file: ``data`` (n, c) float64 and column ``names``; or X and y."""
+
+    def __init__(self, source, names=None, data=None, X=None, y=None):
+        self.source = source
+        self.names = names
+        self.data = data
+        self.X = X
+        self.y = y
+
+
+def _check_path(path, what="DATA"):
+    if not os.path.exists(path):
+        raise CLIError(f"{what}: no such file: {path!r}")
+    if os.path.isdir(path):
+        raise CLIError(f"{what}: expected a file, got the directory {path!r}")
+
+
+def read_table(path):
+    """A Table from a .csv (.csv.gz), .npz or .npy file; CLIError naming the bad row and column."""
+    _check_path(path)
+    low = path.lower()
+    if low.endswith((".csv", ".csv.gz", ".txt")):
+        return _read_csv(path)
+    if low.endswith(".npz"):
+        return _read_npz(path)
+    if low.endswith(".npy"):
+        return _read_npy(path)
+    raise CLIError(f"DATA: expected a .csv, .npz or .npy file, got {os.path.basename(path)!r}")
+
+
+def _open_text(path):
+    if path.lower().endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _read_csv(path):
+    try:
+        with _open_text(path) as f:
+            header = next(csv.reader([f.readline()]), [])
+            names = [h.strip() for h in header]
+            if not names or names == [""]:
+                raise CLIError(f"DATA: {path!r} is empty; expected a header row of column names")
+            try:      # fast path: numpy's C parser
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")         # "input contained no data": reported below
+                    data = np.loadtxt(f, delimiter=",", ndmin=2, dtype=np.float64, encoding=None)
+            except ValueError:
+                data = None
+        if data is None:
+            _explain_csv(path, names)        # raises with the first bad cell
+            raise CLIError(f"DATA: {path!r} could not be parsed as numeric CSV")
+    except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as e:
+        raise CLIError(f"DATA: cannot read {path!r} ({e})") from None
+    if data.shape[0] == 0 or data.size == 0:
+        raise CLIError(f"DATA: {path!r} has a header but no data rows")
+    if data.shape[1] != len(names):
+        raise CLIError(f"DATA: {path!r} has {len(names)} header names but {data.shape[1]} values per row")
+    _check_finite(path, data, names)
+    return Table(path, names=names, data=data)
+
+
+def _explain_csv(path, names):
+    """Find the first cell numpy could not parse and raise a CLIError that points at it."""
+    with _open_text(path) as f:
+        reader = csv.reader(f)
+        next(reader, None)
+        for line, row in enumerate(reader, start=2):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != len(names):
+                raise CLIError(f"DATA: {path!r} line {line}: expected {len(names)} values like the header, got {len(row)}")
+            for name, cell in zip(names, row):
+                try:
+                    float(cell)
+                except ValueError:
+                    shown = cell if len(cell) <= 30 else cell[:27] + "..."
+                    raise CLIError(f"DATA: {path!r} line {line}, column {name!r}: expected a number, got {shown!r}"
+                                   + (" (an empty cell)" if not cell.strip() else "")) from None
+
+
+def _check_finite(source, data, names=None):
+    bad = ~np.isfinite(data)
+    if bad.any():
+        r, c = (int(i) for i in np.argwhere(bad)[0])
+        col = repr(names[c]) if names else str(c)
+        raise CLIError(f"DATA: {source!r} row {r + 1}, column {col}: expected a finite number, got {data[r, c]}")
+
+
+def _numeric(source, key, a):
+    if a.dtype.kind not in "biuf":
+        raise CLIError(f"DATA: {source!r} array {key!r} has dtype {a.dtype}; expected numbers")
+    return a
+
+
+def _read_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.keys())
+            if "X" not in keys:
+                raise CLIError(f"DATA: {path!r} holds arrays {keys}; expected one named 'X' (and 'y' for training)")
+            X = _numeric(path, "X", z["X"])
+            y = _numeric(path, "y", z["y"]) if "y" in keys else None
+    except CLIError:
+        raise
+    except (OSError, ValueError, EOFError) as e:
+        raise CLIError(f"DATA: cannot read {path!r} as .npz ({e})") from None
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise CLIError(f"DATA: {path!r} array 'X' has shape {X.shape}; expected (n_samples, n_features)")
+    if y is not None:
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise CLIError(f"DATA: {path!r} array 'y' has shape {y.shape}; expected ({X.shape[0]},) to match X")
+    X = X.astype(np.float64)
+    _check_finite(path, X)
+    if y is not None:
+        _check_finite(path, y.astype(np.float64).reshape(-1, 1), ["y"])
+    return Table(path, X=X, y=y)
+
+
+def _read_npy(path):
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise CLIError(f"DATA: cannot read {path!r} as .npy ({e})") from None
+    if not isinstance(a, np.ndarray) or a.ndim != 2 or a.shape[0] == 0:
+        raise CLIError(f"DATA: {path!r} holds shape {getattr(a, 'shape', None)}; expected a 2-D array (rows, columns)")
+    a = _numeric(path, "array", a).astype(np.float64)
+    _check_finite(path, a)
+    return Table(path, data=a)
+
+
+def _target_index(table, target):
+    """Column index of the target in table.data (CSV: header name; .npy: integer index)."""
+    ncol = table.data.shape[1]
+    if target is None:
+        return ncol - 1
+    if table.names is not None:
+        if target in table.names:
+            return table.names.index(target)
+        shown = table.names if len(table.names) <= 12 else table.names[:6] + ["..."] + table.names[-5:]
+        raise CLIError(f"--target: no column {target!r} in {table.source!r}; columns are {shown}")
+    try:
+        i = int(target)
+    except ValueError:
+        raise CLIError(f"--target: {table.source!r} has no header, so expected a column index in "
+                       f"[-{ncol}, {ncol - 1}], got {target!r}") from None
+    if not -ncol <= i < ncol:
+        raise CLIError(f"--target: expected a column index in [-{ncol}, {ncol - 1}] for {ncol} columns, got {i}")
+    return i % ncol
+
+
+def split_xy(table, target, need_target=True, n_features=None):
+    """(X, y or None, feature names, target name) from a Table.
+
+    n_features (predict): if the table has exactly that many columns, all are features and y
+    is None; if it has one more, the target column is dropped.
+    """
+    if table.X is not None:                      # .npz
+        X, y = table.X, table.y
+        if target is not None and target not in ("y", "-1"):
+            raise CLIError(f"--target: a .npz file names its target array 'y'; got --target {target!r}")
+        if n_features is not None and X.shape[1] != n_features:
+            raise CLIError(f"DATA: {table.source!r} has {X.shape[1]} features; the model expects {n_features}")
+        if need_target and y is None:
+            raise CLIError(f"DATA: {table.source!r} has no array 'y'; expected targets for this command")
+        return X, y, [f"x{i}" for i in range(X.shape[1])], "y"
+    data, names = table.data, table.names
+    ncol = data.shape[1]
+    names = names or [str(i) for i in range(ncol)]
+    if n_features is not None:
+        if need_target and ncol != n_features + 1:
+            raise CLIError(f"DATA: {table.source!r} has {ncol} columns; expected the model's {n_features} "
+                           f"feature columns plus one target column")
+        if not need_target and ncol not in (n_features, n_features + 1):
+            raise CLIError(f"DATA: {table.source!r} has {ncol} columns; expected the model's {n_features} "
+                           f"feature columns (or {n_features + 1} with a target column)")
+        if ncol == n_features:
+            return data, None, names, None
+    if ncol < 2:
+        raise CLIError(f"DATA: {table.source!r} has {ncol} column; expected feature columns plus a target column")
+    ti = _target_index(table, target)
+    keep = [j for j in range(ncol) if j != ti]
+    return np.ascontiguousarray(data[:, keep]), data[:, ti], [names[j] for j in keep], names[ti]
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+def _is_labels(y):
+    return bool(np.all(y == np.round(y)) and y.min() >= 0)
+
+
+def decide_task(task, y, target_name):
+    """("classify", k) or ("regress", 1) for targets y; CLIError if task classify cannot apply."""
+    if task == "regress":
+        return "regress", 1
+    if task == "classify":
+        if not _is_labels(y):
+            bad = y[(y != np.round(y)) | (y < 0)][0]
+            raise CLIError(f"--task classify: target {target_name!r} must hold class labels 0, 1, 2, ...; got {bad:g}")
+        return "classify", max(2, int(y.max()) + 1)
+    if _is_labels(y) and y.max() < MAX_AUTO_CLASSES:
+        return "classify", max(2, int(y.max()) + 1)
+    return "regress", 1
+
+
+def auto_batch(n):
+    """256, or less on small data: at least MIN_STEPS_PER_EPOCH updates per epoch, never below MIN_AUTO_BATCH."""
+    return int(max(MIN_AUTO_BATCH, min(256, n // MIN_STEPS_PER_EPOCH)))
+
+
+def _standardizer(X):
+    mu = X.mean(0)
+    sd = X.std(0)
+    sd[sd == 0] = 1.0                       # constant columns (blank pixels) pass through centred
+    return mu, sd
+
+
+def fold_input_scaling(model, mu, sd):
+    """Make the first layer take raw x where it was trained on (x - mu) / sd."""
+    W, b = model.layers[0].W, model.layers[0].b
+    W64 = W.astype(np.float64) / sd[:, None]
+    b[...] = b.astype(np.float64) - mu @ W64
+    W[...] = W64
+
+
+def fold_output_scaling(model, mu, sd):
+    """Make the (linear) last layer output raw y where it was trained on (y - mu) / sd."""
+    W, b = model.layers[-1].W, model.layers[-1].b
+    W[...] = W.astype(np.float64) * sd
+    b[...] = b.astype(np.float64) * sd + mu
+
+
+def model_targets(model, y):
+    """Targets in the form the model's loss takes: labels, one-hot (squared losses on softmax), or values."""
+    k = model.sizes[-1]
+    if model.output == "softmax" and model.loss != "cross_entropy":
+        if not _is_labels(y) or y.max() >= k:
+            raise CLIError(f"DATA: targets must be class labels 0..{k - 1} for this model; got {y[:3].tolist()}...")
+        return np.eye(k, dtype=model.dtype)[y.astype(np.int64)]
+    if model.loss == "cross_entropy":
+        if not _is_labels(y) or y.max() >= k:
+            bad = y[(y != np.round(y)) | (y < 0) | (y >= k)][0]
+            raise CLIError(f"DATA: targets must be class labels 0..{k - 1} for this {k}-class model; got {bad:g}")
+        return y.astype(np.int64)
+    return y
+
+
+def metrics(model, X, y):
+    """loss (the model's), plus accuracy for classifier outputs or rmse and r2 for linear outputs."""
+    out = dict(model.evaluate(X, model_targets(model, y)))
+    if model.output in ("softmax", "sigmoid") and "accuracy" not in out and model.sizes[-1] > 1:
+        out["accuracy"] = float(np.mean(model.predict_classes(X) == y))
+    if model.output == "linear" and model.sizes[-1] == 1:
+        p = model.predict(X)[:, 0].astype(np.float64)
+        resid = ((p - y) ** 2).sum()
+        out["rmse"] = math.sqrt(resid / len(y))
+        tot = ((y - y.mean()) ** 2).sum()
+        out["r2"] = 1.0 - resid / tot if tot > 0 else float("nan")
+    return out
+
+
+def _fmt_metrics(m):
+    return "  ".join(f"{k} {v:.4f}" for k, v in m.items())
+
+
+def _launched_comm():
+    """The mpi4py communicator when started by mpiexec with several ranks, else None."""
+    try:
+        from .distributed import launched_comm
+        return launched_comm()
+    except (ImportError, AttributeError):
+        return None
+
+
+def _load_model(path):
+    from .io import load
+    _check_path(path, "MODEL")
+    try:
+        return load(path)
+    except ValueError as e:
+        raise CLIError(f"MODEL: {e}") from None
+
+
+# ---- commands ------------------------------------------------------------------------------------
+def cmd_train(args, out, err):
+    import fastbp
+    from . import datasets
+    from .optim import OPTIMIZERS
+
+    comm = _launched_comm()
+    root = comm is None or comm.Get_rank() == 0
+
+    def say(*a):
+        if root:
+            print(*a, file=out)
+
+    if args.threads is not None:
+        import numba
+        limit = numba.config.NUMBA_NUM_THREADS
+        if args.threads > limit:
+            raise CLIError(f"--threads: expected at most {limit} (the cores numba started with), got {args.threads}")
+        fastbp.set_num_threads(args.threads)
+
+    # -- data --
+    name = args.data or DEFAULT_DATASET
+    if args.data is None or (not os.path.exists(name) and name in datasets.DATASETS):
+        ds = datasets.load(name)
+        X, y = ds.X.astype(np.float64), ds.y.astype(np.float64)
+        feature_names, target_name, source = ds.feature_names, "label", f"{name} (embedded)"
+        if args.target is not None:
+            raise CLIError(f"--target: the embedded dataset {name!r} has its own target; --target is for data files")
+    else:
+        table = read_table(name)
+        X, y, feature_names, target_name = split_xy(table, args.target)
+        source = name
+    n, d = X.shape
+    task, k = decide_task(args.task, y, target_name)
+
+    # -- model choices --
+    loss = args.loss
+    if loss == "auto":
+        loss = "cross_entropy" if task == "classify" else "mse"
+    if task == "regress" and loss in ("cross_entropy", "binary_cross_entropy"):
+        raise CLIError(f"--loss: {loss} needs class labels, but the task is regress "
+                       f"(target {target_name!r}); use --loss mse or --task classify")
+    if loss == "binary_cross_entropy":
+        if k > 2:
+            raise CLIError(f"--loss: binary_cross_entropy takes 2 classes, target {target_name!r} has {k}; "
+                           "use --loss cross_entropy")
+        output, k_out = "sigmoid", 1
+    elif task == "classify":
+        output, k_out = "softmax", k
+    else:
+        output, k_out = "linear", 1
+
+    # -- split (seeded shuffle, so a file sorted by class still gets a fair validation set) --
+    rng = np.random.default_rng(args.seed)
+    perm = rng.permutation(n)
+    n_val = int(round(n * args.val_split))
+    if args.val_split > 0 and (n_val < 1 or n_val >= n):
+        raise CLIError(f"--val-split: {args.val_split:g} of {n} samples leaves no training or no validation data")
+    tr, va = perm[: n - n_val], perm[n - n_val:]
+    Xtr, ytr, Xva, yva = X[tr], y[tr], X[va], y[va]
+
+    mu, sd = _standardizer(Xtr)
+    ymu, ysd = (0.0, 1.0)
+    if task == "regress":
+        ymu, ysd = float(ytr.mean()), float(ytr.std()) or 1.0
+
+    model = fastbp.MLP([d] + args.layers + [k_out], activation=args.activation, output=output, loss=loss,
+                       seed=args.seed, dtype=args.dtype)
+
+    def prep(Xp, yp):
+        Xs = ((Xp - mu) / sd).astype(model.dtype)
+        if task == "regress":
+            return Xs, ((yp - ymu) / ysd).astype(model.dtype)
+        return Xs, model_targets(model, yp)
+
+    Xs, ys = prep(Xtr, ytr)
+    val = prep(Xva, yva) if n_val else None
+    batch = auto_batch(len(tr)) if args.batch_size == "auto" else args.batch_size
+    opt = OPTIMIZERS[args.optimizer](lr=args.lr)
+
+    say(f"data: {source}: {n} samples x {d} features, target {target_name!r}, "
+        + (f"classify ({k} classes)" if task == "classify" else "regress"))
+    say(f"model: {' -> '.join(map(str, model.sizes))}, {args.activation}/{output}, loss {loss}, "
+        f"{model.n_params:,} params; {args.optimizer} lr {args.lr:g}, batch {batch}, {args.epochs} epochs, "
+        f"{fastbp.get_num_threads()} threads" + (f", {comm.Get_size()} MPI ranks" if comm is not None else ""))
+    verbose = 1 if (root and not args.quiet) else 0
+    fit_kw = dict(epochs=args.epochs, batch_size=batch, optimizer=opt, validation_data=val, verbose=verbose)
+    if comm is not None:
+        fit_kw["comm"] = comm
+    t0 = time.perf_counter()
+    hist = model.fit(Xs, ys, **fit_kw)
+    dt = time.perf_counter() - t0
+    epochs_run = len(hist.epoch)
+
+    # -- fold the scaling in: the saved model takes raw data; report metrics of that model --
+    fold_input_scaling(model, mu, sd)
+    if task == "regress":
+        fold_output_scaling(model, ymu, ysd)
+    rate = len(tr) * epochs_run / dt if dt > 0 else float("inf")
+    if task == "regress":
+        say("(training losses above are on standardized targets; below, on the data's own scale)")
+    say(f"trained {epochs_run} epochs in {dt:.2f} s, {rate:,.0f} samples/s"
+        + (" (interrupted)" if hist.interrupted else ""))
+    say(f"train:      {_fmt_metrics(metrics(model, Xtr, ytr))}  ({len(tr)} samples)")
+    if n_val:
+        say(f"validation: {_fmt_metrics(metrics(model, Xva, yva))}  ({n_val} samples)")
+    if root:
+        try:
+            model.save(args.out)
+        except OSError as e:
+            raise CLIError(f"--out: cannot write {args.out!r} ({e.strerror or e})") from None
+        say(f"model saved to {args.out} (takes raw features; 'fastbp predict {args.out} DATA')")
+        if args.plot:
+            try:
+                hist.plot(args.plot)
+            except ImportError as e:
+                raise CLIError(f"--plot: {e}") from None
+            except (OSError, ValueError) as e:
+                raise CLIError(f"--plot: cannot write {args.plot!r} ({e})") from None
+            say(f"curves saved to {args.plot}")
+    return 0
+
+
+def cmd_predict(args, out, err):
+    model = _load_model(args.model)
+    table = read_table(args.data)
+    X, _, _, _ = split_xy(table, args.target, need_target=False, n_features=model.sizes[0])
+    P = model.predict(X.astype(model.dtype))
+    classes = model.output in ("softmax", "sigmoid")
+    k = P.shape[1]
+    if classes and model.output == "softmax":
+        header = ["class"] + [f"p{j}" for j in range(k)]
+        cols = [model.predict_classes(X.astype(model.dtype))[:, None].astype(np.float64), P]
+    elif classes:
+        header = (["class", "p1"] if k == 1 else [f"class{j}" for j in range(k)] + [f"p{j}" for j in range(k)])
+        C = (P > 0.5).astype(np.float64)
+        cols = [C, P]
+    else:
+        header = ["prediction"] if k == 1 else [f"y{j}" for j in range(k)]
+        cols = [P]
+    fmt = "%.9g" if model.dtype == np.float32 else "%.17g"       # exact round trip of the stored floats
+
+    def write(f):
+        f.write(",".join(header) + "\n")
+        body = np.hstack([c.astype(np.float64) for c in cols])
+        np.savetxt(f, body, delimiter=",", fmt=[("%d" if h.startswith("class") else fmt) for h in header])
+
+    if args.output:
+        try:
+            with open(args.output, "w", newline="") as f:
+                write(f)
+        except OSError as e:
+            raise CLIError(f"-o/--output: cannot write {args.output!r} ({e.strerror or e})") from None
+        print(f"wrote {X.shape[0]} predictions to {args.output}", file=err)
+    else:
+        write(out)
+    return 0
+
+
+def cmd_evaluate(args, out, err):
+    model = _load_model(args.model)
+    table = read_table(args.data)
+    X, y, _, target_name = split_xy(table, args.target, need_target=True, n_features=model.sizes[0])
+    m = metrics(model, X.astype(model.dtype), y)
+    print(f"{args.data}: {X.shape[0]} samples: {_fmt_metrics(m)}", file=out)
+    return 0
+
+
+def cmd_info(args, out, err):
+    import numba
+    import scipy
+    import fastbp
+    from .kernels import epoch as E
+    from .kernels import optimizers as K
+
+    print(f"fastbp {__version__}", file=out)
+    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, numba {numba.__version__}, "
+          f"scipy {scipy.__version__}", file=out)
+    print(f"threads: {fastbp.get_num_threads()} (max {numba.config.NUMBA_NUM_THREADS}; {os.cpu_count()} CPUs)",
+          file=out)
+    try:      # the threading layer is chosen when a parallel kernel first runs: run a tiny one
+        z = np.zeros(1, np.float64)
+        K._opt_update_parallel(z, z.copy(), z.copy(), z.copy(), K.SGD, np.zeros(K.N_HYPER), 1, 1.0)
+        layer = numba.threading_layer()
+    except Exception as e:               # noqa: BLE001 - report, do not fail, in a diagnostics command
+        layer = f"unavailable ({type(e).__name__}: {e})"
+    print(f"threading layer: {layer}", file=out)
+    try:
+        from threadpoolctl import threadpool_info
+        blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    except ImportError:
+        blas = []
+    if not blas:
+        print("BLAS: none found by threadpoolctl", file=out)
+    for i in blas:
+        print(f"BLAS: {i.get('internal_api')} {i.get('version')} ({i.get('threading_layer', '?')} threading, "
+              f"{i.get('num_threads')} threads outside fastbp's kernels) {i.get('filepath')}", file=out)
+    try:
+        cache = E.train_steps._cache._cache_path
+    except AttributeError:
+        cache = numba.config.CACHE_DIR or "(numba default)"
+    writable = os.access(cache, os.W_OK) if os.path.isdir(cache) else os.access(os.path.dirname(cache), os.W_OK)
+    print(f"compile cache: {cache} ({'writable' if writable else 'not writable'})", file=out)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "info": cmd_info}
+
+
+def main(argv=None, out=None, err=None):
+    """Run the ``fastbp`` command with ``argv`` (default: sys.argv[1:]); returns the exit status."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as e:
+        print(f"{e}", file=err)
+        return EXIT_USAGE
+    except SystemExit as e:               # --help, --version
+        return e.code if isinstance(e.code, int) else 0
+    if args.command is None:
+        parser.print_help(out)
+        return EXIT_USAGE
+    from .errors import TrainingDiverged
+    try:
+        return COMMANDS[args.command](args, out, err)
+    except CLIError as e:
+        print(f"fastbp: error: {e}", file=err)
+    except TrainingDiverged as e:
+        print(f"fastbp: error: training diverged: {e}", file=err)
+    except (ValueError, TypeError) as e:       # fastbp's own checks: already one line naming the argument
+        print(f"fastbp: error: {e}", file=err)
+    except MemoryError:
+        print("fastbp: error: out of memory; try a smaller --batch-size or fewer/narrower --layers", file=err)
+    except KeyboardInterrupt:
+        print("fastbp: interrupted", file=err)
+        return EXIT_INTERRUPTED
+    return EXIT_ERROR
