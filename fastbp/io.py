@@ -1,24 +1,35 @@
 """Model and checkpoint files: a format that cannot execute anything, written atomically.
 
-Layout of a ``.fbp`` file (all integers little-endian):
+Layout of a ``.fbp`` file, version 1 (all integers little-endian):
 
     offset  size  content
     0       8     magic b"\\x89FASTBP\\n"
     8       4     uint32 format version (1)
-    12      4     uint32 header length H (at most 1 MiB)
-    16      H     header: UTF-8 JSON object
-    16+H    ...   zero padding to a multiple of 64, then the data section
+    12      4     uint32 header length H (at most MAX_HEADER = 1 MiB)
+    16      4     uint32 CRC-32 of the H header bytes
+    20      H     header: a UTF-8 JSON object (standard JSON: no NaN or Infinity)
+    20+H    P     zero bytes up to D, the next multiple of 64
+    D       ...   data section: raw little-endian arrays, C order, each padded with zero bytes
+                  to a multiple of 64, back to back in offset order, up to the end of the file
 
 The header holds ``kind`` ("model" or "checkpoint"), ``config`` (the MLP constructor
-arguments), ``meta`` (for checkpoints: optimizer, epoch, RNG state, history) and ``arrays``:
+arguments), ``meta`` (for checkpoints: epoch, optimizer, RNG state, history), ``data_crc32``
+(CRC-32 of the whole data section) and ``arrays``:
 ``{name: {"dtype": "<f4" | "<f8", "shape": [...], "offset": bytes into the data section}}``.
-The reader checks magic, version, header size, JSON, every dtype, shape and offset, and the
-total length against the file size before it reads any array; it never unpickles.
+
+The reader checks, in this order and before it allocates anything sized by the file's own
+claims: the magic, the version, the header length against the limit and the file size, the
+header's CRC, the JSON, every array's name, dtype, shape and offset, that the arrays tile the
+data section exactly to the end of the file, and then, reading the data, the padding and the
+data CRC. Any failure is a ValueError naming the file and the reason. Nothing is unpickled or
+evaluated. Memory allocated while reading is at most the file's size plus the parsed header.
 """
 import json
 import os
+import secrets
+import stat
 import struct
-import tempfile
+import zlib
 
 import numpy as np
 
@@ -26,19 +37,38 @@ MAGIC = b"\x89FASTBP\n"
 VERSION = 1
 MAX_HEADER = 1 << 20
 ALIGN = 64
+PREAMBLE = struct.Struct("<8sIII")          # magic, version, header length, header CRC-32
 _DTYPES = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
 _MAX_DIMS = 4
+# The arrays each kind of file may hold: the flat params and the optimizer's flat states.
+_NAMES = {"model": ("params",), "checkpoint": ("params", "opt_s0", "opt_s1")}
+# MLP constructor arguments a model file may set.
+_CONFIG_KEYS = ("sizes", "activation", "output", "loss", "bias", "init", "init_scale", "dtype", "seed",
+                "deterministic")
+
+
+def _align(n):
+    return n + (-n) % ALIGN
 
 
 # ---- writing ---------------------------------------------------------------------------------
 def atomic_write(path, chunks):
     """Write byte chunks to ``path`` so that a crash leaves either the old file or the new one.
 
-    Temp file in the same folder, flush, fsync, then os.replace (atomic on POSIX and Windows).
+    A temp file in the same folder (same file system, so the rename is atomic), flush, fsync,
+    then os.replace; the folder is fsynced so the rename itself survives a power cut. The temp
+    file is created with mode 0o666 minus the umask, like ``open(path, "wb")`` would.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=folder)
+    base = os.path.basename(path)
+    while True:
+        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as f:
             for c in chunks:
@@ -62,27 +92,40 @@ def atomic_write(path, chunks):
         pass
 
 
+def _json(obj, what):
+    try:
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what} cannot be stored as standard JSON ({e})") from None
+
+
 def write_file(path, kind, config, arrays, meta=None):
-    """Write named arrays plus a JSON header; arrays are stored little-endian, C order."""
-    entries, blobs, offset = {}, [], 0
+    """Write named float arrays plus a JSON header (see the module docstring for the layout)."""
+    if kind not in _NAMES:
+        raise ValueError(f"kind: expected one of {sorted(_NAMES)}, got {kind!r}")
+    entries, parts, offset, crc = {}, [], 0, 0
     for name, a in arrays.items():
-        a = np.ascontiguousarray(a)
-        dt = a.dtype.newbyteorder("<") if a.dtype.byteorder not in "<|=" else a.dtype
-        key = dt.str if dt.str in _DTYPES else None
-        if key is None:
-            raise ValueError(f"array {name!r}: dtype {a.dtype} cannot be saved (expected float32 or float64)")
-        data = a.astype(_DTYPES[key], copy=False).tobytes()
-        entries[name] = {"dtype": key, "shape": list(a.shape), "offset": offset}
-        pad = (-len(data)) % ALIGN
-        blobs.append(data + b"\0" * pad)
-        offset += len(data) + pad
-    header = json.dumps({"kind": kind, "config": config, "meta": meta or {}, "arrays": entries},
-                        separators=(",", ":")).encode()
+        if name not in _NAMES[kind]:
+            raise ValueError(f"array name {name!r}: a {kind} file holds only {list(_NAMES[kind])}")
+        a = np.asarray(a)
+        if a.dtype not in (np.float32, np.float64) or a.ndim > _MAX_DIMS:
+            raise ValueError(f"array {name!r}: expected float32 or float64 with at most {_MAX_DIMS} dimensions, "
+                             f"got dtype {a.dtype} and shape {a.shape}")
+        dt = a.dtype.newbyteorder("<")
+        a = np.ascontiguousarray(a, dtype=dt)          # no copy for a contiguous little-endian array
+        data = memoryview(a.reshape(-1).view(np.uint8))
+        pad = b"\0" * ((-len(data)) % ALIGN)
+        entries[name] = {"dtype": dt.str, "shape": list(a.shape), "offset": offset}
+        crc = zlib.crc32(pad, zlib.crc32(data, crc))
+        parts += [data, pad]
+        offset += len(data) + len(pad)
+    header = _json({"kind": kind, "config": config, "meta": meta or {}, "arrays": entries, "data_crc32": crc},
+                   "the header")
     if len(header) > MAX_HEADER:
         raise ValueError(f"header of {len(header)} bytes exceeds the {MAX_HEADER}-byte limit")
-    pre = MAGIC + struct.pack("<II", VERSION, len(header)) + header
-    pre += b"\0" * ((-len(pre)) % ALIGN)
-    atomic_write(path, [pre] + blobs)
+    pre = PREAMBLE.pack(MAGIC, VERSION, len(header), zlib.crc32(header))
+    lead = len(pre) + len(header)
+    atomic_write(path, [pre, header, b"\0" * (_align(lead) - lead)] + parts)
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -90,50 +133,94 @@ def _bad(path, why):
     return ValueError(f"{os.fspath(path)}: not a valid fastbp file: {why}")
 
 
+def _read_exact(f, n, path, what):
+    data = f.read(n)
+    if len(data) != n:
+        raise _bad(path, f"file ends inside the {what} (file truncated?)")
+    return data
+
+
+def _readinto_exact(f, buf, path, what):
+    view, got = memoryview(buf), 0
+    while got < len(view):
+        k = f.readinto(view[got:])
+        if not k:
+            raise _bad(path, f"file ends inside {what} (file truncated?)")
+        got += k
+
+
+def _reject_constant(token):
+    raise ValueError(f"non-standard JSON constant {token}")
+
+
 def read_file(path):
-    """(header dict, {name: array}) from a .fbp file, fully validated; ValueError otherwise."""
+    """(header dict, {name: array}) from a .fbp file, fully validated; ValueError otherwise.
+
+    OSErrors (missing file, no permission, a folder) become ValueErrors naming the file too.
+    """
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise _bad(path, "not a regular file")
         with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            pre = f.read(16)
-            if len(pre) < 16:
-                raise _bad(path, f"{size} bytes is shorter than the 16-byte preamble")
-            if pre[:8] != MAGIC:
-                raise _bad(path, "wrong magic number (is this a .fbp file?)")
-            version, hlen = struct.unpack("<II", pre[8:])
-            if version != VERSION:
-                raise _bad(path, f"format version {version}; this fastbp reads version {VERSION}")
-            if hlen > MAX_HEADER:
-                raise _bad(path, f"header length {hlen} exceeds the {MAX_HEADER}-byte limit")
-            if 16 + hlen > size:
-                raise _bad(path, f"header length {hlen} runs past the end of the {size}-byte file")
-            raw = f.read(hlen)
-            try:
-                header = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError, RecursionError) as e:
-                raise _bad(path, f"header is not valid JSON ({type(e).__name__})") from None
-            start = 16 + hlen + ((-(16 + hlen)) % ALIGN)
-            specs = _check_header(path, header, size - start)
-            arrays = {}
-            for name, (dt, shape, off, nbytes) in specs.items():
-                f.seek(start + off)
-                buf = f.read(nbytes)
-                if len(buf) != nbytes:
-                    raise _bad(path, f"array {name!r} is truncated")
-                arrays[name] = np.frombuffer(buf, dtype=dt).reshape(shape).astype(dt.newbyteorder("="))
+            return _read(f, path)
     except OSError as e:
         raise ValueError(f"{os.fspath(path)}: cannot read file ({e.strerror or e})") from None
+
+
+def _read(f, path):
+    size = os.fstat(f.fileno()).st_size
+    if size < PREAMBLE.size:
+        raise _bad(path, f"{size} bytes is shorter than the {PREAMBLE.size}-byte preamble")
+    magic, version, hlen, hcrc = PREAMBLE.unpack(_read_exact(f, PREAMBLE.size, path, "preamble"))
+    if magic != MAGIC:
+        raise _bad(path, "wrong magic number (is this a .fbp file?)")
+    if version != VERSION:
+        raise _bad(path, f"format version {version}; this fastbp reads version {VERSION}")
+    if hlen > MAX_HEADER:
+        raise _bad(path, f"header length {hlen} exceeds the {MAX_HEADER}-byte limit")
+    start = _align(PREAMBLE.size + hlen)
+    if start > size:
+        raise _bad(path, f"header length {hlen} runs past the end of the {size}-byte file")
+    raw = _read_exact(f, hlen, path, "header")
+    if zlib.crc32(raw) != hcrc:
+        raise _bad(path, "header checksum mismatch (the file is corrupted)")
+    try:
+        header = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise _bad(path, f"header is not valid JSON ({type(e).__name__}: {e})") from None
+    specs, data_crc = _check_header(path, header, size - start)
+    if any(_read_exact(f, start - PREAMBLE.size - hlen, path, "header padding")):
+        raise _bad(path, "non-zero bytes in the padding after the header")
+    arrays, crc = {}, 0
+    for name, dt, shape, nbytes in specs:
+        arr = np.empty(shape, dt)
+        _readinto_exact(f, arr.reshape(-1).view(np.uint8), path, f"array {name!r}")
+        pad = _read_exact(f, (-nbytes) % ALIGN, path, f"padding after array {name!r}")
+        if any(pad):
+            raise _bad(path, f"non-zero bytes in the padding after array {name!r}")
+        crc = zlib.crc32(pad, zlib.crc32(arr.reshape(-1).view(np.uint8), crc))
+        arrays[name] = arr if dt.isnative else arr.byteswap().view(dt.newbyteorder("="))
+    if f.read(1):
+        raise _bad(path, "data past the end of the last array (the file grew while being read?)")
+    if crc != data_crc:
+        raise _bad(path, "data checksum mismatch (the file is corrupted)")
     return header, arrays
 
 
 def _check_header(path, header, data_size):
+    """[(name, dtype, shape, nbytes)] in file order, after checking they tile the data section."""
     if not isinstance(header, dict):
         raise _bad(path, "header is not a JSON object")
-    for key, typ in (("kind", str), ("config", dict), ("meta", dict), ("arrays", dict)):
-        if not isinstance(header.get(key), typ):
+    for key, typ in (("kind", str), ("config", dict), ("meta", dict), ("arrays", dict), ("data_crc32", int)):
+        if not isinstance(header.get(key), typ) or isinstance(header.get(key), bool):
             raise _bad(path, f"header field {key!r} missing or not a {typ.__name__}")
-    specs = {}
+    kind = header["kind"]
+    if kind not in _NAMES:
+        raise _bad(path, f"kind {kind!r} is not one of {sorted(_NAMES)}")
+    specs = []
     for name, spec in header["arrays"].items():
+        if name not in _NAMES[kind]:
+            raise _bad(path, f"array name {name!r}: a {kind} file holds only {list(_NAMES[kind])}")
         if not isinstance(spec, dict):
             raise _bad(path, f"array {name!r}: entry is not an object")
         dt = _DTYPES.get(spec.get("dtype")) if isinstance(spec.get("dtype"), str) else None
@@ -143,102 +230,181 @@ def _check_header(path, header, data_size):
         if (not isinstance(shape, list) or len(shape) > _MAX_DIMS
                 or not all(type(s) is int and s >= 0 for s in shape)):
             raise _bad(path, f"array {name!r}: shape {shape!r} is not a list of at most {_MAX_DIMS} sizes")
-        if type(off) is not int or off < 0 or off % ALIGN:
-            raise _bad(path, f"array {name!r}: offset {off!r} is not a non-negative multiple of {ALIGN}")
+        if type(off) is not int or off < 0:
+            raise _bad(path, f"array {name!r}: offset {off!r} is not a non-negative int")
         nbytes = dt.itemsize
         for s in shape:
             nbytes *= s
             if nbytes > data_size:
-                break
-        if off + nbytes > data_size:
-            raise _bad(path, f"array {name!r}: {nbytes} bytes at offset {off} run past the data section "
-                             f"({data_size} bytes)")
-        specs[name] = (dt, tuple(shape), off, nbytes)
-    return specs
+                raise _bad(path, f"array {name!r} of shape {shape} needs more bytes than the {data_size}-byte "
+                                 "data section holds")
+        specs.append((off, name, dt, tuple(shape), nbytes))
+    specs.sort(key=lambda s: s[0])
+    expect = 0
+    for off, name, dt, shape, nbytes in specs:
+        if off != expect:
+            raise _bad(path, f"array {name!r}: offset {off}, expected {expect} (arrays must follow each other)")
+        expect = _align(off + nbytes)
+    if expect != data_size:
+        raise _bad(path, f"the arrays take {expect} bytes but the data section holds {data_size} "
+                         f"(file {'truncated' if expect > data_size else 'has trailing bytes'})")
+    return [(name, dt, shape, nbytes) for _, name, dt, shape, nbytes in specs], header["data_crc32"]
 
 
 # ---- models and checkpoints ------------------------------------------------------------------
-def save_model(path, model):
-    write_file(path, "model", model.config(), {"params": model.params})
+def _n_params(sizes, bias):
+    return sum(a * b + (b if bias else 0) for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def _check_params(path, config, arrays):
+    """The params array, checked against the architecture in config before anything is built."""
+    sizes, bias, dtype = config.get("sizes"), config.get("bias", True), config.get("dtype", "float32")
+    if (not isinstance(sizes, list) or len(sizes) < 2
+            or not all(type(s) is int and s >= 1 for s in sizes)):
+        raise _bad(path, f"config 'sizes' {sizes!r} is not a list of at least two positive ints")
+    if not isinstance(bias, bool):
+        raise _bad(path, f"config 'bias' {bias!r} is not true or false")
+    if dtype not in ("float32", "float64"):
+        raise _bad(path, f"config 'dtype' {dtype!r} is not 'float32' or 'float64'")
+    p = arrays.get("params")
+    n = _n_params(sizes, bias)
+    if p is None or p.shape != (n,) or p.dtype != np.dtype(dtype):
+        raise _bad(path, f"params array: expected shape ({n},) and dtype {dtype} for sizes {sizes}, got "
+                         + ("none" if p is None else f"shape {p.shape} and dtype {p.dtype}"))
+    if not np.isfinite(p).all():
+        raise _bad(path, "params hold NaN or inf")
+    return p
 
 
 def _model_from(path, header, arrays):
     from .model import MLP
+    config = header["config"]
+    unknown = sorted(set(config) - set(_CONFIG_KEYS))
+    if unknown:
+        raise _bad(path, f"config has unknown keys {unknown}; expected a subset of {list(_CONFIG_KEYS)}")
+    p = _check_params(path, config, arrays)
     try:
-        model = MLP(**header["config"])
+        model = MLP(**config)
     except (TypeError, ValueError) as e:
         raise _bad(path, f"config does not describe a valid MLP ({e})") from None
-    p = arrays.get("params")
-    if p is None or p.shape != model.params.shape or p.dtype != model.params.dtype:
-        raise _bad(path, f"params array: expected shape {model.params.shape} and dtype {model.params.dtype}, got "
-                         + ("none" if p is None else f"{p.shape} {p.dtype}"))
-    if not np.isfinite(p).all():
-        raise _bad(path, "params hold NaN or inf")
     model.params[...] = p
     return model
 
 
+def save_model(path, model):
+    """Write the model's config and params to ``path`` atomically."""
+    write_file(path, "model", model.config(), {"params": model.params})
+
+
 def load(path):
-    """Read a model (or the model part of a checkpoint) written by ``save``; never unpickles."""
+    """Read a model (or the model part of a checkpoint) written by ``save``; never unpickles.
+
+    Raises TypeError for a path that is not a str or os.PathLike, ValueError for a file that
+    cannot be read or is not a valid fastbp file (see the README's "File format").
+    """
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path: expected a file path, got {type(path).__name__}")
+        raise TypeError(f"path: expected a file path (str or os.PathLike), got {type(path).__name__}")
     header, arrays = read_file(path)
     return _model_from(path, header, arrays)
 
 
+def _finite_or_none(v):
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
 def save_checkpoint(path, model, optimizer, epoch, history):
-    """The whole training state after ``epoch``: params, optimizer state, RNG, history."""
+    """The whole training state after ``epoch`` (0-based, completed): params, optimizer state
+    and step count, the model's RNG state (which shuffles the next epochs) and the history."""
+    from . import __version__
     arrays = {"params": model.params}
     arrays.update({"opt_" + k: v for k, v in optimizer.state_arrays().items()})
     meta = {
+        "fastbp": __version__,
         "epoch": int(epoch),
         "optimizer": {"class": type(optimizer).__name__, "config": optimizer.config(),
                       "iterations": int(optimizer.iterations)},
         "rng": model._rng.bit_generator.state,
-        "history": {"history": history.history, "epoch": history.epoch} if history is not None else None,
+        "history": None if history is None else {
+            "history": {k: [_finite_or_none(v) for v in vals] for k, vals in history.history.items()},
+            "epoch": [int(e) for e in history.epoch]},
     }
     write_file(path, "checkpoint", model.config(), arrays, meta)
 
 
+def _check_int(path, what, v, minimum=0):
+    if type(v) is not int or v < minimum:
+        raise _bad(path, f"checkpoint {what} {v!r} is not an int >= {minimum}")
+    return v
+
+
 def restore_checkpoint(path, model, optimizer, history):
-    """Load a checkpoint into model, optimizer and history; returns the epoch to start from."""
+    """Load a checkpoint into model, optimizer and history; returns the epoch to start from.
+
+    Everything is checked first; model, optimizer and history change only if all checks pass.
+    The optimizer takes the checkpoint's hyperparameters (a scheduled lr continues as saved).
+    """
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"resume_from: expected a file path, got {type(path).__name__}")
+        raise TypeError(f"resume_from: expected a file path (str or os.PathLike), got {type(path).__name__}")
     header, arrays = read_file(path)
     if header["kind"] != "checkpoint":
-        raise _bad(path, f"resume_from needs a checkpoint (ModelCheckpoint with save_weights_only=False), "
-                         f"got a {header['kind']!r} file")
-    saved = _model_from(path, header, arrays)
-    mine, theirs = model.config(), saved.config()
+        raise ValueError(f"resume_from: {os.fspath(path)} is a {header['kind']!r} file; resuming needs a "
+                         "checkpoint (ModelCheckpoint with save_weights_only=False)")
+    theirs, mine = header["config"], model.config()
     for key in ("sizes", "activation", "output", "loss", "bias", "dtype"):
-        if mine[key] != theirs[key]:
-            raise ValueError(f"resume_from: checkpoint has {key}={theirs[key]!r}, this model has {mine[key]!r}")
+        if theirs.get(key) != mine[key]:
+            raise ValueError(f"resume_from: the checkpoint has {key}={theirs.get(key)!r}, this model has "
+                             f"{key}={mine[key]!r}")
+    params = _check_params(path, theirs, arrays)
     meta = header["meta"]
+    epoch = _check_int(path, "epoch", meta.get("epoch"))
+    opt_meta = meta.get("optimizer")
+    if not isinstance(opt_meta, dict) or not isinstance(opt_meta.get("config"), dict):
+        raise _bad(path, "checkpoint has no optimizer record")
+    if opt_meta.get("class") != type(optimizer).__name__:
+        raise ValueError(f"resume_from: the checkpoint was trained with {opt_meta.get('class')!r}, fit got "
+                         f"{type(optimizer).__name__!r}; pass the same optimizer class")
     try:
-        opt_meta = meta["optimizer"]
-        epoch = int(meta["epoch"])
-        rng_state = meta["rng"]
-        if opt_meta["class"] != type(optimizer).__name__:
-            raise ValueError(f"resume_from: checkpoint was trained with {opt_meta['class']}, "
-                             f"fit got {type(optimizer).__name__}")
-        rng = np.random.default_rng()
+        fresh = type(optimizer)(**opt_meta["config"])        # validates every hyperparameter
+    except (TypeError, ValueError) as e:
+        raise _bad(path, f"optimizer config {opt_meta['config']!r} is not valid ({e})") from None
+    iterations = _check_int(path, "optimizer step count", opt_meta.get("iterations"))
+    states = []
+    if iterations:
+        for i in range(optimizer.n_states):
+            s = arrays.get(f"opt_s{i}")
+            if s is None or s.shape != params.shape or s.dtype != params.dtype:
+                raise _bad(path, f"optimizer state opt_s{i}: expected shape {params.shape} and dtype "
+                                 f"{params.dtype}, got " + ("none" if s is None else f"{s.shape} {s.dtype}"))
+            if not np.isfinite(s).all():
+                raise _bad(path, f"optimizer state opt_s{i} holds NaN or inf")
+            states.append(s)
+    rng_state = meta.get("rng")
+    bitgen = type(model._rng.bit_generator)
+    if not isinstance(rng_state, dict) or rng_state.get("bit_generator") != bitgen.__name__:
+        raise _bad(path, f"checkpoint RNG state is not a {bitgen.__name__} state")
+    rng = np.random.Generator(bitgen())
+    try:
         rng.bit_generator.state = rng_state
-        states = [arrays[f"opt_s{i}"] for i in range(optimizer.n_states)] if opt_meta["iterations"] else []
-    except (KeyError, TypeError) as e:
-        raise _bad(path, f"checkpoint metadata is incomplete ({e})") from None
+    except (TypeError, ValueError, KeyError, OverflowError) as e:
+        raise _bad(path, f"checkpoint RNG state is not valid ({type(e).__name__}: {e})") from None
+    h = meta.get("history") or {"history": {}, "epoch": []}
+    if (not isinstance(h, dict) or not isinstance(h.get("history"), dict) or not isinstance(h.get("epoch"), list)
+            or not all(type(e) is int for e in h["epoch"])
+            or not all(isinstance(v, list) and all(x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
+                                                   for x in v) for v in h["history"].values())):
+        raise _bad(path, "checkpoint history is not {'history': {name: [numbers]}, 'epoch': [ints]}")
+
     # All checks passed: now change state.
-    model.params[...] = saved.params
+    model.params[...] = params
     model._rng = rng
     optimizer.reset()
-    for k, v in opt_meta["config"].items():
-        if hasattr(optimizer, k):
-            setattr(optimizer, k, v)
+    for k in opt_meta["config"]:
+        setattr(optimizer, k, getattr(fresh, k))
     if states:
-        optimizer._buffers(model.params)
-        for dst, src in zip(optimizer._states, states):
+        for dst, src in zip(optimizer._buffers(model.params), states):
             dst[...] = src
-    optimizer.iterations = int(opt_meta["iterations"])
-    h = meta.get("history") or {}
-    history.history = {k: list(v) for k, v in (h.get("history") or {}).items()}
-    history.epoch = list(h.get("epoch") or [])
+    optimizer.iterations = iterations
+    history.history = {k: [float("nan") if x is None else float(x) for x in v] for k, v in h["history"].items()}
+    history.epoch = list(h["epoch"])
     return epoch + 1

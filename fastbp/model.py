@@ -19,8 +19,10 @@ from .kernels import epoch as E
 from .kernels import losses as Lo
 from .kernels import network as N
 from .optim import Optimizer, get_optimizer
-from .validation import (as_features, check_all_finite, check_choice, check_dtype, check_int,
-                         check_number, check_unit_interval, _to_numeric_array, _describe)
+from ._interrupt import DeferredSigint
+from .validation import (as_features, as_finite, check_all_finite, check_bool, check_choice, check_dtype,
+                         check_int, check_nonnegative, check_number, check_unit_interval, _to_numeric_array,
+                         _describe)
 
 INITS = ("auto", "he", "glorot", "normal")
 AUTO_LOSS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy", "linear": "mse"}
@@ -107,9 +109,9 @@ class MLP:
         self.sizes = sizes
         self.activation, self.output, self.loss = activation, output, loss
         self._act, self._out, self._loss = act_code, out_code, loss_code
-        self.bias = bool(bias)
+        self.bias = check_bool("bias", bias)
         self.init, self.init_scale = init, init_scale
-        self.deterministic = bool(deterministic)
+        self.deterministic = check_bool("deterministic", deterministic)
         self.layout = Layout(sizes, self.bias)
         self.params = self.layout.zeros(self.dtype)
         self._views = self.layout.views(self.params)
@@ -225,7 +227,7 @@ class MLP:
                              + f", got {arr.shape}")
         if self.loss in ("binary_cross_entropy", "cross_entropy") and (arr.min() < 0 or arr.max() > 1):
             raise ValueError(f"{name}: {self.loss} targets must lie in [0, 1], got min {arr.min()} and max {arr.max()}")
-        return np.ascontiguousarray(arr, dtype=self.dtype), empty_i
+        return as_finite(name, arr, self.dtype), empty_i
 
     def _weights(self, sample_weight, n, name="sample_weight"):
         if sample_weight is None:
@@ -236,7 +238,7 @@ class MLP:
         check_all_finite(name, sw)
         if (sw < 0).any():
             raise ValueError(f"{name}: expected weights >= 0, got min {sw.min()}")
-        return np.ascontiguousarray(sw, dtype=self.dtype)
+        return as_finite(name, sw, self.dtype)
 
     def _prepare(self, X, y, sample_weight=None):
         X = self._features(X)
@@ -314,8 +316,13 @@ class MLP:
         """One update on exactly this batch; returns the loss before the update."""
         opt = get_optimizer(optimizer)
         X, Yf, yint, sw = self._prepare(X, y, sample_weight)
-        opt._buffers(self.params)        # raises before any work if opt belongs to another model
+        if opt._states is not None:
+            opt._buffers(self.params)    # raises before any work if opt belongs to another model
         loss = self._loss_and_grad_arrays(X, Yf, yint, sw)
+        if not (math.isfinite(loss) and np.isfinite(self._grads).all()):
+            raise TrainingDiverged(f"train_step: the loss ({loss}) or its gradient is NaN or inf on this batch; "
+                                   f"params and optimizer state are unchanged. Try a smaller learning rate "
+                                   f"(now {opt.lr:g}) or clip_norm on the optimizer.")
         opt.step(self.params, self._grads)
         return loss
 
@@ -330,13 +337,19 @@ class MLP:
         Reported "loss" is the mean over the epoch's samples of the loss each had in its
         minibatch (before that minibatch's update), "accuracy" likewise.
 
-        on_nan: if a minibatch loss is NaN or inf, "raise" restores the params and optimizer
-        state of the end of the last finite epoch and raises TrainingDiverged; "stop" restores
-        the same and returns; "ignore" trains on.
-        Ctrl-C: the running chunk of minibatches completes, then fit returns the History so
-        far with ``history.interrupted = True``; params are those of the last completed update.
+        on_nan: if a minibatch loss is NaN or inf, or an epoch ends with NaN or inf params or
+        optimizer state, "raise" restores the params and optimizer state of the end of the last
+        finite epoch and raises TrainingDiverged (a FloatingPointError; ``.epoch``, ``.step``);
+        "stop" restores the same, warns (RuntimeWarning) and returns the History so far;
+        "ignore" trains on (a minibatch whose loss is not finite makes no update).
+        Ctrl-C: the running chunk of minibatches (about CHUNK_SECONDS) completes, then fit
+        returns the History of the completed epochs with ``history.interrupted = True``; params
+        and optimizer state are those after the last completed update (possibly mid-epoch). A
+        second Ctrl-C raises KeyboardInterrupt at the next Python instruction, which fit also
+        turns into that return. on_train_end callbacks run in every case.
         resume_from: a checkpoint written by ModelCheckpoint(..., save_weights_only=False);
-        training continues after its epoch with its params, optimizer state and RNG state.
+        training continues after its epoch with its params, optimizer state (and hyperparameters),
+        RNG state and history; initial_epoch is then ignored. The file is validated fully first.
         comm: an mpi4py communicator for data-parallel training (see fastbp.distributed).
         """
         if comm is not None:
@@ -347,8 +360,9 @@ class MLP:
                                    class_weight=class_weight, callbacks=callbacks, verbose=verbose,
                                    initial_epoch=initial_epoch, on_nan=on_nan, resume_from=resume_from)
         # -- validate everything before touching state --
-        epochs = check_int("epochs", epochs, 0)
+        epochs = check_int("epochs", epochs, 1)
         batch_size = check_int("batch_size", batch_size, 1)
+        shuffle = check_bool("shuffle", shuffle)
         initial_epoch = check_int("initial_epoch", initial_epoch, 0)
         verbose = check_int("verbose", verbose, 0)
         if on_nan not in ON_NAN:
@@ -376,21 +390,25 @@ class MLP:
             val = (X[cut:], Yf[cut:] if Yf.size else Yf, yint[cut:] if yint.size else yint, sw[cut:] if sw.size else sw)
             X, Yf, yint, sw = X[:cut], Yf[:cut] if Yf.size else Yf, yint[:cut] if yint.size else yint, sw[:cut] if sw.size else sw
             n = cut
-        opt._buffers(self.params)        # raises now if the optimizer holds another model's state
+        if opt._states is not None:
+            opt._buffers(self.params)    # raises now if the optimizer holds another model's state
         history = History()
-        if resume_from is not None:
+        cbs = CallbackList(callbacks, model=self, history=history,
+                           progress=ProgressBar(verbose, epochs, n) if verbose else None)
+        if resume_from is not None:      # validates the whole file before it changes anything
             initial_epoch = _io.restore_checkpoint(resume_from, self, opt, history)
 
         # -- train --
         self.optimizer = opt
         self.history = history
         self.stop_training = False
-        cbs = CallbackList(callbacks, model=self, history=history,
-                           progress=ProgressBar(verbose, epochs, n) if verbose else None)
         history.set_params(dict(epochs=epochs, steps=-(-n // batch_size), batch_size=batch_size, samples=n))
         cbs.on_train_begin()
+        self._sigint = DeferredSigint().start()      # Ctrl-C sets a flag read between chunks
         try:
             for epoch in range(initial_epoch, epochs):
+                if self._sigint.hit:
+                    raise KeyboardInterrupt
                 cbs.on_epoch_begin(epoch)
                 logs = self._fit_epoch(X, Yf, yint, sw, batch_size, opt, shuffle, on_nan, epoch, cbs)
                 if logs is None:                         # diverged with on_nan="stop"
@@ -404,6 +422,8 @@ class MLP:
         except KeyboardInterrupt:
             history.interrupted = True
         finally:
+            history.interrupted = history.interrupted or self._sigint.hit
+            self._sigint = self._sigint.stop()
             cbs.on_train_end()
         return history
 
@@ -416,7 +436,7 @@ class MLP:
             c = check_int("class_weight key", c, 0)
             if c >= table.shape[0]:
                 raise ValueError(f"class_weight: class {c} is out of range for {k} outputs")
-            table[c] = check_number(f"class_weight[{c}]", wgt)
+            table[c] = check_nonnegative(f"class_weight[{c}]", wgt)
         labels = yint if yint.size else (Yf.argmax(1) if k > 1 else (Yf[:, 0] > 0.5).astype(np.int64))
         cw = table[labels]
         return cw if sw.size == 0 else sw * cw
@@ -435,7 +455,11 @@ class MLP:
         stepcorrect = np.zeros(steps)
         snapshot = None if on_nan == "ignore" else (self.params.copy(), s1.copy(), s2.copy(), opt.iterations)
         maxparts = self._maxparts()
-        chunk = steps if cbs.progress is None else max(1, steps // 50)
+        # Chunks of about CHUNK_SECONDS, sized from the speed of earlier chunks (of earlier epochs
+        # too), so Ctrl-C and the progress bar are seen during long epochs at any verbosity.
+        hint = self.__dict__.get("_chunk_rate")
+        chunk = max(1, int(CHUNK_SECONDS * hint[1])) if hint and hint[0] == batch else max(1, steps // 50)
+        sigint = self.__dict__.get("_sigint")
         s = 0
         with threads.single_threaded_blas():
             while s < steps:
@@ -455,25 +479,35 @@ class MLP:
                     return self._diverged(epoch, s - 1, snapshot, opt, on_nan)
                 if cbs.progress is not None:
                     cbs.progress.update(min(n, s * batch), steploss[:s].sum() / min(n, s * batch))
-                # Size later chunks to about CHUNK_SECONDS from the measured speed.
-                chunk = max(1, int(CHUNK_SECONDS * (s - start) / max(dt, 1e-9)))
+                self._chunk_rate = (batch, (s - start) / max(dt, 1e-9))
+                chunk = max(1, int(CHUNK_SECONDS * self._chunk_rate[1]))
+                if s < steps and sigint is not None and sigint.hit:
+                    raise KeyboardInterrupt          # params hold the last completed update
         logs = {"loss": steploss.sum() / n}
         if self.is_classifier:
             logs["accuracy"] = stepcorrect.sum() / n
-        if on_nan == "ignore" or np.isfinite(logs["loss"]):
+        if on_nan == "ignore":
             return logs
-        return self._diverged(epoch, steps - 1, snapshot, opt, on_nan)
+        if not np.isfinite(logs["loss"]):
+            return self._diverged(epoch, steps - 1, snapshot, opt, on_nan)
+        # A finite loss can still come with an update that overflowed: never keep such an epoch.
+        if not (np.isfinite(self.params).all() and np.isfinite(s1).all() and np.isfinite(s2).all()):
+            return self._diverged(epoch, steps - 1, snapshot, opt, on_nan,
+                                  reason="an update made the params or optimizer state NaN or inf")
+        return logs
 
-    def _diverged(self, epoch, step, snapshot, opt, on_nan):
+    def _diverged(self, epoch, step, snapshot, opt, on_nan, reason=None):
         params, s1, s2, t = snapshot
         self.params[...] = params
         cur1, cur2 = opt._buffers(self.params)
         cur1[...] = s1
         cur2[...] = s2
         opt.iterations = t
-        msg = (f"loss became NaN or inf at epoch {epoch}, minibatch {step}; params and optimizer state were "
-               f"restored to the end of the last finite epoch. Try a smaller learning rate (now {opt.lr:g}) "
-               "or clip_norm on the optimizer.")
+        what = reason or f"the loss became NaN or inf at minibatch {step}"
+        msg = (f"training diverged in epoch {epoch} (0-based, as in history.epoch): {what}. Params and "
+               f"optimizer state were restored to the end of the last finite epoch "
+               + (f"(epoch {epoch - 1}). " if epoch > 0 else "(here: as they were before this epoch). ")
+               + f"Try a smaller learning rate (now {opt.lr:g}) or clip_norm on the optimizer.")
         if on_nan == "raise":
             raise TrainingDiverged(msg, epoch=epoch, step=step)
         import warnings
