@@ -217,7 +217,7 @@ class EarlyStopping(Callback):
                 self._best_params = self.model.params.copy()
             return
         self._wait += 1
-        if self._wait > self.patience:
+        if self._wait >= self.patience:   # Keras: stop once patience epochs have passed without improvement
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
