@@ -162,13 +162,13 @@ def read_file(path):
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise _bad(path, "not a regular file")
         with open(path, "rb") as f:
-            return _read(f, path)
+            return _read(f, path, os.fstat(f.fileno()).st_size)
     except OSError as e:
         raise ValueError(f"{os.fspath(path)}: cannot read file ({e.strerror or e})") from None
 
 
-def _read(f, path):
-    size = os.fstat(f.fileno()).st_size
+def _read(f, path, size):
+    """read_file's work on an open binary file of ``size`` bytes; ``path`` names it in errors."""
     if size < PREAMBLE.size:
         raise _bad(path, f"{size} bytes is shorter than the {PREAMBLE.size}-byte preamble")
     magic, version, hlen, hcrc = PREAMBLE.unpack(_read_exact(f, PREAMBLE.size, path, "preamble"))
@@ -235,9 +235,11 @@ def _check_header(path, header, data_size):
         nbytes = dt.itemsize
         for s in shape:
             nbytes *= s
-            if nbytes > data_size:
-                raise _bad(path, f"array {name!r} of shape {shape} needs more bytes than the {data_size}-byte "
-                                 "data section holds")
+            if nbytes > data_size:              # stop before the product grows without bound
+                break
+        if nbytes > data_size:
+            raise _bad(path, f"array {name!r} of shape {shape} needs more bytes than the {data_size}-byte data "
+                             "section holds (file truncated or header corrupted)")
         specs.append((off, name, dt, tuple(shape), nbytes))
     specs.sort(key=lambda s: s[0])
     expect = 0

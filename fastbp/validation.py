@@ -167,7 +167,8 @@ def check_all_finite(name, arr, chunk_rows=65536, source=None):
 
 def as_finite(name, arr, dtype):
     """arr (already numeric) as a C-contiguous array of ``dtype`` with only finite values."""
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    with np.errstate(over="ignore"):            # an overflow is reported below, with its index
+        out = np.ascontiguousarray(arr, dtype=dtype)
     check_all_finite(name, out, source=arr if out is not arr else None)
     return out
 
