@@ -1,0 +1,182 @@
+"""Every script in examples/ runs (as __main__, small settings) and prints what the seeds compute.
+
+Expected numbers come from plain-python transcriptions of the seeds' programs written here,
+not from fastbp.
+"""
+import os
+import re
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ALL = sorted(p.name for p in EXAMPLES.glob("*.py"))
+
+
+def run(name, *args, monkeypatch, capsys):
+    """Run examples/<name> as a script with argv; returns (module globals, stdout)."""
+    monkeypatch.setattr(sys, "argv", [str(EXAMPLES / name), *map(str, args)])
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    g = runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+    return g, capsys.readouterr().out
+
+
+def numbers(text):
+    return [float(x) for x in re.findall(r"-?\d+\.\d+(?:e[-+]?\d+)?", text)]
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)          # examples write their pictures to the working directory
+
+
+# ---- seed 000: forward pass ---------------------------------------------------------------------
+def test_forward_pass(monkeypatch, capsys):
+    g, out = run("forward_pass.py", monkeypatch=monkeypatch, capsys=capsys)
+    W1, W2 = g["W1"], g["W2"]
+    batch = np.array([[0.7, 0.5], [0.2, 0.3], [0.3, 0.4], [0.4, 0.5]])
+    expected = (batch @ W1 @ W2).ravel()                    # the seed: a = x W1, y = a W2
+    printed = numbers(out.split("one part")[1])
+    np.testing.assert_allclose(printed[-5:], np.concatenate([expected[:1], expected]), rtol=1e-6)
+    assert abs(printed[-4] - 3.0904665) < 1e-6              # the value the course's program prints
+
+
+# ---- seed 002: backprop by hand -----------------------------------------------------------------
+def seed_002():
+    """Seed 002's program, transcribed (with its dropped d_loss_w_1_23 line restored)."""
+    x_1, x_2, expected_output = 40.0, 80.0, 60.0
+    w1 = {(i, j): 0.5 for i in (1, 2) for j in (1, 2, 3)}
+    w2 = {j: 1.0 for j in (1, 2, 3)}
+    z = {j: x_1 * w1[1, j] + x_2 * w1[2, j] for j in (1, 2, 3)}
+    y_pred = sum(z[j] * w2[j] for j in (1, 2, 3))
+    loss = 0.5 * (expected_output - y_pred) ** 2
+    d = -(expected_output - y_pred)
+    grads = {f"d_loss_w_2_{j}1": d * z[j] for j in (1, 2, 3)}
+    grads.update({f"d_loss_w_1_{i}{j}": d * w2[j] * (x_1 if i == 1 else x_2) for i in (1, 2) for j in (1, 2, 3)})
+    lr = 1e-5
+    for j in (1, 2, 3):
+        w2[j] -= lr * grads[f"d_loss_w_2_{j}1"]
+        for i in (1, 2):
+            w1[i, j] -= lr * grads[f"d_loss_w_1_{i}{j}"]
+    z = {j: x_1 * w1[1, j] + x_2 * w1[2, j] for j in (1, 2, 3)}
+    final = sum(z[j] * w2[j] for j in (1, 2, 3))
+    return y_pred, loss, grads, final, 0.5 * (expected_output - final) ** 2
+
+
+def test_backprop_by_hand(monkeypatch, capsys):
+    g, out = run("backprop_by_hand.py", monkeypatch=monkeypatch, capsys=capsys)
+    y_pred, loss, grads, final, final_loss = seed_002()
+    assert f"forward pass prediction: {y_pred}" in out
+    for name, value in grads.items():                       # every gradient, under the seed's name
+        m = re.search(rf"^{name} = (\S+)$", out, re.M)
+        assert m, name
+        assert float(m.group(1)) == pytest.approx(value, rel=1e-12)
+    assert f"Final: {final:.4f}" in out and f"{final:.4f}" == "140.3136"
+    assert float(re.findall(r"^loss: (\S+)$", out, re.M)[-1]) == pytest.approx(final_loss, rel=1e-12)
+    assert float(re.findall(r"^loss: (\S+)$", out, re.M)[0]) == pytest.approx(loss, rel=1e-12)
+
+
+# ---- seed 000: the course's parts classifier -----------------------------------------------------
+def course_parts(steps, every=500):
+    """The course's TensorFlow loop in float64 numpy: X = RandomState(23455).rand(32, 2), MSE, GD 0.001."""
+    X = np.random.RandomState(23455).rand(32, 2)
+    Y = (X.sum(1) < 1).astype(float).reshape(-1, 1)
+    mod = runpy.run_path(str(EXAMPLES / "parts_classifier.py"))
+    w1, w2 = mod["W1"].astype(float), mod["W2"].astype(float)
+    log = []
+    for i in range(steps):
+        s = (i * 8) % 32
+        x, y = X[s:s + 8], Y[s:s + 8]
+        a = x @ w1
+        d = 2 * (a @ w2 - y) / y.size                     # d mean((y - y_)^2) / d prediction
+        gw2, gw1 = a.T @ d, x.T @ (d @ w2.T)
+        w1, w2 = w1 - 0.001 * gw1, w2 - 0.001 * gw2
+        if i % every == 0:
+            log.append((i, float(np.mean((X @ w1 @ w2 - Y) ** 2))))
+    return log, w1, w2
+
+
+def test_parts_classifier_prints_the_course_losses(monkeypatch, capsys):
+    g, out = run("parts_classifier.py", "--steps", 3000, monkeypatch=monkeypatch, capsys=capsys)
+    expected, _, _ = course_parts(3000)
+    printed = [(int(s), float(v)) for s, v in re.findall(r"After (\d+) training step\(s\), loss on all data is (\S+)", out)]
+    assert [s for s, _ in printed] == [0, 500, 1000, 1500, 2000, 2500]
+    np.testing.assert_allclose([v for _, v in printed], [v for _, v in expected], rtol=1e-4)   # float32 run
+
+
+def test_parts_classifier_matches_the_course_loop_in_float64():
+    mod = runpy.run_path(str(EXAMPLES / "parts_classifier.py"))
+    model, log = mod["train"](steps=1500, every=100, dtype="float64", verbose=False)
+    expected, w1, w2 = course_parts(1500, every=100)
+    np.testing.assert_allclose([v for _, v in log], [v for _, v in expected], rtol=1e-10)
+    np.testing.assert_allclose(model.layers[0].W, w1, rtol=1e-10)
+    np.testing.assert_allclose(model.layers[1].W, w2, rtol=1e-10)
+
+
+# ---- seed 004: iris --------------------------------------------------------------------------------
+def test_iris_learns_and_saves_curves(monkeypatch, capsys, tmp_path):
+    g, out = run("iris.py", "--epochs", 300, "--out", tmp_path / "c.png", monkeypatch=monkeypatch, capsys=capsys)
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    model, hist, accuracy = g["main"](["--epochs", "300", "--out", str(tmp_path / "d.png")])
+    _, _, Xte, yte = g["split"]()
+    assert len(accuracy) == 300 and len(hist.history["loss"]) == 300
+    assert accuracy[-1] == np.mean(model.predict_classes(Xte) == yte)     # the callback saw the final model
+    assert accuracy[-1] >= 0.9 > accuracy[0]
+    assert hist.history["loss"][-1] < hist.history["loss"][0] / 3
+    assert f"final: test accuracy {accuracy[-1]:.4f}" in out
+
+
+# ---- seeds 002/004: gradient descent --------------------------------------------------------------
+def test_gradient_descent_paths_and_pictures(monkeypatch, capsys, tmp_path):
+    g, out = run("gradient_descent.py", "--out", tmp_path / "p.png", "--animate", tmp_path / "a.gif",
+                 monkeypatch=monkeypatch, capsys=capsys)
+    # (w + 1)^2 with lr 0.2: w_t + 1 = (1 - 2*0.2)^t (w_0 + 1), loss printed before each step.
+    rows = re.findall(r"After (\d+) epoch, w is (\S+), loss is (\S+)", out)
+    assert len(rows) == 40
+    for e, w, loss in rows:
+        e = int(e)
+        assert float(w) == pytest.approx(-1 + 6 * 0.6 ** (e + 1), abs=1e-6)
+        assert float(loss) == pytest.approx((6 * 0.6 ** e) ** 2, abs=1e-6)
+    paths = g["seed_002_paths"]()
+    np.testing.assert_allclose(paths["SGD lr 0.1"], 5.0 * 0.8 ** np.arange(51), rtol=1e-12)
+    assert all(abs(p[-1]) < 0.5 for p in paths.values())
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "a.gif").read_bytes()[:4] == b"GIF8"
+
+
+# ---- speed examples -----------------------------------------------------------------------------
+def test_mnist_like_reports_samples_per_second(monkeypatch, capsys):
+    g, out = run("mnist_like.py", "--samples", 3000, "--epochs", 1, monkeypatch=monkeypatch, capsys=capsys)
+    import fastbp
+    rates = re.findall(r"(\d+) threads?\s*:\s+([\d,]+) samples/s", out)
+    assert {int(n) for n, _ in rates} == {1, fastbp.get_num_threads()}
+    assert all(float(r.replace(",", "")) > 0 for _, r in rates)
+    acc = float(re.search(r"held-out accuracy after \d+ epochs: (\S+)", out).group(1))
+    assert acc > 0.3                                          # 10 classes: chance is 0.1
+
+
+def test_digits_benchmark_runs_both(monkeypatch, capsys):
+    pytest.importorskip("sklearn")
+    g, out = run("digits_benchmark.py", "--epochs", 3, "--repeats", 1, monkeypatch=monkeypatch, capsys=capsys)
+    rows = dict(re.findall(r"(fastbp|scikit-learn): fit\s+\S+ s .*test accuracy mean (\d\.\d+)", out))
+    assert set(rows) == {"fastbp", "scikit-learn"}
+    assert float(rows["fastbp"]) > 0.8 and float(rows["scikit-learn"]) > 0.8
+
+
+def test_an_example_runs_as_a_plain_script(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(EXAMPLES.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, str(EXAMPLES / "forward_pass.py")], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "3.090466" in r.stdout
+
+
+def test_every_example_is_tested():
+    """Each script in examples/ is run by a test in this file."""
+    source = Path(__file__).read_text()
+    ran = set(re.findall(r'run\("([\w.]+\.py)"', source)) | set(re.findall(r'EXAMPLES / "([\w.]+\.py)"\)\]', source))
+    assert ALL and set(ALL) <= ran, f"examples no test runs: {sorted(set(ALL) - ran)}"
