@@ -47,8 +47,9 @@ from .errors import TrainingDiverged
 from .kernels import epoch as E
 from .kernels import network as N
 from .kernels import optimizers as K
+from ._interrupt import DeferredSigint
 from .optim import get_optimizer
-from .validation import _describe, _to_numeric_array, check_int, check_unit_interval
+from .validation import _describe, _to_numeric_array, as_finite, check_bool, check_int, check_unit_interval
 
 ON_NAN = ("raise", "stop", "ignore")
 # Extra slots after the gradient in the reduced buffer.
@@ -56,7 +57,6 @@ LOSS, CORRECT, FAILED, INTERRUPTED = range(4)
 N_EXTRA = 4
 # Error messages sent between ranks are cut to this many bytes.
 MAX_ERROR_BYTES = 1 << 16
-FINITE_CHECK_ROWS = 65536
 PROGRESS_SECONDS = 0.25
 # Set by MPI launchers (MPICH/Intel MPI hydra, Open MPI, MVAPICH, Slurm's srun) to the world size.
 LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS")
@@ -185,36 +185,6 @@ class _Group:
             local.Free()
 
 
-class _SigintFlag:
-    """While training, the first Ctrl-C only raises a flag, which the next Allreduce carries to
-    every rank so that all stop after the same update; a second Ctrl-C interrupts at once.
-
-    Installed only over Python's default handler, from the main thread.
-    """
-
-    def __init__(self):
-        self.hit = False
-        self._old = None
-
-    def __enter__(self):
-        import signal
-        if threading.current_thread() is threading.main_thread():
-            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-                self._old = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.hit:
-            raise KeyboardInterrupt
-        self.hit = True
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            import signal
-            signal.signal(signal.SIGINT, self._old)
-        return False
-
-
 class _Interrupted(Exception):
     pass
 
@@ -226,21 +196,17 @@ def _share(n, rank, size):
 
 
 def _shared_features(model, X, name, group):
-    """X as the kernels read it, checking for NaN/inf only this rank's share of the rows.
+    """X as the kernels read it; this rank checks only its share of the rows for NaN and inf
+    (the other ranks check the rest, and an error anywhere is raised everywhere).
 
-    A C-contiguous array (or memmap) in the model's dtype is used as is, without reading it;
-    otherwise it is converted once, as single-process ``fit`` does.
+    A C-contiguous array (or memmap) in the model's dtype is used in place, read only where
+    checked and where minibatches need it; otherwise it is converted once, as ``fit`` does.
     """
-    arr = _to_numeric_array(name, X)
+    arr = _to_numeric_array(name, X, model.dtype)
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] != model.sizes[0]:
         model._features(arr, name)          # the model's own message, raised before reading data
-    if arr.dtype.kind == "f":
-        lo, hi = _share(arr.shape[0], group.rank, group.size)
-        for r in range(lo, hi, FINITE_CHECK_ROWS):
-            ok = np.isfinite(arr[r:min(hi, r + FINITE_CHECK_ROWS)])
-            if not ok.all():
-                i, j = np.argwhere(~ok)[0]
-                raise ValueError(f"{name}: expected finite values, found NaN or inf at index ({r + i}, {j})")
+    lo, hi = _share(arr.shape[0], group.rank, group.size)
+    as_finite(f"{name}[{lo}:{hi}]", arr[lo:hi], model.dtype)
     return np.ascontiguousarray(arr, dtype=model.dtype)
 
 
@@ -296,8 +262,9 @@ class _DataParallelFit:
               sample_weight, class_weight, callbacks, verbose, initial_epoch, on_nan, resume_from):
         g, model = self.g, self.model
         with g.together():
-            epochs = check_int("epochs", epochs, 0)
+            epochs = check_int("epochs", epochs, 1)
             batch_size = check_int("batch_size", batch_size, 1)
+            shuffle = check_bool("shuffle", shuffle)
             initial_epoch = check_int("initial_epoch", initial_epoch, 0)
             verbose = check_int("verbose", verbose, 0)
             if on_nan not in ON_NAN:
@@ -327,7 +294,8 @@ class _DataParallelFit:
                 val = tuple(_rows(a, cut, n) for a in (Xa, Yf, yint, sw))
                 Xa, Yf, yint, sw = (_rows(a, 0, cut) for a in (Xa, Yf, yint, sw))
                 n = cut
-            opt._buffers(model.params)        # raises now if the optimizer holds another model's state
+            if opt._states is not None:
+                opt._buffers(model.params)    # raises now if the optimizer holds another model's state
             history = History()
             cbs = CallbackList(callbacks, model=model, history=history,
                                progress=ProgressBar(verbose, epochs, n) if verbose and g.root else None)
@@ -335,13 +303,13 @@ class _DataParallelFit:
             if resume_from is not None and g.root:
                 start = _io.restore_checkpoint(resume_from, model, opt, history)
         self.X, self.Yf, self.yint, self.sw, self.n, self.val = Xa, Yf, yint, sw, n, val
-        self.epochs, self.batch, self.shuffle, self.on_nan = epochs, batch_size, bool(shuffle), on_nan
+        self.epochs, self.batch, self.shuffle, self.on_nan = epochs, batch_size, shuffle, on_nan
         self.opt, self.history, self.cbs = opt, history, cbs
 
         # Every rank must run the same loop: compare with rank 0, then take its state.
         cfg = model.config()
         mine = {"model": {k: cfg[k] for k in SAME_CONFIG},
-                "fit": {"epochs": epochs, "batch_size": batch_size, "shuffle": bool(shuffle), "on_nan": on_nan,
+                "fit": {"epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "on_nan": on_nan,
                         "initial_epoch": initial_epoch, "validation_split": validation_split,
                         "resume_from": resume_from is not None, "optimizer": type(opt).__name__},
                 "data": {"samples": n, "validation samples": 0 if val is None else val[0].shape[0],
@@ -368,8 +336,8 @@ class _DataParallelFit:
             history.epoch = list(root["history"]["epoch"])
         self._bcast_state()
 
+        ranks_here = g.local_ranks()
         with g.together():
-            ranks_here = g.local_ranks()
             nthreads = threads.get_num_threads()
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
             if g.root and ranks_here * nthreads > (cores or 1):
@@ -402,14 +370,14 @@ class _DataParallelFit:
         history.set_params(dict(epochs=self.epochs, steps=-(-n // batch), batch_size=batch, samples=n, ranks=g.size))
         history.timing = self.timing
         ctl = np.zeros(K.N_HYPER + 1)
-        flag = np.zeros(1)
+        flag = np.zeros(2)
         began = False
         try:
             with g.together():
                 if g.root:
-                    began = True
                     cbs.on_train_begin()
-            with threads.single_threaded_blas(), _SigintFlag() as sigint:
+                    began = True
+            with threads.single_threaded_blas(), DeferredSigint() as sigint:
                 for epoch in range(self.start, self.epochs):
                     with g.together():
                         if g.root:
@@ -430,13 +398,22 @@ class _DataParallelFit:
                             cbs.on_epoch_end(epoch, logs)
                         else:
                             history.on_epoch_end(epoch, logs)
-                    flag[0] = model.stop_training
-                    g.comm.Bcast(flag, root=0)
-                    self._check_in_step()
+                    flag[0] = g.root and model.stop_training      # a callback on rank 0 stops everyone
+                    flag[1] = sigint.hit                         # Ctrl-C on any rank between steps
+                    g.comm.Allreduce(g.MPI.IN_PLACE, flag, op=g.MPI.MAX)
+                    self._check_ranks_agree()
+                    if flag[1]:
+                        raise _Interrupted
                     if flag[0]:
                         model.stop_training = True
                         break
         except _Interrupted:
+            history.interrupted = True
+        except KeyboardInterrupt as e:
+            # A second Ctrl-C inside a step or a callback, agreed by all ranks before any of
+            # them changed state: as in single-process fit, return what was done.
+            if not getattr(e, "_fastbp_collective", False):
+                raise
             history.interrupted = True
         except BaseException:
             if began:                       # as single-process fit: on_train_end runs on errors too
@@ -504,9 +481,15 @@ class _DataParallelFit:
         logs = {"loss": steploss.sum() / n}
         if model.is_classifier:
             logs["accuracy"] = stepcorrect.sum() / n
-        if self.on_nan == "ignore" or np.isfinite(logs["loss"]):
+        if self.on_nan == "ignore":
             return logs
-        return self._diverged(epoch, steps - 1, snapshot)
+        if not np.isfinite(logs["loss"]):
+            return self._diverged(epoch, steps - 1, snapshot)
+        # As fit: a finite loss can still come with an update that overflowed.
+        if not (np.isfinite(model.params).all() and np.isfinite(s1).all() and np.isfinite(s2).all()):
+            return self._diverged(epoch, steps - 1, snapshot,
+                                  reason="an update made the params or optimizer state NaN or inf")
+        return logs
 
     def _local_gradient(self, perm, lo, hi, m):
         """This rank's rows perm[lo:hi] of a global batch of m: gradient (scaled to a mean over
@@ -528,13 +511,13 @@ class _DataParallelFit:
             grads *= ml / m              # the kernel's mean is over ml rows; the step's is over m
         return total, correct
 
-    def _diverged(self, epoch, step, snapshot):
+    def _diverged(self, epoch, step, snapshot, reason=None):
         """Every rank decided on the same reduced loss: restore, then raise or stop everywhere."""
         with warnings.catch_warnings():
             if not self.g.root:
                 warnings.simplefilter("ignore")
             try:
-                return self.model._diverged(epoch, step, snapshot, self.opt, self.on_nan)
+                return self.model._diverged(epoch, step, snapshot, self.opt, self.on_nan, reason)
             except TrainingDiverged as e:
                 raise _mark(e)
 
@@ -550,7 +533,7 @@ class _DataParallelFit:
             if hi > lo:
                 part = model._evaluate_arrays(vX[lo:hi], _rows(vYf, lo, hi), _rows(vyint, lo, hi), _rows(vsw, lo, hi))
                 sums[0] = part["loss"] * (hi - lo)
-                sums[1] = round(part.get("accuracy", 0.0) * (hi - lo))
+                sums[1] = part.get("accuracy", 0.0) * (hi - lo)     # binary outputs count 1/k each
         except BaseException as e:
             exc = e
         sums[2] = exc is not None
@@ -562,7 +545,7 @@ class _DataParallelFit:
             logs["accuracy"] = sums[1] / nv
         return logs
 
-    def _check_in_step(self):
+    def _check_ranks_agree(self):
         """Once per epoch: are params and optimizer state still bit-identical on every rank?
 
         They are when Allreduce gives every rank the same bits, which MPI recommends but does
