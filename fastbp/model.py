@@ -7,6 +7,7 @@ bookkeeping of `fit` (callbacks, validation, divergence, checkpoints).
 import math
 import time
 
+import numba
 import numpy as np
 
 from . import io as _io
@@ -18,6 +19,7 @@ from .kernels import activations as A
 from .kernels import epoch as E
 from .kernels import losses as Lo
 from .kernels import network as N
+from .kernels import small as S
 from .optim import Optimizer, get_optimizer
 from ._interrupt import DeferredSigint
 from .validation import (as_features, as_finite, check_all_finite, check_bool, check_choice, check_dtype,
@@ -29,8 +31,6 @@ AUTO_LOSS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy", "lin
 ON_NAN = ("raise", "stop", "ignore")
 # Rows per block in predict/evaluate: large enough for BLAS efficiency, small enough to stay in cache.
 INFER_BLOCK = 2048
-# Deterministic mode splits every product into parts chosen from the shapes alone.
-DETERMINISTIC_PARTS = 8
 # fit hands the kernel chunks of minibatches worth about this many seconds, so Ctrl-C and the
 # progress bar are seen during long epochs while short epochs stay one call.
 CHUNK_SECONDS = 0.25
@@ -181,7 +181,7 @@ class MLP:
     # ---- buffers --------------------------------------------------------------------------------
     def _maxparts(self, deterministic=None):
         det = self.deterministic if deterministic is None else deterministic
-        return DETERMINISTIC_PARTS if det else threads.get_num_threads()
+        return N.DETERMINISTIC if det else threads.get_num_threads()
 
     def _buffers(self, cap):
         """Work buffers for batches of up to ``cap`` rows, made once and reused."""
@@ -191,12 +191,18 @@ class MLP:
                 self._work.clear()
             aoff = self.layout.work_offsets(cap)
             widest = max(self.sizes[1:])
+            parts = max(N.DET_MAX_PARTS, numba.config.NUMBA_NUM_THREADS)   # BLAS scratch per part
             w = dict(acts=np.empty(int(aoff[-1]), self.dtype), aoff=aoff,
                      gbuf=np.empty(2 * cap * widest, self.dtype), rowloss=np.empty(cap),
-                     ridx=np.empty(cap, np.int64), iw=np.zeros((64, 8), np.int32),
-                     fw=np.zeros((64, 2), self.dtype))
+                     ridx=np.empty(cap, np.int64), iw=np.zeros((parts, 8), np.int32),
+                     fw=np.zeros((parts, 2), self.dtype), scratch=np.empty(2 * cap * self.sizes[-1], self.dtype),
+                     small=self._is_small(cap))
             self._work[cap] = w
         return w
+
+    def _is_small(self, cap):
+        """Whether batches of ``cap`` rows take the feature-major small-network kernels."""
+        return cap * max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:])) <= S.SMALL_MAX_WORK
 
     # ---- data -----------------------------------------------------------------------------------
     def _features(self, X, name="X"):
@@ -300,10 +306,15 @@ class MLP:
         w = self._buffers(m)
         L = self.layout
         with threads.single_threaded_blas():
-            total, _ = N.forward_backward(m, X.reshape(-1), 0, self.params, self._grads, L.sizes_arr, L.woff,
-                                          L.boff, w["acts"], w["aoff"], w["gbuf"], self._act, self._out,
-                                          self._loss, Yf, yint, np.arange(m), sw, w["rowloss"], w["iw"],
-                                          w["fw"], self._maxparts())
+            if w["small"]:
+                total, _ = S.small_forward_backward(m, X, np.arange(m), self.params, self._grads, L.sizes_arr,
+                                                    L.woff, L.boff, w["acts"], w["aoff"], m, w["gbuf"], self._act,
+                                                    self._out, self._loss, Yf, yint, sw, w["rowloss"], w["scratch"])
+            else:
+                total, _ = N.forward_backward(m, X.reshape(-1), 0, self.params, self._grads, L.sizes_arr, L.woff,
+                                              L.boff, w["acts"], w["aoff"], w["gbuf"], self._act, self._out,
+                                              self._loss, Yf, yint, np.arange(m), sw, w["rowloss"], w["iw"],
+                                              w["fw"], self._maxparts())
         return total / m
 
     def loss_and_grad(self, X, y, sample_weight=None):
@@ -466,11 +477,13 @@ class MLP:
                 end = min(steps, s + chunk)
                 t0 = time.perf_counter()
                 try:
-                    done = E.train_steps(self.params, self._grads, s1, s2, opt.code, hyper, tstep, clip,
-                                         X, Yf, yint, sw, perm, s, end, batch, L.sizes_arr, L.woff, L.boff,
-                                         self._act, self._out, self._loss, w["acts"], w["aoff"], w["gbuf"],
-                                         w["rowloss"], w["ridx"], w["iw"], w["fw"], maxparts, steploss,
-                                         stepcorrect)
+                    common = (self.params, self._grads, s1, s2, opt.code, hyper, tstep, clip, X, Yf, yint, sw,
+                              perm, s, end, batch, L.sizes_arr, L.woff, L.boff, self._act, self._out, self._loss,
+                              w["acts"], w["aoff"], w["gbuf"], w["rowloss"], w["ridx"])
+                    if w["small"]:
+                        done = E.train_steps_small(*common, w["scratch"], steploss, stepcorrect)
+                    else:
+                        done = E.train_steps(*common, w["iw"], w["fw"], maxparts, steploss, stepcorrect)
                 finally:
                     opt.iterations = int(tstep[0])
                 dt = time.perf_counter() - t0

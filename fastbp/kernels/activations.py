@@ -22,36 +22,38 @@ def sigmoid(z):
     return e / (1.0 + e)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def bias_act_forward(Z, zoff, b, boff, has_bias, rows, cols, act):
     """Z[rows, cols] (flat at zoff) <- act(Z + b) in place; b is (cols,) at boff in the flat b."""
+    # Row slices indexed by range variables: numba then drops its negative-index checks and
+    # LLVM vectorizes the inner loops (flat arithmetic indexing runs ~30x slower).
+    bias = b[max(boff, 0):max(boff, 0) + cols]
     for i in range(rows):
-        r = zoff + i * cols
+        z = Z[zoff + i * cols:zoff + (i + 1) * cols]
         if has_bias:
             for j in range(cols):
-                Z[r + j] += b[boff + j]
+                z[j] += bias[j]
         if act == RELU:
             for j in range(cols):
-                if Z[r + j] < 0:
-                    Z[r + j] = 0.0
+                z[j] = max(z[j], 0.0)
         elif act == TANH:
             for j in range(cols):
-                Z[r + j] = np.tanh(Z[r + j])
+                z[j] = np.tanh(z[j])
         elif act == SIGMOID:
             for j in range(cols):
-                Z[r + j] = sigmoid(Z[r + j])
+                z[j] = sigmoid(z[j])
         elif act == SOFTMAX:
-            mx = Z[r]
+            mx = z[0]
             for j in range(1, cols):
-                mx = max(mx, Z[r + j])
+                mx = max(mx, z[j])
             s = 0.0
             for j in range(cols):
-                e = np.exp(Z[r + j] - mx)
-                Z[r + j] = e
+                e = np.exp(z[j] - mx)
+                z[j] = e
                 s += e
             inv = 1.0 / s
             for j in range(cols):
-                Z[r + j] *= inv
+                z[j] *= inv
 
 
 @njit(cache=True)
@@ -59,16 +61,16 @@ def act_backward(G, goff, A, aoff, rows, cols, act):
     """G[rows, cols] *= act'(.) evaluated from the layer's output A (same shape), in place."""
     if act == LINEAR:
         return
-    for i in range(rows):
-        g = goff + i * cols
-        a = aoff + i * cols
-        if act == RELU:
-            for j in range(cols):
-                if A[a + j] <= 0:
-                    G[g + j] = 0.0
-        elif act == TANH:
-            for j in range(cols):
-                G[g + j] *= 1.0 - A[a + j] * A[a + j]
-        elif act == SIGMOID:
-            for j in range(cols):
-                G[g + j] *= A[a + j] * (1.0 - A[a + j])
+    n = rows * cols
+    g = G[goff:goff + n]
+    a = A[aoff:aoff + n]
+    if act == RELU:
+        for j in range(n):
+            if a[j] <= 0:
+                g[j] = 0.0
+    elif act == TANH:
+        for j in range(n):
+            g[j] *= 1.0 - a[j] * a[j]
+    elif act == SIGMOID:
+        for j in range(n):
+            g[j] *= a[j] * (1.0 - a[j])

@@ -71,33 +71,53 @@ def _blas_gemm_impl(ta, tb, m, n, k, A, aoff, lda, B, boff, ldb, beta, C, coff, 
 
 
 @njit(cache=True, fastmath={"contract"})
-def loop_gemm(ta, tb, m, n, k, A, aoff, lda, B, boff, ldb, beta, C, coff, ldc):
-    """Row-major C[m,n] = op(A) @ op(B) + beta*C as loops; for products too small for BLAS."""
+def loop_gemm(ta, tb, A, B, beta, C):
+    """C = op(A) @ op(B) + beta*C on 2-D C-contiguous arrays, as loops (for small products).
+
+    Indexing 2-D views with range variables lets numba skip negative-index checks and LLVM
+    vectorize the contiguous inner loops.
+    """
+    m, n = C.shape
+    k = A.shape[0] if ta else A.shape[1]
     for i in range(m):
-        row = coff + i * ldc
-        for j in range(n):
-            C[row + j] = C[row + j] * beta if beta != 0.0 else 0.0
-        if not tb:
-            # axpy form: the inner j loop is contiguous in B and C and vectorizes.
-            for p in range(k):
-                a = A[aoff + p * lda + i] if ta else A[aoff + i * lda + p]
-                brow = boff + p * ldb
-                for j in range(n):
-                    C[row + j] += a * B[brow + j]
-        else:
+        if beta == 0.0:
             for j in range(n):
-                s = C[row + j]
-                brow = boff + j * ldb
-                for p in range(k):
-                    a = A[aoff + p * lda + i] if ta else A[aoff + i * lda + p]
-                    s += a * B[brow + p]
-                C[row + j] = s
+                C[i, j] = 0.0
+        elif beta != 1.0:
+            for j in range(n):
+                C[i, j] *= beta
+    if not tb:
+        # axpy form, C[i, :] += op(A)[i, p] * B[p, :]: contiguous in B and C
+        for i in range(m):
+            for p in range(k):
+                a = A[p, i] if ta else A[i, p]
+                for j in range(n):
+                    C[i, j] += a * B[p, j]
+    else:
+        # dot form, C[i, j] += op(A)[i, :] . B[j, :]
+        for i in range(m):
+            for j in range(n):
+                s = C[i, j] * 0.0
+                if ta:
+                    for p in range(k):
+                        s += A[p, i] * B[j, p]
+                else:
+                    for p in range(k):
+                        s += A[i, p] * B[j, p]
+                C[i, j] += s
+
+
+@njit(cache=True)
+def _mat(X, off, rows, cols):
+    return X[off:off + rows * cols].reshape(rows, cols)
 
 
 @njit(cache=True)
 def gemm(ta, tb, m, n, k, A, aoff, lda, B, boff, ldb, beta, C, coff, ldc, iw, fw):
-    """Row-major C[m,n] = op(A) @ op(B) + beta*C: loops when small, BLAS otherwise."""
-    if m * n * k <= LOOP_MAX_WORK:
-        loop_gemm(ta, tb, m, n, k, A, aoff, lda, B, boff, ldb, beta, C, coff, ldc)
+    """Row-major C[m,n] = op(A) @ op(B) + beta*C: loops when small (and unstrided), else BLAS."""
+    arows, acols = (k, m) if ta else (m, k)
+    brows, bcols = (n, k) if tb else (k, n)
+    if m * n * k <= LOOP_MAX_WORK and lda == acols and ldb == bcols and ldc == n:
+        loop_gemm(ta, tb, _mat(A, aoff, arows, acols), _mat(B, boff, brows, bcols), beta, _mat(C, coff, m, n))
     else:
         blas_gemm(ta, tb, m, n, k, A, aoff, lda, B, boff, ldb, beta, C, coff, ldc, iw, fw)

@@ -11,17 +11,15 @@ from numba import njit, prange
 from .activations import LINEAR
 from .network import PARALLEL_MIN_WORK, _part, forward, forward_backward
 from .losses import output_loss
-from .optimizers import clip_scale, opt_update
+from .optimizers import clip_scale, opt_update, opt_update_range
+from .small import small_forward_backward
 
 
 @njit(cache=True)
 def _gather_rows(dst, doff, X, ridx, r0, r1):
     n_in = X.shape[1]
     for i in range(r0, r1):
-        src = ridx[i]
-        d = doff + i * n_in
-        for j in range(n_in):
-            dst[d + j] = X[src, j]
+        dst[doff + i * n_in:doff + (i + 1) * n_in] = X[ridx[i]]
 
 
 @njit(cache=True, parallel=True)
@@ -34,8 +32,8 @@ def _gather_parallel(dst, doff, X, ridx, m, parts):
 @njit(cache=True)
 def gather(dst, doff, X, ridx, m, maxparts):
     """dst[doff:] as (m, X.shape[1]) <- X[ridx[:m]] (rows may come from a memmap)."""
-    if maxparts > 1 and m * X.shape[1] >= PARALLEL_MIN_WORK // 8:
-        _gather_parallel(dst, doff, X, ridx, m, min(maxparts, max(1, m // 16)))
+    if maxparts != 1 and m * X.shape[1] >= PARALLEL_MIN_WORK // 8:
+        _gather_parallel(dst, doff, X, ridx, m, max(1, min(maxparts if maxparts > 1 else 8, m // 16)))
     else:
         _gather_rows(dst, doff, X, ridx, 0, m)
 
@@ -48,8 +46,8 @@ def train_steps(params, grads, s1, s2, opt, hyper, tstep, clipnorm,
     """Minibatches s0 .. s_end-1 of the epoch whose row order is ``perm``; one update each.
 
     tstep[0] is the optimizer's step count (incremented per update). steploss[s] receives the
-    weighted loss sum of minibatch s, stepcorrect[s] its count of correct rows. Stops early after a minibatch whose loss is not finite;
-    returns the number of minibatches run.
+    weighted loss sum of minibatch s, stepcorrect[s] its count of correct rows. Stops early
+    after a minibatch whose loss is not finite; returns the number of minibatches run.
     """
     n = perm.shape[0]
     for s in range(s0, s_end):
@@ -58,14 +56,42 @@ def train_steps(params, grads, s1, s2, opt, hyper, tstep, clipnorm,
         for i in range(m):
             ridx[i] = perm[r0 + i]
         gather(acts, aoff[0], X, ridx, m, maxparts)
-        total, correct = forward_backward(m, acts, aoff[0], params, grads, sizes, woff, boff, acts, aoff, gbuf,
-                                 act, out, loss, Yf, yint, ridx, sw, rowloss, iw, fw, maxparts)
+        total, correct = forward_backward(m, acts, aoff[0], params, grads, sizes, woff, boff, acts, aoff,
+                                          gbuf, act, out, loss, Yf, yint, ridx, sw, rowloss, iw, fw, maxparts)
         steploss[s] = total
         stepcorrect[s] = correct
         if not np.isfinite(total):
             return s - s0 + 1
         tstep[0] += 1
         opt_update(params, grads, s1, s2, opt, hyper, tstep[0], clip_scale(grads, clipnorm))
+    return s_end - s0
+
+
+@njit(cache=True)
+def train_steps_small(params, grads, s1, s2, opt, hyper, tstep, clipnorm,
+                      X, Yf, yint, sw, perm, s0, s_end, batch,
+                      sizes, woff, boff, act, out, loss,
+                      acts, aoff, gbuf, rowloss, ridx, scratch, steploss, stepcorrect):
+    """train_steps for small networks: the feature-major kernels of small.py, all serial.
+
+    A separate entry point so that training a small net never compiles the parallel kernels
+    (compile time is a user cost on first run).
+    """
+    n = perm.shape[0]
+    for s in range(s0, s_end):
+        r0 = s * batch
+        m = min(n, r0 + batch) - r0
+        for i in range(m):
+            ridx[i] = perm[r0 + i]
+        total, correct = small_forward_backward(m, X, ridx, params, grads, sizes, woff, boff, acts, aoff,
+                                                batch, gbuf, act, out, loss, Yf, yint, sw, rowloss, scratch)
+        steploss[s] = total
+        stepcorrect[s] = correct
+        if not np.isfinite(total):
+            return s - s0 + 1
+        tstep[0] += 1
+        opt_update_range(params, grads, s1, s2, opt, hyper, tstep[0], clip_scale(grads, clipnorm),
+                         0, params.shape[0])
     return s_end - s0
 
 

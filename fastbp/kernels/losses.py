@@ -35,90 +35,94 @@ def output_loss(Z, zoff, G, goff, rowloss, rows, k, out, loss, Yf, yint, ridx, r
     weighted = sw.shape[0] > 0
     correct = 0.0
     for i in range(rows):
-        z = zoff + i * k
-        g = goff + i * k
+        z = Z[zoff + i * k:zoff + (i + 1) * k]
+        g = G[goff + i * k:goff + (i + 1) * k]
         r = ridx[i]
         w = sw[r] if weighted else 1.0
         l = 0.0
         if loss == CROSS_ENTROPY:
-            mx = Z[z]
-            for j in range(1, k):
-                mx = max(mx, Z[z + j])
-            s = 0.0
-            for j in range(k):
-                s += np.exp(np.float64(Z[z + j]) - mx)
-            lse = mx + np.log(s)
             best = 0
             for j in range(1, k):
-                if Z[z + j] > Z[z + best]:
+                if z[j] > z[best]:
                     best = j
+            mx = z[best]
             if use_int:
                 c = yint[r]
                 correct += best == c
-                l = lse - Z[z + c]
-                for j in range(k):
-                    p = np.exp(np.float64(Z[z + j]) - lse)
-                    if need_grad:
-                        G[g + j] = (p - (1.0 if j == c else 0.0)) * w * scale
-                    Z[z + j] = p
+                zy = np.float64(z[c])
+                ysum = 1.0
             else:
                 ybest = 0
-                for j in range(1, k):
+                ysum = 0.0
+                zy = 0.0
+                for j in range(k):
                     if Yf[r, j] > Yf[r, ybest]:
                         ybest = j
-                correct += best == ybest
-                ysum = 0.0
-                for j in range(k):
                     ysum += Yf[r, j]
-                    l += Yf[r, j] * (lse - Z[z + j])
-                for j in range(k):
-                    p = np.exp(np.float64(Z[z + j]) - lse)
-                    if need_grad:
-                        G[g + j] = (p * ysum - Yf[r, j]) * w * scale
-                    Z[z + j] = p
+                    zy += Yf[r, j] * np.float64(z[j])
+                correct += best == ybest
+            # one exp per output: p = exp(z - max) / sum, loss = lse * sum(y) - y.z
+            s = 0.0
+            for j in range(k):
+                e = np.exp(z[j] - mx)
+                z[j] = e
+                s += e
+            l = (mx + np.log(s)) * ysum - zy
+            inv = 1.0 / s
+            for j in range(k):
+                z[j] *= inv
+            if need_grad:
+                c_ws = w * scale
+                if use_int:
+                    for j in range(k):
+                        g[j] = z[j] * ysum * c_ws
+                    g[yint[r]] -= c_ws
+                else:
+                    for j in range(k):
+                        g[j] = (z[j] * ysum - Yf[r, j]) * c_ws
         elif loss == BINARY_CROSS_ENTROPY:
             for j in range(k):
-                x = np.float64(Z[z + j])
+                x = np.float64(z[j])
                 y = Yf[r, j]
                 l += max(x, 0.0) - x * y + np.log1p(np.exp(-abs(x)))
                 correct += ((x > 0) == (y > 0.5)) / k
                 p = sigmoid(x)
                 if need_grad:
-                    G[g + j] = (p - y) * w * scale / k
-                Z[z + j] = p
+                    g[j] = (p - y) * w * scale / k
+                z[j] = p
             l /= k
         else:
             # Squared error on P = out(Z): mse averages over all elements, half_mse is
             # 0.5 * sum over outputs, averaged over rows.
             if out == SOFTMAX:
-                mx = Z[z]
+                mx = z[0]
                 for j in range(1, k):
-                    mx = max(mx, Z[z + j])
+                    mx = max(mx, z[j])
                 s = 0.0
                 for j in range(k):
-                    Z[z + j] = np.exp(Z[z + j] - mx)
-                    s += Z[z + j]
+                    z[j] = np.exp(z[j] - mx)
+                    s += z[j]
                 for j in range(k):
-                    Z[z + j] /= s
+                    z[j] /= s
             elif out == SIGMOID:
                 for j in range(k):
-                    Z[z + j] = sigmoid(Z[z + j])
+                    z[j] = sigmoid(z[j])
             c = 2.0 / k if loss == MSE else 1.0
             for j in range(k):
-                d = np.float64(Z[z + j]) - Yf[r, j]
+                d = np.float64(z[j]) - Yf[r, j]
                 l += d * d
                 if need_grad:
-                    G[g + j] = c * d * w * scale
+                    g[j] = c * d * w * scale
             l = l / k if loss == MSE else 0.5 * l
             if need_grad:
                 if out == SIGMOID:
                     for j in range(k):
-                        G[g + j] *= Z[z + j] * (1.0 - Z[z + j])
+                        g[j] *= z[j] * (1.0 - z[j])
                 elif out == SOFTMAX:
                     dot = 0.0
                     for j in range(k):
-                        dot += G[g + j] * Z[z + j]
+                        dot += g[j] * z[j]
                     for j in range(k):
-                        G[g + j] = Z[z + j] * (G[g + j] - dot)
+                        g[j] = z[j] * (g[j] - dot)
         rowloss[roff + i] = l * w
     return correct

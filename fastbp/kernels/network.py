@@ -22,13 +22,20 @@ from .losses import output_loss
 # costs a few microseconds. Parts never get fewer rows than MIN_PART_ROWS.
 PARALLEL_MIN_WORK = 1 << 18
 MIN_PART_ROWS = 16
+# maxparts == DETERMINISTIC: parts depend on the shapes only, never on the thread count, and
+# each holds at least DET_PART_ROWS rows (BLAS repacks the other operand for every part).
+DETERMINISTIC = 0
+DET_PART_ROWS = 128
+DET_MAX_PARTS = 8
 
 
 @njit(cache=True)
 def n_parts(rows, work, maxparts):
     """How many parts a product of ``work`` multiply-adds over ``rows`` splittable rows gets."""
-    if maxparts <= 1 or work < PARALLEL_MIN_WORK:
+    if work < PARALLEL_MIN_WORK:
         return 1
+    if maxparts == DETERMINISTIC:
+        return max(1, min(DET_MAX_PARTS, rows // DET_PART_ROWS))
     return max(1, min(maxparts, rows // MIN_PART_ROWS))
 
 
@@ -90,13 +97,12 @@ def _dense_backward_params_part(p, parts, m, l, X0, x0off, sizes, woff, boff, gr
          0.0, grads, woff[l] + i0 * n_out, n_out, iw, fw)
     if boff[l] >= 0:
         c0, c1 = _part(n_out, parts, p)
-        db = boff[l]
-        for j in range(c0, c1):
-            grads[db + j] = 0.0
+        db = grads[boff[l] + c0:boff[l] + c1]
+        db[:] = 0.0
         for i in range(m):
-            g = gcur + i * n_out
-            for j in range(c0, c1):
-                grads[db + j] += gbuf[g + j]
+            g = gbuf[gcur + i * n_out + c0:gcur + i * n_out + c1]
+            for j in range(c1 - c0):
+                db[j] += g[j]
 
 
 @njit(cache=True, parallel=True)

@@ -18,33 +18,41 @@ CHUNK = 1 << 14          # elements per parallel chunk
 PARALLEL_MIN = 1 << 16   # below this many parameters the update runs serially
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def opt_update_range(params, grads, s1, s2, opt, hyper, t, gscale, lo, hi):
     """Apply one update of optimizer ``opt`` (step number t >= 1) to elements [lo, hi)."""
+    # Slices indexed by range variables let LLVM vectorize (see activations.bias_act_forward).
+    p = params[lo:hi]
+    g = grads[lo:hi]
+    n = hi - lo
     dt = params.dtype.type
     lr = dt(hyper[H_LR])
     wd = dt(hyper[H_WD])
     decoupled = hyper[H_DECOUPLED] != 0.0
-    l2 = wd != 0 and not decoupled
+    l2 = wd if not decoupled else dt(0.0)
     decay = dt(1.0 - hyper[H_LR] * hyper[H_WD]) if decoupled else dt(1.0)
     gs = dt(gscale)
     if opt == SGD:
-        for i in range(lo, hi):
-            g = grads[i] * gs
-            if l2:
-                g += wd * params[i]
-            params[i] = params[i] * decay - lr * g
+        for i in range(n):
+            p[i] = p[i] * decay - lr * (g[i] * gs + l2 * p[i])
     elif opt == MOMENTUM:
+        v = s1[lo:hi]
         mu = dt(hyper[H_MOMENTUM])
-        nesterov = hyper[H_NESTEROV] != 0.0
-        for i in range(lo, hi):
-            g = grads[i] * gs
-            if l2:
-                g += wd * params[i]
-            v = mu * s1[i] + g
-            s1[i] = v
-            params[i] = params[i] * decay - lr * (g + mu * v if nesterov else v)
+        if hyper[H_NESTEROV] != 0.0:
+            for i in range(n):
+                gi = g[i] * gs + l2 * p[i]
+                vi = mu * v[i] + gi
+                v[i] = vi
+                p[i] = p[i] * decay - lr * (gi + mu * vi)
+        else:
+            for i in range(n):
+                gi = g[i] * gs + l2 * p[i]
+                vi = mu * v[i] + gi
+                v[i] = vi
+                p[i] = p[i] * decay - lr * vi
     else:
+        m = s1[lo:hi]
+        v = s2[lo:hi]
         b1 = hyper[H_BETA1]
         b2 = hyper[H_BETA2]
         # torch.optim.Adam's arithmetic: p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
@@ -53,15 +61,13 @@ def opt_update_range(params, grads, s1, s2, opt, hyper, t, gscale, lo, hi):
         eps = dt(hyper[H_EPS])
         db1, db2 = dt(b1), dt(b2)
         c1, c2 = dt(1.0 - b1), dt(1.0 - b2)
-        for i in range(lo, hi):
-            g = grads[i] * gs
-            if l2:
-                g += wd * params[i]
-            m = db1 * s1[i] + c1 * g
-            v = db2 * s2[i] + c2 * g * g
-            s1[i] = m
-            s2[i] = v
-            params[i] = params[i] * decay - step * m / (np.sqrt(v) * inv_sqrt_bc2 + eps)
+        for i in range(n):
+            gi = g[i] * gs + l2 * p[i]
+            mi = db1 * m[i] + c1 * gi
+            vi = db2 * v[i] + c2 * gi * gi
+            m[i] = mi
+            v[i] = vi
+            p[i] = p[i] * decay - step * mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps)
 
 
 @njit(cache=True, parallel=True)

@@ -1,0 +1,129 @@
+"""Forward and backward for small networks, vectorized over the batch instead of the features.
+
+When every layer is narrow (the 4-16-3 kind), a product's inner loop over the 3 or 16 features
+of a layer is too short to vectorize, and BLAS calls cost more than the arithmetic. Here the
+activations and deltas are stored feature-major — layer l is (s[l], cap), row j holding feature
+j for every sample of the batch — so every inner loop runs over the batch, contiguous.
+
+Same contract as network.forward_backward: the mean gradient into ``grads`` in the flat layout,
+the weighted loss sum and the correct count returned. Serial: such a step takes microseconds.
+"""
+import numpy as np
+from numba import njit
+
+from .activations import LINEAR, RELU, SIGMOID, TANH, sigmoid
+from .losses import output_loss
+
+# Use this path when the largest layer product of a step has at most this many multiply-adds.
+SMALL_MAX_WORK = 32 * 32 * 64
+
+# reassoc lets LLVM vectorize the dot products over the batch (fixed order for a given build);
+# no nnan/ninf, so NaN checks keep working.
+_FLAGS = {"contract", "reassoc"}
+
+
+@njit(cache=True)
+def _view(buf, off, rows, cols):
+    return buf[off:off + rows * cols].reshape(rows, cols)
+
+
+@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
+def small_forward_backward(m, X, ridx, params, grads, sizes, woff, boff, T, toff, cap, G, act, out, loss,
+                           Yf, yint, sw, rowloss, scratch):
+    """One batch of m <= cap rows (data rows ridx[:m] of X): loss, correct count, mean gradient.
+
+    T        feature-major activations, layer l (s[l], cap) at toff[l]
+    G        two (max s, cap) delta blocks, feature-major, used in turn
+    scratch  (2 * cap * s[L],) batch-major room for the output layer's loss kernel
+    """
+    L = sizes.shape[0] - 1
+    n_in = sizes[0]
+    zero = params.dtype.type(0.0)
+    A0 = _view(T, toff[0], n_in, cap)
+    for i in range(m):
+        r = ridx[i]
+        for p in range(n_in):
+            A0[p, i] = X[r, p]
+    # forward: Z^T[j, :] = b[j] + sum_p W[p, j] * A^T[p, :]
+    for l in range(L):
+        k, n = sizes[l], sizes[l + 1]
+        A = _view(T, toff[l], k, cap)
+        Z = _view(T, toff[l + 1], n, cap)
+        W = _view(params, woff[l], k, n)
+        a = act if l < L - 1 else LINEAR
+        for j in range(n):
+            b0 = params[boff[l] + j] if boff[l] >= 0 else zero
+            for i in range(m):
+                Z[j, i] = b0
+            for p in range(k):
+                w = W[p, j]
+                for i in range(m):
+                    Z[j, i] += w * A[p, i]
+            if a == RELU:
+                for i in range(m):
+                    Z[j, i] = max(Z[j, i], 0.0)
+            elif a == TANH:
+                for i in range(m):
+                    Z[j, i] = np.tanh(Z[j, i])
+            elif a == SIGMOID:
+                for i in range(m):
+                    Z[j, i] = sigmoid(Z[j, i])
+    # loss on a batch-major copy of the logits, gradient back to feature-major
+    k = sizes[L]
+    Zo = _view(T, toff[L], k, cap)
+    zb = scratch[:m * k]
+    gb = scratch[cap * k:cap * k + m * k]
+    for i in range(m):
+        for j in range(k):
+            zb[i * k + j] = Zo[j, i]
+    correct = output_loss(zb, 0, gb, 0, rowloss, m, k, out, loss, Yf, yint, ridx, 0, sw, 1.0 / m, True)
+    half = G.shape[0] // 2
+    gcur = 0
+    Gc = _view(G, gcur, k, cap)
+    for i in range(m):
+        for j in range(k):
+            Gc[j, i] = gb[i * k + j]
+    total = 0.0
+    for i in range(m):
+        total += rowloss[i]
+    # backward
+    for l in range(L - 1, -1, -1):
+        k, n = sizes[l], sizes[l + 1]
+        A = _view(T, toff[l], k, cap)
+        Gc = _view(G, gcur, n, cap)
+        W = _view(params, woff[l], k, n)
+        dW = _view(grads, woff[l], k, n)
+        for p in range(k):
+            for j in range(n):
+                s = zero
+                for i in range(m):
+                    s += A[p, i] * Gc[j, i]
+                dW[p, j] = s
+        if boff[l] >= 0:
+            for j in range(n):
+                s = zero
+                for i in range(m):
+                    s += Gc[j, i]
+                grads[boff[l] + j] = s
+        if l > 0:
+            gnext = half - gcur
+            Gp = _view(G, gnext, k, cap)
+            for p in range(k):
+                for i in range(m):
+                    Gp[p, i] = 0.0
+                for j in range(n):
+                    w = W[p, j]
+                    for i in range(m):
+                        Gp[p, i] += w * Gc[j, i]
+                if act == RELU:
+                    for i in range(m):
+                        if A[p, i] <= 0:
+                            Gp[p, i] = 0.0
+                elif act == TANH:
+                    for i in range(m):
+                        Gp[p, i] *= 1.0 - A[p, i] * A[p, i]
+                elif act == SIGMOID:
+                    for i in range(m):
+                        Gp[p, i] *= A[p, i] * (1.0 - A[p, i])
+            gcur = gnext
+    return total, correct
