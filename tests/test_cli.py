@@ -1,0 +1,453 @@
+"""The fastbp command: train / predict / evaluate / info, python -m fastbp, and every error path.
+
+Most tests call ``fastbp.cli.main([...])`` in-process (the kernels stay loaded); a few run a
+subprocess where the process boundary is the point (python -m fastbp, exit codes, MPI).
+"""
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import cli
+from fastbp.datasets import load_digits, load_iris
+
+
+def run(*argv):
+    """(exit code, stdout, stderr) of ``fastbp argv...`` run in-process."""
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main([str(a) for a in argv], out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def metric(text, section, name):
+    m = re.search(rf"^{section}:\s.*?\b{name} (-?[\d.]+(?:e[-+]?\d+)?)", text, re.M)
+    assert m, f"no {section} {name} in:\n{text}"
+    return float(m.group(1))
+
+
+def write_csv(path, X, y=None, names=None, target="target"):
+    names = names or [f"f{i}" for i in range(X.shape[1])]
+    with open(path, "w") as f:
+        f.write(",".join(names + ([target] if y is not None else [])) + "\n")
+        for i, row in enumerate(X):
+            cells = [repr(float(v)) for v in row] + ([repr(float(y[i]))] if y is not None else [])
+            f.write(",".join(cells) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """`fastbp train` on the embedded default, as a new user runs it (defaults only)."""
+    d = tmp_path_factory.mktemp("train")
+    model_path = d / "model.fbp"
+    t0 = time.perf_counter()
+    code, out, err = run("train", "--out", model_path)
+    elapsed = time.perf_counter() - t0
+    return dict(code=code, out=out, err=err, path=model_path, dir=d, elapsed=elapsed)
+
+
+@pytest.fixture(scope="module")
+def digits_csv(tmp_path_factory):
+    X, y = load_digits(dtype="float64")
+    return write_csv(tmp_path_factory.mktemp("data") / "digits.csv", X, y, target="digit")
+
+
+# ---- train on the embedded default ----------------------------------------------------------------
+def test_default_train_reaches_95_percent_validation_accuracy_in_under_10_s(trained):
+    assert trained["code"] == 0, trained["err"]
+    out = trained["out"]
+    assert "digits (embedded): 1797 samples x 64 features" in out
+    assert metric(out, "validation", "accuracy") >= 0.95
+    assert trained["elapsed"] < 10.0
+    for line in ("trained 20 epochs in", "samples/s", f"model saved to {trained['path']}"):
+        assert line in out
+    assert re.search(r"^train:\s+loss [\d.]+\s+accuracy [\d.]+\s+\(1617 samples\)", out, re.M)
+    assert re.search(r"^validation:\s+loss [\d.]+\s+accuracy [\d.]+\s+\(180 samples\)", out, re.M)
+    assert trained["path"].exists()
+
+
+def test_reported_metrics_are_those_of_the_saved_model_on_raw_data(trained):
+    # The CLI standardizes inputs for training and folds that into the first layer: the saved
+    # model takes raw pixels. Rebuild the split (seeded permutation, last 10% validation).
+    model = fastbp.load(trained["path"])
+    X, y = load_digits()
+    perm = np.random.default_rng(0).permutation(len(X))
+    tr, va = perm[:1617], perm[1617:]
+    for section, idx in (("train", tr), ("validation", va)):
+        ev = model.evaluate(X[idx], y[idx])
+        assert metric(trained["out"], section, "accuracy") == pytest.approx(ev["accuracy"], abs=5e-5)
+        assert metric(trained["out"], section, "loss") == pytest.approx(ev["loss"], abs=5e-5)
+    assert model.evaluate(X[va], y[va])["accuracy"] >= 0.95
+
+
+def test_predict_writes_exactly_what_the_saved_model_predicts(trained, digits_csv, tmp_path):
+    preds = tmp_path / "preds.csv"
+    code, out, err = run("predict", trained["path"], digits_csv, "-o", preds)
+    assert code == 0, err
+    assert f"wrote 1797 predictions to {preds}" in err
+    header = preds.read_text().splitlines()[0].split(",")
+    assert header == ["class"] + [f"p{j}" for j in range(10)]
+    table = np.loadtxt(preds, delimiter=",", skiprows=1)
+    model = fastbp.load(trained["path"])
+    X, _ = load_digits()
+    P = model.predict(X)
+    np.testing.assert_array_equal(table[:, 1:].astype(np.float32), P)        # bit-identical after the round trip
+    np.testing.assert_array_equal(table[:, 0].astype(int), P.argmax(1))
+
+
+def test_predict_to_stdout_from_features_only_npy(trained, tmp_path):
+    X, _ = load_digits()
+    np.save(tmp_path / "x.npy", X[:5])
+    code, out, err = run("predict", trained["path"], tmp_path / "x.npy")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 6 and lines[0].startswith("class,p0")
+    P = fastbp.load(trained["path"]).predict(X[:5])
+    np.testing.assert_array_equal(np.array([l.split(",")[1:] for l in lines[1:]], float).astype(np.float32), P)
+
+
+def test_evaluate_reports_the_models_metrics(trained, digits_csv):
+    code, out, err = run("evaluate", trained["path"], digits_csv)
+    assert code == 0, err
+    X, y = load_digits()
+    ev = fastbp.load(trained["path"]).evaluate(X, y)
+    assert "1797 samples" in out
+    assert float(re.search(r"loss (\S+)", out).group(1)) == pytest.approx(ev["loss"], abs=5e-5)
+    assert float(re.search(r"accuracy (\S+)", out).group(1)) == pytest.approx(ev["accuracy"], abs=5e-5)
+
+
+def test_same_seed_same_model_file(tmp_path):
+    a, b = tmp_path / "a.fbp", tmp_path / "b.fbp"
+    for p in (a, b):
+        assert run("train", "iris", "--epochs", "3", "--quiet", "--out", p)[0] == 0
+    np.testing.assert_array_equal(fastbp.load(a).params, fastbp.load(b).params)
+    assert run("train", "iris", "--epochs", "3", "--quiet", "--seed", "1", "--out", b)[0] == 0
+    assert not np.array_equal(fastbp.load(a).params, fastbp.load(b).params)
+
+
+# ---- train on files ---------------------------------------------------------------------------------
+def test_train_on_a_csv_with_a_named_target_and_all_options(tmp_path):
+    X, y = load_iris(dtype="float64")
+    path = tmp_path / "iris.csv"
+    with open(path, "w") as f:                       # the target in the middle, chosen by name
+        f.write("sl,sw,species,pl,pw\n")
+        for r, t in zip(X, y):
+            f.write(f"{r[0]},{r[1]},{t},{r[2]},{r[3]}\n")
+    code, out, err = run("train", path, "--target", "species", "--layers", "16", "--activation", "tanh",
+                         "--optimizer", "nesterov", "--lr", "0.05", "--epochs", "60", "--batch-size", "16",
+                         "--val-split", "0.2", "--seed", "3", "--threads", "1", "--dtype", "float64",
+                         "--out", tmp_path / "m.fbp", "--plot", tmp_path / "c.png", "--quiet")
+    assert code == 0, err
+    assert "target 'species', classify (3 classes)" in out and "4 -> 16 -> 3, tanh/softmax" in out
+    assert "nesterov lr 0.05, batch 16, 60 epochs, 1 threads" in out
+    assert metric(out, "validation", "accuracy") >= 0.85 and "(30 samples)" in out
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    m = fastbp.load(tmp_path / "m.fbp")
+    assert m.sizes == [4, 16, 3] and m.activation == "tanh" and m.dtype == np.float64
+    assert np.mean(m.predict_classes(X) == y) >= 0.85                 # raw features in
+    fastbp.set_num_threads(fastbp.threads.numba.config.NUMBA_NUM_THREADS)
+
+
+def test_train_regression_folds_target_scaling_into_the_model(tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-2, 2, (600, 3)) * [1, 10, 100] + [0, 50, -300]
+    y = 1000 + 200 * np.sin(X[:, 0]) + 3 * X[:, 1] - 0.5 * X[:, 2]     # far from zero mean, unit variance
+    path = write_csv(tmp_path / "r.csv", X, y, target="price")
+    code, out, err = run("train", path, "--epochs", 60, "--layers", "32", "--out", tmp_path / "r.fbp", "--quiet")
+    assert code == 0, err
+    assert "regress" in out and "standardized targets" in out
+    r2 = metric(out, "validation", "r2")
+    assert r2 > 0.9
+    m = fastbp.load(tmp_path / "r.fbp")
+    p = m.predict(X)[:, 0]
+    assert 1 - np.sum((p - y) ** 2) / np.sum((y - y.mean()) ** 2) > 0.9        # raw in, raw out
+    code, out, err = run("evaluate", tmp_path / "r.fbp", path)
+    assert code == 0 and "rmse" in out and "r2" in out
+    code, out, err = run("predict", tmp_path / "r.fbp", path)
+    assert out.splitlines()[0] == "prediction"
+    np.testing.assert_array_equal(np.array(out.split()[1:], float).astype(np.float32), m.predict(X)[:, 0])
+
+
+def test_train_task_and_loss_choices(tmp_path):
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((300, 2))
+    y = (X[:, 0] * X[:, 1] > 0).astype(float)
+    path = write_csv(tmp_path / "xor.csv", X, y)
+    code, out, err = run("train", path, "--loss", "binary_cross_entropy", "--epochs", 40, "--quiet",
+                         "--out", tmp_path / "b.fbp")
+    assert code == 0, err
+    m = fastbp.load(tmp_path / "b.fbp")
+    assert m.output == "sigmoid" and m.sizes[-1] == 1
+    code, out, err = run("predict", tmp_path / "b.fbp", path)
+    assert out.splitlines()[0] == "class,p1"
+    code, out, err = run("train", path, "--loss", "mse", "--epochs", 5, "--quiet", "--out", tmp_path / "s.fbp")
+    assert code == 0, err
+    m = fastbp.load(tmp_path / "s.fbp")
+    assert m.output == "softmax" and m.loss == "mse" and m.sizes[-1] == 2
+    code, out, err = run("evaluate", tmp_path / "s.fbp", path)
+    assert code == 0 and "accuracy" in out, err
+    code, out, err = run("train", path, "--task", "regress", "--epochs", 2, "--quiet", "--out", tmp_path / "g.fbp")
+    assert code == 0 and "regress" in out and fastbp.load(tmp_path / "g.fbp").output == "linear"
+    code, out, err = run("train", path, "--val-split", 0, "--epochs", 2, "--quiet", "--out", tmp_path / "g.fbp")
+    assert code == 0 and "validation:" not in out and "train:" in out
+
+
+def test_train_on_npz_and_npy(tmp_path):
+    X, y = load_iris()
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    np.save(tmp_path / "d.npy", np.c_[y, X])                       # target first: --target 0
+    code, out, err = run("train", tmp_path / "d.npz", "--epochs", 2, "--quiet", "--out", tmp_path / "a.fbp")
+    assert code == 0 and "150 samples x 4 features" in out, err
+    code, out, err = run("train", tmp_path / "d.npy", "--target", 0, "--epochs", 2, "--quiet", "--out", tmp_path / "b.fbp")
+    assert code == 0 and "150 samples x 4 features" in out and "3 classes" in out, err
+
+
+def test_auto_batch_and_task_rules():
+    assert cli.auto_batch(100_000) == 256 and cli.auto_batch(1617) == 32 and cli.auto_batch(100) == 16
+    assert cli.decide_task("auto", np.array([0.0, 2.0, 1.0]), "t") == ("classify", 3)
+    assert cli.decide_task("auto", np.array([0.5, 2.0]), "t") == ("regress", 1)
+    assert cli.decide_task("auto", np.array([-1.0, 2.0]), "t") == ("regress", 1)
+    assert cli.decide_task("auto", np.array([0.0, 150.0]), "t") == ("regress", 1)
+    assert cli.decide_task("classify", np.array([0.0, 150.0]), "t") == ("classify", 151)
+
+
+def test_progress_bar_on_a_terminal_and_quiet(monkeypatch, tmp_path):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    code, out, _ = run("train", "iris", "--epochs", 2, "--out", tmp_path / "m.fbp")
+    assert code == 0
+    bar = term.getvalue()
+    assert "epoch 1/2" in bar and "epoch 2/2" in bar and "sample/s" in bar and "accuracy:" in bar
+    term.seek(0)
+    term.truncate()
+    assert run("train", "iris", "--epochs", 2, "--quiet", "--out", tmp_path / "m.fbp")[0] == 0
+    assert term.getvalue() == ""
+
+
+# ---- info and entry points ------------------------------------------------------------------------
+def test_info_lists_version_threads_layer_blas_cache():
+    code, out, err = run("info")
+    assert code == 0, err
+    assert out.startswith(f"fastbp {fastbp.__version__}\n")
+    assert f"threads: {fastbp.get_num_threads()} " in out
+    layer = re.search(r"^threading layer: (\w+)", out, re.M).group(1)
+    assert layer in ("omp", "tbb", "workqueue")
+    assert re.search(r"^BLAS: \w+", out, re.M)
+    cache = re.search(r"^compile cache: (.+) \((not )?writable\)$", out, re.M).group(1)
+    assert os.path.isabs(cache)
+
+
+def test_python_dash_m_fastbp_and_exit_codes(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastbp.__file__)))
+    r = subprocess.run([sys.executable, "-m", "fastbp", "info"], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=300)
+    assert r.returncode == 0 and r.stdout.startswith(f"fastbp {fastbp.__version__}"), r.stderr
+    r = subprocess.run([sys.executable, "-m", "fastbp", "train", "missing.csv"], capture_output=True, text=True,
+                       env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 1
+    assert r.stderr.strip() == "fastbp: error: DATA: no such file: 'missing.csv'"
+    r = subprocess.run([sys.executable, "-m", "fastbp", "--version"], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == f"fastbp {fastbp.__version__}"
+
+
+def test_console_script_points_at_main():
+    import tomllib
+    root = os.path.dirname(os.path.dirname(fastbp.__file__))
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        scripts = tomllib.load(f)["project"]["scripts"]
+    module, _, func = scripts["fastbp"].partition(":")
+    assert module == "fastbp.cli" and getattr(cli, func) is cli.main
+
+
+def test_no_command_prints_help_and_help_exits_zero():
+    code, out, err = run()
+    assert code == 2 and "train" in out and "predict" in out
+    code, out, err = run("train", "--help")
+    assert code == 0
+
+
+# ---- MPI ----------------------------------------------------------------------------------------
+class FakeComm:
+    def __init__(self, rank, size=2):
+        self.rank, self.size = rank, size
+
+    def Get_rank(self):
+        return self.rank
+
+    def Get_size(self):
+        return self.size
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_under_mpi_fit_gets_the_comm_and_only_rank_0_speaks(monkeypatch, tmp_path, rank):
+    comm = FakeComm(rank)
+    seen = {}
+    real_fit = fastbp.MLP.fit
+
+    def fit(self, X, y, comm=None, **kw):
+        seen["comm"], seen["verbose"] = comm, kw["verbose"]
+        return real_fit(self, X, y, **kw)
+
+    monkeypatch.setattr(cli, "_launched_comm", lambda: comm)
+    monkeypatch.setattr(fastbp.MLP, "fit", fit)
+    code, out, err = run("train", "iris", "--epochs", 1, "--out", tmp_path / "m.fbp")
+    assert code == 0, err
+    assert seen["comm"] is comm
+    if rank == 0:
+        assert "2 MPI ranks" in out and (tmp_path / "m.fbp").exists()
+    else:
+        assert out == "" and seen["verbose"] == 0 and not (tmp_path / "m.fbp").exists()
+
+
+def test_launched_comm_without_distributed_support_means_single_process(monkeypatch):
+    monkeypatch.setitem(sys.modules, "fastbp.distributed", None)          # import raises ImportError
+    assert cli._launched_comm() is None
+
+
+@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="needs an MPI launcher")
+def test_mpiexec_two_ranks_end_to_end(tmp_path):
+    pytest.importorskip("mpi4py")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastbp.__file__)), NUMBA_NUM_THREADS="1")
+    r = subprocess.run(["mpiexec", "-n", "2", sys.executable, "-m", "fastbp", "train", "iris", "--epochs", "2",
+                        "--quiet", "--out", str(tmp_path / "m.fbp")], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("model saved to") == 1 and "2 MPI ranks" in r.stdout
+    assert fastbp.load(tmp_path / "m.fbp").sizes == [4, 64, 32, 3]
+
+
+# ---- errors: one line, non-zero exit, no traceback ------------------------------------------------
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, trained):
+    d = tmp_path_factory.mktemp("bad")
+    X, y = load_iris(dtype="float64")
+    f = {"model": trained["path"], "dir": d}
+    f["iris"] = write_csv(d / "iris.csv", X, y, target="species")
+    (d / "bad.csv").write_text("a,b,c\n1,2,3\n4,heavy,6\n")
+    (d / "blank.csv").write_text("a,b,c\n1,2,3\n4,,6\n")
+    (d / "ragged.csv").write_text("a,b,c\n1,2,3\n4,5\n")
+    (d / "nan.csv").write_text("a,b,c\n1,2,3\n4,nan,6\n")
+    (d / "empty.csv").write_text("")
+    (d / "header.csv").write_text("a,b,c\n")
+    (d / "one.csv").write_text("a\n1\n2\n")
+    (d / "ten.csv").write_text("a,b\n" + "".join(f"{i},{i % 2}\n" for i in range(10)))
+    (d / "wide.csv").write_text(",".join(f"c{i}" for i in range(70)) + "\n" + ",".join(["1"] * 70) + "\n")
+    (d / "data.xlsx").write_text("not really")
+    (d / "notmodel.fbp").write_bytes(b"hello, this is not a model file at all")
+    (d / "float.csv").write_text("a,t\n1,0.5\n2,1.5\n3,2.5\n4,0.25\n")
+    np.savez(d / "noX.npz", features=X)
+    np.savez(d / "shorty.npz", X=X, y=y[:10])
+    np.savez(d / "strings.npz", X=np.array([["a", "b"]] * 3), y=np.zeros(3))
+    np.save(d / "flat.npy", np.arange(5.0))
+    (d / "broken.npy").write_bytes(b"\x93NUMPY garbage")
+    return f
+
+
+def P(name):
+    return lambda f: str(f["dir"] / name)
+
+
+M = lambda f: str(f["model"])          # noqa: E731
+IRIS = lambda f: str(f["iris"])        # noqa: E731
+
+ERRORS = [
+    # (argv builder, code, expected fragment of the single stderr line)
+    (lambda f: ["train", P("nope.csv")(f)], 1, "DATA: no such file: "),
+    (lambda f: ["train", str(f["dir"])], 1, "DATA: expected a file, got the directory"),
+    (lambda f: ["train", P("data.xlsx")(f)], 1, "DATA: expected a .csv, .npz or .npy file, got 'data.xlsx'"),
+    (lambda f: ["train", IRIS(f), "--target", "colour"], 1,
+     "--target: no column 'colour' in"),
+    (lambda f: ["train", P("bad.csv")(f)], 1, "line 3, column 'b': expected a number, got 'heavy'"),
+    (lambda f: ["train", P("blank.csv")(f)], 1, "line 3, column 'b': expected a number, got '' (an empty cell)"),
+    (lambda f: ["train", P("ragged.csv")(f)], 1, "line 3: expected 3 values like the header, got 2"),
+    (lambda f: ["train", P("nan.csv")(f)], 1, "row 2, column 'b': expected a finite number, got nan"),
+    (lambda f: ["train", P("empty.csv")(f)], 1, "is empty; expected a header row of column names"),
+    (lambda f: ["train", P("header.csv")(f)], 1, "has a header but no data rows"),
+    (lambda f: ["train", P("one.csv")(f)], 1, "has 1 column; expected feature columns plus a target column"),
+    (lambda f: ["train", P("noX.npz")(f)], 1, "holds arrays ['features']; expected one named 'X'"),
+    (lambda f: ["train", P("shorty.npz")(f)], 1, "array 'y' has shape (10,); expected (150,) to match X"),
+    (lambda f: ["train", P("strings.npz")(f)], 1, "array 'X' has dtype <U1; expected numbers"),
+    (lambda f: ["train", P("flat.npy")(f)], 1, "holds shape (5,); expected a 2-D array"),
+    (lambda f: ["train", P("broken.npy")(f)], 1, "cannot read"),
+    (lambda f: ["train", IRIS(f), "--task", "regress", "--loss", "cross_entropy"], 1, "--loss: cross_entropy needs class labels, but the task is regress"),
+    (lambda f: ["train", P("float.csv")(f), "--task", "classify"], 1,
+     "--task classify: target 't' must hold class labels 0, 1, 2, ...; got 0.5"),
+    (lambda f: ["train", IRIS(f), "--loss", "binary_cross_entropy"], 1,
+     "--loss: binary_cross_entropy takes 2 classes, target 'species' has 3"),
+    (lambda f: ["train", "iris", "--target", "x"], 1, "--target: the embedded dataset 'iris' has its own target"),
+    (lambda f: ["train", "--threads", "999"], 1, "--threads: expected at most"),
+    (lambda f: ["train", P("ten.csv")(f), "--val-split", "0.01"], 1,
+     "--val-split: 0.01 of 10 samples leaves no training or no validation data"),
+    (lambda f: ["train", "iris", "--epochs", "1", "--out", P("no/such/dir/m.fbp")(f)], 1, "--out: cannot write"),
+    (lambda f: ["train", "parts", "--task", "regress", "--optimizer", "sgd", "--lr", "1e30", "--out",
+                P("div.fbp")(f), "--epochs", "3"], 1, "training diverged"),
+    (lambda f: ["predict", M(f), P("nope.csv")(f)], 1, "DATA: no such file"),
+    (lambda f: ["predict", P("nope.fbp")(f), IRIS(f)], 1, "MODEL: no such file: "),
+    (lambda f: ["predict", P("notmodel.fbp")(f), IRIS(f)], 1, "MODEL: "),
+    (lambda f: ["predict", IRIS(f), IRIS(f)], 1, "not a valid fastbp file"),
+    (lambda f: ["predict", M(f), IRIS(f)], 1,
+     "has 5 columns; expected the model's 64 feature columns (or 65 with a target column)"),
+    (lambda f: ["predict", M(f), P("wide.csv")(f)], 1, "has 70 columns; expected the model's 64"),
+    (lambda f: ["evaluate", M(f), IRIS(f)], 1, "expected the model's 64 feature columns plus one target column"),
+    (lambda f: ["evaluate", M(f), P("bad.csv")(f)], 1, "expected a number, got 'heavy'"),
+    # usage errors (argparse), exit code 2
+    (lambda f: ["train", "--epochs", "x"], 2, "argument --epochs: expected an integer, got 'x'"),
+    (lambda f: ["train", "--epochs", "0"], 2, "argument --epochs: expected an integer >= 1, got 0"),
+    (lambda f: ["train", "--lr", "-1"], 2, "argument --lr: expected a number > 0, got -1"),
+    (lambda f: ["train", "--lr", "nan"], 2, "argument --lr: expected a finite number, got 'nan'"),
+    (lambda f: ["train", "--layers", "64,x"], 2, "argument --layers: expected comma-separated widths >= 1"),
+    (lambda f: ["train", "--val-split", "1"], 2, "argument --val-split: expected a number < 1, got 1"),
+    (lambda f: ["train", "--batch-size", "0"], 2, "argument --batch-size: expected an integer >= 1, got 0"),
+    (lambda f: ["train", "--activation", "swish"], 2, "argument --activation: invalid choice: 'swish'"),
+    (lambda f: ["train", "--optimizer", "lbfgs"], 2, "argument --optimizer: invalid choice: 'lbfgs'"),
+    (lambda f: ["predict", M(f)], 2, "the following arguments are required: DATA"),
+    (lambda f: ["fit"], 2, "argument COMMAND: invalid choice: 'fit'"),
+]
+
+
+@pytest.mark.parametrize("i", range(len(ERRORS)))
+def test_error_is_one_clear_line_and_a_nonzero_exit(files, i):
+    build, expected_code, fragment = ERRORS[i]
+    code, out, err = run(*build(files))
+    assert code == expected_code, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("fastbp"), err
+    assert fragment in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_predict_output_path_that_cannot_be_written(files):
+    X, _ = load_digits()
+    np.save(files["dir"] / "feat.npy", X[:3])
+    code, out, err = run("predict", M(files), files["dir"] / "feat.npy", "-o", files["dir"] / "no" / "p.csv")
+    assert code == 1 and err.strip().startswith("fastbp: error: -o/--output: cannot write")
+
+
+def test_plot_without_matplotlib_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    code, out, err = run("train", "iris", "--epochs", 1, "--quiet", "--out", tmp_path / "m.fbp",
+                         "--plot", tmp_path / "c.png")
+    assert code == 1 and err.strip() == "fastbp: error: --plot: History.plot needs matplotlib: pip install 'fastbp[plot]'"
+    assert (tmp_path / "m.fbp").exists()           # the model was saved before the plot failed
+
+
+def test_ctrl_c_exits_130(monkeypatch):
+    def interrupted(args, out, err):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "info", interrupted)
+    code, out, err = run("info")
+    assert code == 130 and err.strip() == "fastbp: interrupted"
