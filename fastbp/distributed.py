@@ -339,11 +339,13 @@ class _DataParallelFit:
         ranks_here = g.local_ranks()
         with g.together():
             nthreads = threads.get_num_threads()
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-            if g.root and ranks_here * nthreads > (cores or 1):
-                warnings.warn(f"{ranks_here} ranks on this node each use {nthreads} threads on {cores} cores; "
-                              f"set NUMBA_NUM_THREADS={max(1, (cores or 1) // ranks_here)} (or fastbp.set_num_threads) "
-                              "per rank to avoid oversubscription", RuntimeWarning, stacklevel=4)
+            cores = os.cpu_count() or 1
+            own = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+            if g.root and (ranks_here * nthreads > cores or nthreads > own):
+                warnings.warn(f"{ranks_here} ranks on this node each run {nthreads} threads, on {cores} cores "
+                              f"({own} for rank 0); set NUMBA_NUM_THREADS={max(1, min(own, cores // ranks_here))} "
+                              "(or fastbp.set_num_threads) per rank to avoid oversubscription",
+                              RuntimeWarning, stacklevel=4)
             L = model.layout
             self.P = L.size
             self.red = np.zeros(self.P + N_EXTRA, model.dtype)       # gradient, then the extra slots
