@@ -1,0 +1,83 @@
+"""Whole-process start-up: a fresh python imports fastbp and trains one epoch of the tiny workload.
+
+Cold: numba's cache directory (NUMBA_CACHE_DIR) is an empty temporary directory, so every
+kernel the epoch needs is compiled -- what a user pays on the first run after installing.
+Warm: the cache directory was filled by an earlier identical run, so kernels are loaded.
+Each call is one process, seconds to a minute long: one sample per benchmark is enough.
+"""
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from .common import WORKLOADS
+
+_sizes, _batch, _n, _lr = WORKLOADS["tiny"]
+CHILD = f"""
+import numpy as np
+import fastbp
+rng = np.random.default_rng(0)
+X = rng.standard_normal(({_n}, {_sizes[0]}), dtype=np.float32)
+y = (X @ rng.standard_normal(({_sizes[0]}, {_sizes[-1]}), dtype=np.float32)).argmax(1)
+model = fastbp.MLP({_sizes}, activation="relu", output="softmax", loss="cross_entropy", seed=0)
+model.fit(X, y, epochs=1, batch_size={_batch}, optimizer=fastbp.Adam(lr={_lr}), verbose=0)
+"""
+# Let the child pick the BLAS kernels a user's machine would (as the peer comparison does).
+_DROP_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def run_child(cache_dir):
+    """Run CHILD in a fresh interpreter with NUMBA_CACHE_DIR=cache_dir; raise with its stderr on failure."""
+    env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
+    env["NUMBA_CACHE_DIR"] = cache_dir
+    p = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"start-up child failed ({p.returncode}):\n{p.stderr}")
+
+
+def children_peak_rss():
+    """Largest peak RSS among this process's finished children, in bytes."""
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+class _OneShot:
+    timeout = 900
+    rounds = 1
+    number = 1
+    repeat = (1, 3, 30.0)    # one sample once a call has taken 30 s
+    min_run_count = 1
+    warmup_time = 0
+
+
+class ColdStart(_OneShot):
+    def setup(self):
+        self.cache_dir = tempfile.mkdtemp(prefix="fastbp-numba-cold-")
+
+    def teardown(self):
+        shutil.rmtree(self.cache_dir, ignore_errors=True)
+
+    def time_cold_start(self):
+        """import + compile every kernel of a tiny epoch into an empty cache + the epoch."""
+        run_child(self.cache_dir)
+
+
+class WarmStart(_OneShot):
+    def setup_cache(self):
+        # asv runs setup_cache and this class's benchmarks in one working directory.
+        cache_dir = os.path.abspath("numba-cache")
+        os.makedirs(cache_dir, exist_ok=True)
+        run_child(cache_dir)                 # a cold start: fills the cache
+        return {"cache_dir": cache_dir, "cold_peak_rss": children_peak_rss()}
+
+    def time_warm_start(self, cache):
+        """import + load every kernel of a tiny epoch from the cache + the epoch."""
+        run_child(cache["cache_dir"])
+
+    def track_cold_start_peak_rss(self, cache):
+        """Peak RSS of the cold-start process (numba compilation), in bytes."""
+        return cache["cold_peak_rss"]
+
+    track_cold_start_peak_rss.unit = "bytes"
