@@ -252,8 +252,12 @@ class _BaseMLP(BaseEstimator):
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
             bound = np.sqrt(factor / (n_in + n_out))
             init.append((rs.uniform(-bound, bound, (n_in, n_out)), rs.uniform(-bound, bound, n_out)))
-        # fastbp's own generator (minibatch shuffling) is seeded from the same random state.
-        seed = int(rs.randint(np.iinfo(np.int32).max))
+        # fastbp's own generator (minibatch shuffling) is seeded from the same random state,
+        # read from a copy: ``rs`` itself must go on to draw the early-stopping split exactly as
+        # scikit-learn's does.
+        peek = np.random.RandomState()
+        peek.set_state(rs.get_state())
+        seed = int(peek.randint(np.iinfo(np.int32).max))
         model = MLP(sizes, activation=act, output=output, loss=loss, dtype=np.dtype(dtype).name, seed=seed)
         for layer, (W, b) in zip(model.layers, init):
             layer.W[...] = W
