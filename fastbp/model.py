@@ -195,7 +195,7 @@ class MLP:
             w = dict(acts=np.empty(int(aoff[-1]), self.dtype), aoff=aoff,
                      gbuf=np.empty(2 * cap * widest, self.dtype), rowloss=np.empty(cap),
                      ridx=np.empty(cap, np.int64), iw=np.zeros((parts, 8), np.int32),
-                     fw=np.zeros((parts, 2), self.dtype), scratch=np.empty(2 * cap * self.sizes[-1], self.dtype),
+                     fw=np.zeros((parts, 2), self.dtype), scratch=np.empty(max(2 * cap * self.sizes[-1], 3 * cap), self.dtype),
                      small=self._is_small(cap))
             self._work[cap] = w
         return w

@@ -7,19 +7,12 @@ output (sigmoid: a(1-a), tanh: 1-a^2, relu: a>0), so backward needs only post-ac
 import numpy as np
 from numba import njit
 
+from .mathfn import fexp, fsigmoid, ftanh
+
 LINEAR, SIGMOID, TANH, RELU, SOFTMAX = 0, 1, 2, 3, 4
 
 HIDDEN = {"linear": LINEAR, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU}
 OUTPUT = {"linear": LINEAR, "sigmoid": SIGMOID, "softmax": SOFTMAX}
-
-
-@njit(cache=True, inline="always")
-def sigmoid(z):
-    # Two branches so exp never overflows: both stay in (0, 1] for any finite z.
-    if z >= 0:
-        return 1.0 / (1.0 + np.exp(-z))
-    e = np.exp(z)
-    return e / (1.0 + e)
 
 
 @njit(cache=True, error_model="numpy")
@@ -38,17 +31,17 @@ def bias_act_forward(Z, zoff, b, boff, has_bias, rows, cols, act):
                 z[j] = max(z[j], 0.0)
         elif act == TANH:
             for j in range(cols):
-                z[j] = np.tanh(z[j])
+                z[j] = ftanh(z[j])
         elif act == SIGMOID:
             for j in range(cols):
-                z[j] = sigmoid(z[j])
+                z[j] = fsigmoid(z[j])
         elif act == SOFTMAX:
             mx = z[0]
             for j in range(1, cols):
                 mx = max(mx, z[j])
             s = 0.0
             for j in range(cols):
-                e = np.exp(z[j] - mx)
+                e = fexp(z[j] - mx)
                 z[j] = e
                 s += e
             inv = 1.0 / s

@@ -8,7 +8,8 @@ Cross-entropies are computed from the logits (max shift / log-sum-exp), never fr
 import numpy as np
 from numba import njit
 
-from .activations import LINEAR, SIGMOID, SOFTMAX, sigmoid
+from .activations import LINEAR, SIGMOID, SOFTMAX
+from .mathfn import fexp, fsigmoid
 
 MSE, HALF_MSE, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = 0, 1, 2, 3
 
@@ -64,7 +65,7 @@ def output_loss(Z, zoff, G, goff, rowloss, rows, k, out, loss, Yf, yint, ridx, r
             # one exp per output: p = exp(z - max) / sum, loss = lse * sum(y) - y.z
             s = 0.0
             for j in range(k):
-                e = np.exp(z[j] - mx)
+                e = fexp(z[j] - mx)
                 z[j] = e
                 s += e
             l = (mx + np.log(s)) * ysum - zy
@@ -86,7 +87,7 @@ def output_loss(Z, zoff, G, goff, rowloss, rows, k, out, loss, Yf, yint, ridx, r
                 y = Yf[r, j]
                 l += max(x, 0.0) - x * y + np.log1p(np.exp(-abs(x)))
                 correct += ((x > 0) == (y > 0.5)) / k
-                p = sigmoid(x)
+                p = fsigmoid(x)
                 if need_grad:
                     g[j] = (p - y) * w * scale / k
                 z[j] = p
@@ -100,13 +101,13 @@ def output_loss(Z, zoff, G, goff, rowloss, rows, k, out, loss, Yf, yint, ridx, r
                     mx = max(mx, z[j])
                 s = 0.0
                 for j in range(k):
-                    z[j] = np.exp(z[j] - mx)
+                    z[j] = fexp(z[j] - mx)
                     s += z[j]
                 for j in range(k):
                     z[j] /= s
             elif out == SIGMOID:
                 for j in range(k):
-                    z[j] = sigmoid(z[j])
+                    z[j] = fsigmoid(z[j])
             c = 2.0 / k if loss == MSE else 1.0
             for j in range(k):
                 d = np.float64(z[j]) - Yf[r, j]

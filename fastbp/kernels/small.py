@@ -11,8 +11,10 @@ the weighted loss sum and the correct count returned. Serial: such a step takes 
 import numpy as np
 from numba import njit
 
-from .activations import LINEAR, RELU, SIGMOID, TANH, sigmoid
-from .losses import output_loss
+from .activations import LINEAR, RELU, SIGMOID, TANH
+from .mathfn import fsigmoid, ftanh
+from .losses import CROSS_ENTROPY, output_loss
+from .mathfn import fexp
 
 # Use this path when the largest layer product of a step has at most this many multiply-adds.
 SMALL_MAX_WORK = 32 * 32 * 64
@@ -28,13 +30,58 @@ def _view(buf, off, rows, cols):
 
 
 @njit(cache=True, fastmath=_FLAGS, error_model="numpy")
+def _softmax_ce_int(Z, G, m, yint, ridx, scale, mx, s, arg):
+    """Softmax cross-entropy with int labels, vectorized over the batch (feature-major).
+
+    Z (k, cap) logits in, probabilities out; G (k, cap) gets (p - onehot) * scale.
+    mx, s, arg: (cap,) scratch. Returns (loss sum, correct count); loss_i = log s_i + max_i - z_yi.
+    """
+    k = Z.shape[0]
+    for i in range(m):
+        mx[i] = Z[0, i]
+        arg[i] = 0.0
+        s[i] = 0.0
+    for j in range(1, k):
+        for i in range(m):
+            if Z[j, i] > mx[i]:          # first index of the maximum, like argmax
+                mx[i] = Z[j, i]
+                arg[i] = j
+    total = 0.0
+    correct = 0.0
+    for i in range(m):
+        c = yint[ridx[i]]
+        total += np.float64(mx[i]) - np.float64(Z[c, i])
+        correct += arg[i] == c
+    for j in range(k):
+        for i in range(m):
+            e = fexp(Z[j, i] - mx[i])
+            Z[j, i] = e
+            s[i] += e
+    # the sum of log(s_i) as logs of products of 16 at a time (each s_i lies in [1, k])
+    for i0 in range(0, m, 16):
+        prod = 1.0
+        for i in range(i0, min(m, i0 + 16)):
+            prod *= np.float64(s[i])
+        total += np.log(prod)
+    for i in range(m):
+        s[i] = 1.0 / s[i]
+    for j in range(k):
+        for i in range(m):
+            Z[j, i] *= s[i]
+            G[j, i] = Z[j, i] * scale
+    for i in range(m):
+        G[yint[ridx[i]], i] -= scale
+    return total, correct
+
+
+@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
 def small_forward_backward(m, X, ridx, params, grads, sizes, woff, boff, T, toff, cap, G, act, out, loss,
                            Yf, yint, sw, rowloss, scratch):
     """One batch of m <= cap rows (data rows ridx[:m] of X): loss, correct count, mean gradient.
 
     T        feature-major activations, layer l (s[l], cap) at toff[l]
     G        two (max s, cap) delta blocks, feature-major, used in turn
-    scratch  (2 * cap * s[L],) batch-major room for the output layer's loss kernel
+    scratch  (max(2 * cap * s[L], 3 * cap),) room for the output layer's loss kernels
     """
     L = sizes.shape[0] - 1
     n_in = sizes[0]
@@ -64,28 +111,32 @@ def small_forward_backward(m, X, ridx, params, grads, sizes, woff, boff, T, toff
                     Z[j, i] = max(Z[j, i], 0.0)
             elif a == TANH:
                 for i in range(m):
-                    Z[j, i] = np.tanh(Z[j, i])
+                    Z[j, i] = ftanh(Z[j, i])
             elif a == SIGMOID:
                 for i in range(m):
-                    Z[j, i] = sigmoid(Z[j, i])
-    # loss on a batch-major copy of the logits, gradient back to feature-major
+                    Z[j, i] = fsigmoid(Z[j, i])
     k = sizes[L]
     Zo = _view(T, toff[L], k, cap)
-    zb = scratch[:m * k]
-    gb = scratch[cap * k:cap * k + m * k]
-    for i in range(m):
-        for j in range(k):
-            zb[i * k + j] = Zo[j, i]
-    correct = output_loss(zb, 0, gb, 0, rowloss, m, k, out, loss, Yf, yint, ridx, 0, sw, 1.0 / m, True)
     half = G.shape[0] // 2
     gcur = 0
     Gc = _view(G, gcur, k, cap)
-    for i in range(m):
-        for j in range(k):
-            Gc[j, i] = gb[i * k + j]
-    total = 0.0
-    for i in range(m):
-        total += rowloss[i]
+    if loss == CROSS_ENTROPY and yint.shape[0] > 0 and sw.shape[0] == 0:
+        total, correct = _softmax_ce_int(Zo, Gc, m, yint, ridx, 1.0 / m, scratch[:cap], scratch[cap:2 * cap],
+                                         scratch[2 * cap:3 * cap])
+    else:
+        # any other loss: the row-wise kernel on a batch-major copy, gradient back to feature-major
+        zb = scratch[:m * k]
+        gb = scratch[cap * k:cap * k + m * k]
+        for i in range(m):
+            for j in range(k):
+                zb[i * k + j] = Zo[j, i]
+        correct = output_loss(zb, 0, gb, 0, rowloss, m, k, out, loss, Yf, yint, ridx, 0, sw, 1.0 / m, True)
+        for i in range(m):
+            for j in range(k):
+                Gc[j, i] = gb[i * k + j]
+        total = 0.0
+        for i in range(m):
+            total += rowloss[i]
     # backward
     for l in range(L - 1, -1, -1):
         k, n = sizes[l], sizes[l + 1]
