@@ -173,6 +173,7 @@ def test_failure_on_one_rank_raises_the_same_error_on_every_rank(tmp_path):
         "diverges_stop": (None, []),
         "step_fails_on_rank_1": ("MemoryError", ["rank 1 of 2", "simulated: no memory"]),
         "still_works_after": (None, []),
+        "params_drift_on_rank_1": (None, []),
     }
     assert set(by) == set(expected) and all(set(v) == {0, 1} for v in by.values()), by
     for scenario, (error, fragments) in expected.items():
@@ -186,6 +187,11 @@ def test_failure_on_one_rank_raises_the_same_error_on_every_rank(tmp_path):
     for scenario in ("nan_on_one_rank", "different_batch_size", "diverges_raise", "diverges_stop"):
         assert by[scenario][0]["crc"] == by[scenario][0]["crc_start"], scenario
     assert by["still_works_after"][0]["crc"] != by["still_works_after"][0]["crc_start"]
+    # Drift on rank 1 after every epoch is repaired from rank 0 before the next, so the run ends
+    # where the same fit without drift did; rank 0 says so.
+    assert by["params_drift_on_rank_1"][0]["crc"] == by["still_works_after"][0]["crc"]
+    assert any("params differed between ranks" in w for w in by["params_drift_on_rank_1"][0]["warnings"])
+    assert not any("params differed" in w for w in by["still_works_after"][0]["warnings"])
 
 
 def test_uncaught_error_on_one_rank_ends_every_rank(tmp_path):

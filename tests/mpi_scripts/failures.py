@@ -12,6 +12,7 @@ where crc is a checksum of the params after the scenario, crc_start of rank 0's 
 import json
 import os
 import sys
+import warnings
 import zlib
 
 import numpy as np
@@ -48,10 +49,13 @@ def scenario(name, run, make=None):
     before = m.params.copy()
     comm.Bcast(before, root=0)              # what every rank starts from: rank 0's params
     outcome = {"scenario": name, "rank": rank, "error": None, "message": None}
-    try:
-        run(m)
-    except Exception as e:
-        outcome.update(error=type(e).__name__, message=str(e))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            run(m)
+        except Exception as e:
+            outcome.update(error=type(e).__name__, message=str(e))
+    outcome["warnings"] = [str(w.message) for w in caught]
     outcome.update(crc=crc(m.params), crc_start=crc(before))
     with open(os.path.join(sys.argv[2], f"rank{rank}.jsonl"), "a") as f:
         f.write(json.dumps(outcome) + "\n")
@@ -99,6 +103,23 @@ def step_fails_on_rank_1(m):
         D.N.forward_backward = real
 
 
+def params_drift_on_rank_1(m):
+    """Rank 1's params change behind fit's back after each epoch (as if its MPI's Allreduce
+    gave it other bits): the end-of-epoch check must notice and give it rank 0's again."""
+    real = D._DataParallelFit._check_ranks_agree
+
+    def drift(self):
+        self.model.params[0] += 1e-3
+        return real(self)
+
+    if rank == 1:
+        D._DataParallelFit._check_ranks_agree = drift
+    try:
+        fit(m)
+    finally:
+        D._DataParallelFit._check_ranks_agree = real
+
+
 if mode == "caught":
     scenario("nan_on_one_rank", nan_on_one_rank)
     scenario("different_batch_size", lambda m: fit(m, batch_size=16 + rank))
@@ -107,6 +128,7 @@ if mode == "caught":
     scenario("diverges_stop", diverge("stop"), linear_model)
     scenario("step_fails_on_rank_1", step_fails_on_rank_1)
     scenario("still_works_after", lambda m: fit(m))
+    scenario("params_drift_on_rank_1", params_drift_on_rank_1)
 elif mode == "uncaught":
     def note(kind, exc, tb):
         """Record the exception that ends this rank, then report it as Python does."""
