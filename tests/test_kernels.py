@@ -1,0 +1,172 @@
+"""Each kernel against its plain-numpy reference (tests/naive.py or a one-line numpy expression)."""
+import numpy as np
+import pytest
+from numba import njit
+
+import naive
+from fastbp.kernels import activations as A
+from fastbp.kernels import blas as B
+from fastbp.kernels import losses as Lo
+from fastbp.kernels import mathfn as M
+from fastbp.kernels import optimizers as O
+from fastbp.kernels.network import DETERMINISTIC, n_parts
+
+TOL = {np.float32: 2e-6, np.float64: 1e-13}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("m,n,k", [(3, 4, 5), (32, 16, 4), (64, 48, 40), (130, 70, 90)])
+def test_gemm_matches_numpy(dtype, ta, tb, m, n, k):
+    """Both the loop kernel (small) and BLAS (large) paths, on blocks with offsets and leading dims."""
+    rng = np.random.default_rng(m * n * k)
+    lda, ldb, ldc = (m if ta else k) + 3, (k if tb else n) + 2, n + 5
+    A_ = rng.standard_normal(7 + (k if ta else m) * lda).astype(dtype)
+    B_ = rng.standard_normal(5 + (n if tb else k) * ldb).astype(dtype)
+    C = rng.standard_normal(11 + m * ldc).astype(dtype)
+    a = A_[7:].reshape(-1, lda)[:, :(m if ta else k)]
+    b = B_[5:].reshape(-1, ldb)[:, :(k if tb else n)]
+    c0 = C[11:].reshape(m, ldc)[:, :n].copy()
+    pad0, head0 = C[11:].reshape(m, ldc)[:, n:].copy(), C[:11].copy()
+    want = (a.T if ta else a) @ (b.T if tb else b) + 0.5 * c0
+    iw, fw = np.zeros(8, np.int32), np.zeros(2, dtype)
+    B.gemm(ta, tb, m, n, k, A_, 7, lda, B_, 5, ldb, 0.5, C, 11, ldc, iw, fw)
+    np.testing.assert_allclose(C[11:].reshape(m, ldc)[:, :n], want, rtol=TOL[dtype] * k, atol=TOL[dtype] * k)
+    # what lies between the rows (the leading-dimension padding) and before the block is untouched
+    assert np.array_equal(C[11:].reshape(m, ldc)[:, n:], pad0) and np.array_equal(C[:11], head0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["linear", "sigmoid", "tanh", "relu", "softmax"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_bias_act_forward(dtype, name, bias):
+    rng = np.random.default_rng(0)
+    Z = (rng.standard_normal(5 * 9) * 4).astype(dtype)
+    b = rng.standard_normal(12).astype(dtype)
+    want = naive.act_forward(name, Z.reshape(5, 9).astype(np.float64) + (b[3:12] if bias else 0))
+    code = {**A.HIDDEN, **A.OUTPUT}[name]
+    A.bias_act_forward(Z, 0, b, 3 if bias else -1, bias, 5, 9, code)
+    np.testing.assert_allclose(Z.reshape(5, 9), want, rtol=TOL[dtype] * 4, atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("name", ["linear", "sigmoid", "tanh", "relu"])
+def test_act_backward_is_derivative_from_output(name):
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((4, 6))
+    a = naive.act_forward(name, z)
+    G = rng.standard_normal(24)
+    want = G.reshape(4, 6) * naive.act_derivative(name, z)
+    A.act_backward(G, 0, a.ravel().copy(), 0, 4, 6, A.HIDDEN[name])
+    np.testing.assert_allclose(G.reshape(4, 6), want, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vectorizable_math_matches_libm(dtype):
+    @njit
+    def apply(x, out, which):
+        for i in range(x.shape[0]):
+            if which == 0:
+                out[i] = M.fexp(x[i])
+            elif which == 1:
+                out[i] = M.fexpm1(x[i])
+            elif which == 2:
+                out[i] = M.fsigmoid(x[i])
+            else:
+                out[i] = M.ftanh(x[i])
+
+    rng = np.random.default_rng(2)
+    hi = 700 if dtype == np.float64 else 85
+    x = np.concatenate([rng.uniform(-30, 30, 20000), rng.uniform(-1e-4, 1e-4, 2000), rng.uniform(-hi, hi, 2000),
+                        [0.0, -0.0, 1e-30, -1e-30]]).astype(dtype)
+    xd = x.astype(np.float64)
+    refs = [np.exp(xd), np.expm1(xd), 1 / (1 + np.exp(-xd)), np.tanh(xd)]
+    out = np.empty_like(x)
+    for which, ref in enumerate(refs):
+        apply(x, out, which)
+        rel = np.abs(out - ref) / np.maximum(np.abs(ref), np.finfo(dtype).tiny)
+        assert rel.max() <= 3 * np.finfo(dtype).eps, (which, rel.max())
+
+
+def test_vectorizable_math_saturates_without_overflow():
+    @njit
+    def f(x):
+        return M.fexp(x), M.fsigmoid(x), M.ftanh(x)
+    for x in (1e6, -1e6, 1000.0, -1000.0):
+        e, s, t = f(x)
+        assert np.isfinite(e) and 0.0 <= s <= 1.0 and -1.0 <= t <= 1.0
+    assert f(-1e6)[1] == 0.0 or f(-1e6)[1] < 1e-300
+    assert f(1e6)[1] == 1.0 and f(1e6)[2] == 1.0
+
+
+@pytest.mark.parametrize("out,loss", [("softmax", "cross_entropy"), ("sigmoid", "binary_cross_entropy"),
+                                      ("linear", "mse"), ("sigmoid", "half_mse"), ("softmax", "mse")])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_output_loss_matches_reference(out, loss, weighted):
+    rng = np.random.default_rng(3)
+    n, k = 6, 4
+    Z = rng.standard_normal((n, k)) * 3
+    if loss == "cross_entropy":
+        yint = rng.integers(0, k, n)
+        Y = naive.one_hot(yint, k)
+        Yf = np.zeros((0, 0))
+    else:
+        Y = rng.integers(0, 2, (n, k)).astype(float) if "binary" in loss else rng.random((n, k))
+        yint, Yf = np.zeros(0, np.int64), Y
+    sw = rng.random(n) + 0.5 if weighted else np.zeros(0)
+    P = naive.act_forward(out, Z)
+    li, dP, logit = naive.loss_and_dP(loss, P, Y, Z)
+    w = sw if weighted else np.ones(n)
+    if logit or out == "linear":
+        dZ = dP
+    elif out == "sigmoid":
+        dZ = dP * P * (1 - P)
+    else:
+        dZ = np.stack([(np.diag(p) - np.outer(p, p)) @ g for p, g in zip(P, dP)])
+    Zk, G, rowloss = Z.ravel().copy(), np.zeros(n * k), np.zeros(n)
+    Lo.output_loss(Zk, 0, G, 0, rowloss, n, k, A.OUTPUT[out], Lo.LOSSES[loss], Yf, yint, np.arange(n), 0, sw,
+                   1.0 / n, True)
+    np.testing.assert_allclose(Zk.reshape(n, k), P, rtol=1e-13)
+    np.testing.assert_allclose(rowloss, li * w, rtol=1e-12)
+    np.testing.assert_allclose(G.reshape(n, k), dZ * w[:, None] / n, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("opt,state", [(O.SGD, 0), (O.MOMENTUM, 1), (O.ADAM, 2)])
+@pytest.mark.parametrize("lo,hi", [(0, 50), (7, 31)])
+def test_opt_update_range_touches_only_its_range(opt, state, lo, hi):
+    rng = np.random.default_rng(4)
+    p, g = rng.standard_normal(50), rng.standard_normal(50)
+    s1, s2 = rng.random(50), rng.random(50)
+    h = np.zeros(O.N_HYPER)
+    h[[O.H_LR, O.H_MOMENTUM, O.H_BETA1, O.H_BETA2, O.H_EPS]] = 0.1, 0.9, 0.9, 0.999, 1e-8
+    p0, s10, s20 = p.copy(), s1.copy(), s2.copy()
+    O.opt_update_range(p, g, s1, s2, opt, h, 3, 1.0, lo, hi)
+    r = slice(lo, hi)
+    if opt == O.SGD:
+        want = p0[r] - 0.1 * g[r]
+    elif opt == O.MOMENTUM:
+        v = 0.9 * s10[r] + g[r]
+        want = p0[r] - 0.1 * v
+        np.testing.assert_allclose(s1[r], v, rtol=1e-15)
+    else:
+        m_ = 0.9 * s10[r] + 0.1 * g[r]
+        v_ = 0.999 * s20[r] + 0.001 * g[r] ** 2
+        want = p0[r] - 0.1 * (m_ / (1 - 0.9 ** 3)) / (np.sqrt(v_ / (1 - 0.999 ** 3)) + 1e-8)
+    np.testing.assert_allclose(p[r], want, rtol=1e-13)
+    outside = np.r_[0:lo, hi:50]
+    assert np.array_equal(p[outside], p0[outside]) and np.array_equal(s1[outside], s10[outside])
+    assert np.array_equal(s2[outside], s20[outside])
+
+
+def test_clip_scale_is_torch_rule():
+    g = np.array([3.0, 4.0])                     # norm 5
+    assert O.clip_scale(g, 0.0) == 1.0            # 0: no clipping
+    assert O.clip_scale(g, 10.0) == 1.0
+    assert O.clip_scale(g, 1.0) == pytest.approx(1.0 / (5.0 + 1e-6))
+
+
+def test_deterministic_partitions_depend_on_shape_only():
+    assert n_parts(1024, 1 << 30, DETERMINISTIC) == n_parts(1024, 1 << 30, DETERMINISTIC)
+    assert n_parts(256, 1 << 30, 1) == 1               # one thread: one part
+    assert n_parts(256, 1 << 30, 2) == 2
+    assert n_parts(256, 10, 8) == 1                    # too small to split
+    assert 1 <= n_parts(10, 1 << 30, DETERMINISTIC) <= n_parts(10_000, 1 << 30, DETERMINISTIC)
