@@ -75,7 +75,8 @@ def from_state_dict(state_dict, **kwargs):
     from .model import MLP
 
     if not hasattr(state_dict, "items"):
-        raise TypeError(f"state_dict: expected a mapping like {{'0.weight': array, ...}}, got {type(state_dict).__name__}")
+        raise TypeError("state_dict: expected a mapping like {'0.weight': array, ...}, "
+                        f"got {type(state_dict).__name__}")
     weights, biases = {}, {}
     for key, value in state_dict.items():
         m = _KEY.match(str(key))

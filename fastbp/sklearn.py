@@ -32,6 +32,10 @@ Documented differences:
   batch is the whole data, as in its full-batch checks).
 - dtype: float32 input trains a float32 network (fastbp's fast path), anything else float64, as
   scikit-learn does; later calls convert X to the network's dtype. Sparse X is densified.
+- "lbfgs" with several regression outputs minimizes the half squared error summed over outputs,
+  the loss whose gradient scikit-learn uses (its line search sees that loss averaged over outputs);
+  ``loss_`` reports it averaged over outputs, as scikit-learn does.
+- ``momentum`` must be < 1 (scikit-learn also accepts 1).
 - ``loss="poisson"`` (MLPRegressor) is not available: fastbp has no exponential output.
 
 The fitted network is ``est.model_`` (a ``fastbp.MLP``): ``est.model_.to_onnx(path)``,
@@ -44,7 +48,6 @@ import warnings
 import numpy as np
 
 try:
-    import sklearn
     from scipy import optimize, sparse
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning
