@@ -9,7 +9,6 @@ first-touch costs stay out), then reports samples/s, the speedup, and held-out a
 import argparse
 import time
 
-import numpy as np
 
 import fastbp
 from fastbp.datasets import make_classification

@@ -1,6 +1,5 @@
 """Callbacks and History, Keras semantics: hook order, early stopping, checkpoints, schedules, verbose."""
 import io
-import math
 import re
 import sys
 
