@@ -10,6 +10,7 @@ import time
 import numba
 import numpy as np
 
+from . import _memmap
 from . import io as _io
 from . import threads
 from ._layout import Layout
@@ -380,7 +381,10 @@ class MLP:
             raise ValueError(f"on_nan: unknown value {on_nan!r}; expected one of {list(ON_NAN)}")
         validation_split = check_unit_interval("validation_split", validation_split, open_right=True)
         opt = get_optimizer(optimizer)
+        stream = _memmap.read_only_mapping(X)
         X, Yf, yint, sw = self._prepare(X, y, sample_weight)
+        if stream is not None and not _memmap.backs(X, stream):
+            stream = None                # converted into memory: nothing to stream
         if class_weight is not None:
             sw = self._apply_class_weight(class_weight, Yf, yint, sw)
         n = X.shape[0]
@@ -421,7 +425,7 @@ class MLP:
                 if self._sigint.hit:
                     raise KeyboardInterrupt
                 cbs.on_epoch_begin(epoch)
-                logs = self._fit_epoch(X, Yf, yint, sw, batch_size, opt, shuffle, on_nan, epoch, cbs)
+                logs = self._fit_epoch(X, Yf, yint, sw, batch_size, opt, shuffle, on_nan, epoch, cbs, stream)
                 if logs is None:                         # diverged with on_nan="stop"
                     break
                 if val is not None:
@@ -452,7 +456,7 @@ class MLP:
         cw = table[labels]
         return cw if sw.size == 0 else sw * cw
 
-    def _fit_epoch(self, X, Yf, yint, sw, batch, opt, shuffle, on_nan, epoch, cbs):
+    def _fit_epoch(self, X, Yf, yint, sw, batch, opt, shuffle, on_nan, epoch, cbs, stream=None):
         n = X.shape[0]
         steps = -(-n // batch)
         perm = self._rng.permutation(n) if shuffle else np.arange(n)
@@ -471,6 +475,8 @@ class MLP:
         hint = self.__dict__.get("_chunk_rate")
         chunk = max(1, int(CHUNK_SECONDS * hint[1])) if hint and hint[0] == batch else max(1, steps // 50)
         sigint = self.__dict__.get("_sigint")
+        chunk_cap = _memmap.max_chunk_steps(batch, X.shape[1] * X.itemsize) if stream is not None else steps
+        chunk = min(chunk, chunk_cap)
         s = 0
         with threads.single_threaded_blas():
             while s < steps:
@@ -493,7 +499,8 @@ class MLP:
                 if cbs.progress is not None:
                     cbs.progress.update(min(n, s * batch), steploss[:s].sum() / min(n, s * batch))
                 self._chunk_rate = (batch, (s - start) / max(dt, 1e-9))
-                chunk = max(1, int(CHUNK_SECONDS * self._chunk_rate[1]))
+                chunk = min(chunk_cap, max(1, int(CHUNK_SECONDS * self._chunk_rate[1])))
+                _memmap.release(stream)
                 if s < steps and sigint is not None and sigint.hit:
                     raise KeyboardInterrupt          # params hold the last completed update
         logs = {"loss": steploss.sum() / n}

@@ -9,6 +9,8 @@ import numbers
 
 import numpy as np
 
+from ._memmap import read_only_mapping, release
+
 FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
@@ -151,9 +153,12 @@ def check_all_finite(name, arr, chunk_rows=65536, source=None):
     if arr.ndim == 0:
         arr = arr.reshape(1)
         source = None if source is None else np.reshape(source, 1)
+    mapping = read_only_mapping(arr)
     for r in range(0, arr.shape[0], chunk_rows):
         part = arr[r:r + chunk_rows]
-        if not np.isfinite(part).all():
+        ok = np.isfinite(part).all()
+        release(mapping)                # a memmap's pages read so far leave resident memory
+        if not ok:
             bad = np.argwhere(~np.isfinite(part))[0]
             bad[0] += r
             idx = tuple(int(i) for i in bad)
