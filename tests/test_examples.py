@@ -152,9 +152,11 @@ def test_gradient_descent_paths_and_pictures(monkeypatch, capsys, tmp_path):
 def test_mnist_like_reports_samples_per_second(monkeypatch, capsys):
     g, out = run("mnist_like.py", "--samples", 3000, "--epochs", 1, monkeypatch=monkeypatch, capsys=capsys)
     import fastbp
-    rates = re.findall(r"(\d+) threads?\s*:\s+([\d,]+) samples/s", out)
-    assert {int(n) for n, _ in rates} == {1, fastbp.get_num_threads()}
-    assert all(float(r.replace(",", "")) > 0 for _, r in rates)
+    rates = re.findall(r"(\d+) threads?\s*:\s+([\d,]+) samples/s, ([\d.]+) cores busy", out)
+    assert {int(n) for n, _, _ in rates} == {1, fastbp.get_num_threads()}
+    assert all(float(r.replace(",", "")) > 0 for _, r, _ in rates)
+    busy = {int(n): float(b) for n, _, b in rates}
+    assert 0 < busy[1] < 1.3                 # one thread cannot keep more than one core busy
     acc = float(re.search(r"held-out accuracy after \d+ epochs: (\S+)", out).group(1))
     assert acc > 0.3                                          # 10 classes: chance is 0.1
 
