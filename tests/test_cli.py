@@ -133,7 +133,14 @@ def test_same_seed_same_model_file(tmp_path):
 
 
 # ---- train on files ---------------------------------------------------------------------------------
-def test_train_on_a_csv_with_a_named_target_and_all_options(tmp_path):
+@pytest.fixture
+def restore_threads():
+    n = fastbp.get_num_threads()
+    yield
+    fastbp.set_num_threads(n)
+
+
+def test_train_on_a_csv_with_a_named_target_and_all_options(tmp_path, restore_threads):
     X, y = load_iris(dtype="float64")
     path = tmp_path / "iris.csv"
     with open(path, "w") as f:                       # the target in the middle, chosen by name
@@ -152,7 +159,6 @@ def test_train_on_a_csv_with_a_named_target_and_all_options(tmp_path):
     m = fastbp.load(tmp_path / "m.fbp")
     assert m.sizes == [4, 16, 3] and m.activation == "tanh" and m.dtype == np.float64
     assert np.mean(m.predict_classes(X) == y) >= 0.85                 # raw features in
-    fastbp.set_num_threads(fastbp.threads.numba.config.NUMBA_NUM_THREADS)
 
 
 def test_train_regression_folds_target_scaling_into_the_model(tmp_path):
