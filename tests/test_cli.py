@@ -222,6 +222,12 @@ def test_auto_batch_and_task_rules():
     assert cli.decide_task("auto", np.array([-1.0, 2.0]), "t") == ("regress", 1)
     assert cli.decide_task("auto", np.array([0.0, 150.0]), "t") == ("regress", 1)
     assert cli.decide_task("classify", np.array([0.0, 150.0]), "t") == ("classify", 151)
+    assert cli._layers_type("") == [] and cli._layers_type(" 64, 32 ") == [64, 32]
+
+
+def test_no_hidden_layer(tmp_path):
+    code, out, err = run("train", "iris", "--layers", "", "--epochs", 2, "--quiet", "--out", tmp_path / "m.fbp")
+    assert code == 0 and "4 -> 3, relu/softmax" in out and fastbp.load(tmp_path / "m.fbp").sizes == [4, 3]
 
 
 def test_progress_bar_on_a_terminal_and_quiet(monkeypatch, tmp_path):
