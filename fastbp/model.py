@@ -23,7 +23,7 @@ from .kernels import network as N
 from .kernels import small as S
 from .optim import Optimizer, get_optimizer
 from ._interrupt import DeferredSigint
-from .validation import (as_features, as_finite, check_all_finite, check_bool, check_choice, check_dtype,
+from .validation import (as_features, as_finite, as_labels, check_all_finite, check_bool, check_choice, check_dtype,
                          check_int, check_nonnegative, check_number, check_unit_interval, _to_numeric_array,
                          _describe)
 
@@ -225,7 +225,7 @@ class MLP:
             lo, hi = arr.min(), arr.max()
             if lo < 0 or hi >= k:
                 raise ValueError(f"{name}: class labels must lie in [0, {k - 1}] for {k} outputs, got min {lo} and max {hi}")
-            return empty_f, np.ascontiguousarray(arr, dtype=np.int64)
+            return empty_f, as_labels(arr)
         if arr.ndim == 1 and k == 1:
             arr = arr.reshape(n, 1)
         if arr.ndim != 2 or arr.shape[1] != k:
