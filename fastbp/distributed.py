@@ -33,7 +33,6 @@ import contextlib
 import json
 import os
 import sys
-import threading
 import time
 import warnings
 import zlib

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp.distributed import launched_comm
 
 SCRIPTS = Path(__file__).parent / "mpi_scripts"
 sys.path.insert(0, str(SCRIPTS))
