@@ -240,6 +240,23 @@ def test_ctrl_c_stops_every_rank_after_the_same_update(tmp_path):
     assert r[0]["epochs"] == r[1]["epochs"] >= 2
 
 
+# ---- the command line -----------------------------------------------------------------------
+def test_fastbp_train_under_mpiexec_matches_one_process(tmp_path):
+    # 135 training rows of iris in batches of 25: shares of 12 and 13 rows, last batch 10.
+    args = ["-m", "fastbp", "train", "iris", "--epochs", "3", "--batch-size", "25", "--dtype", "float64",
+            "--seed", "4", "-q", "--out"]
+    one = subprocess.run([sys.executable, *args, str(tmp_path / "one.fbp")], capture_output=True, text=True,
+                         env=child_env(), timeout=300)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([MPIEXEC, "-n", str(RANKS), sys.executable, *args, str(tmp_path / "two.fbp")],
+                         capture_output=True, text=True, env=child_env(), timeout=300)
+    assert two.returncode == 0, two.stderr
+    assert f"{RANKS} MPI ranks" in two.stdout          # it did run data-parallel
+    a, b = fastbp.load(tmp_path / "one.fbp"), fastbp.load(tmp_path / "two.fbp")
+    assert a.config() == b.config()
+    np.testing.assert_allclose(b.params, a.params, rtol=0, atol=1e-12)
+
+
 # ---- launcher detection ---------------------------------------------------------------------
 def test_launched_comm_under_mpiexec(tmp_path):
     code = ("import json, sys; from fastbp.distributed import launched_comm; c = launched_comm(); "
