@@ -149,6 +149,24 @@ def test_sigint_is_deferred_to_the_next_chunk_boundary(monkeypatch):
     assert model.history is hist
 
 
+def test_a_second_ctrl_c_raises_at_once_and_fit_still_returns():
+    X, y = data()
+
+    class TwoCtrlC(fastbp.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                signal.raise_signal(signal.SIGINT)       # deferred
+                signal.raise_signal(signal.SIGINT)       # KeyboardInterrupt right here
+
+    model = fastbp.MLP([D, 16, K], seed=0)
+    opt = fastbp.Adam(lr=1e-2)
+    hist = model.fit(X, y, epochs=5, batch_size=BATCH, optimizer=opt, shuffle=False, verbose=0,
+                     callbacks=[TwoCtrlC()])
+    assert hist.interrupted and hist.epoch == [0] and opt.iterations == STEPS   # no step of epoch 1
+    assert np.array_equal(model.params, replay(X, y, 1, 0, BATCH)[0].params)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_keyboard_interrupt_from_a_callback_returns_the_history():
     X, y = data()
 

@@ -117,6 +117,7 @@ FIT_CASES = [
     ("X None", dict(X=None), TypeError, ["X", "None"]),
     ("X complex", dict(X=X0.astype(np.complex64)), ValueError, ["X", "numeric", "complex64"]),
     ("X dict", dict(X={"a": 1}), TypeError, ["X", "dict"]),
+    ("X sparse", dict(X=__import__("scipy.sparse").sparse.csr_matrix(X0)), TypeError, ["X", "sparse", "toarray"]),
     ("y rows", dict(y=y0[:-1]), ValueError, ["y", f"{N} rows", f"({N - 1},)"]),
     ("y NaN", dict(y=y_nan), ValueError, ["y", "finite", "nan"]),
     ("y label high", dict(y=np.where(np.arange(N) == 3, K, y0)), ValueError, ["y", f"[0, {K - 1}]", f"max {K}"]),
@@ -493,8 +494,6 @@ def test_read_only_in_memory_inputs_are_copied_once_and_train_identically():
     assert fastbp.validation.as_features("X", R, np.float32, D).flags.writeable
 
 
-@pytest.mark.xfail(strict=True, reason="known defect in the small-network kernel: a read-only X compiles a "
-                                       "separate specialization whose reassociated loops round differently")
 def test_read_only_memmap_trains_bit_identically_on_the_small_path(tmp_path):
     """Same data, same seed: the params may not depend on whether X is writeable (DESIGN.md)."""
     X, y = data(8)
