@@ -37,6 +37,15 @@ INFER_BLOCK = 2048
 CHUNK_SECONDS = 0.25
 
 
+def _frozen(a):
+    """A read-only view of ``a``. numba compiles a separate version of a kernel for read-only
+    arrays (a memmap opened with mode "r" is one); handing the kernels every input read-only
+    keeps it to one version per dtype."""
+    v = a.view(np.ndarray)
+    v.flags.writeable = False
+    return v
+
+
 class Layer:
     """One dense layer: ``W`` (in, out) and ``b`` (out,) are views into the model's params."""
 
@@ -207,14 +216,14 @@ class MLP:
 
     # ---- data -----------------------------------------------------------------------------------
     def _features(self, X, name="X"):
-        return as_features(name, X, self.dtype, self.sizes[0])
+        return _frozen(as_features(name, X, self.dtype, self.sizes[0]))
 
     def _targets(self, y, n, name="y"):
         """(Yf, yint) for the kernels: float targets (n, k) or int labels (n,); the other empty."""
         k = self.sizes[-1]
         arr = _to_numeric_array(name, y)
-        empty_f = np.zeros((0, 0), self.dtype)
-        empty_i = np.zeros(0, np.int64)
+        empty_f = _frozen(np.zeros((0, 0), self.dtype))
+        empty_i = _frozen(np.zeros(0, np.int64))
         if arr.shape[:1] != (n,):
             raise ValueError(f"{name}: expected {n} rows to match X, got shape {arr.shape}")
         check_all_finite(name, arr)
@@ -225,7 +234,7 @@ class MLP:
             lo, hi = arr.min(), arr.max()
             if lo < 0 or hi >= k:
                 raise ValueError(f"{name}: class labels must lie in [0, {k - 1}] for {k} outputs, got min {lo} and max {hi}")
-            return empty_f, as_labels(arr)
+            return empty_f, _frozen(as_labels(arr))
         if arr.ndim == 1 and k == 1:
             arr = arr.reshape(n, 1)
         if arr.ndim != 2 or arr.shape[1] != k:
@@ -234,18 +243,18 @@ class MLP:
                              + f", got {arr.shape}")
         if self.loss in ("binary_cross_entropy", "cross_entropy") and (arr.min() < 0 or arr.max() > 1):
             raise ValueError(f"{name}: {self.loss} targets must lie in [0, 1], got min {arr.min()} and max {arr.max()}")
-        return as_finite(name, arr, self.dtype), empty_i
+        return _frozen(as_finite(name, arr, self.dtype)), empty_i
 
     def _weights(self, sample_weight, n, name="sample_weight"):
         if sample_weight is None:
-            return np.zeros(0, self.dtype)
+            return _frozen(np.zeros(0, self.dtype))
         sw = _to_numeric_array(name, sample_weight)
         if sw.shape != (n,):
             raise ValueError(f"{name}: expected shape ({n},) to match X, got {sw.shape}")
         check_all_finite(name, sw)
         if (sw < 0).any():
             raise ValueError(f"{name}: expected weights >= 0, got min {sw.min()}")
-        return as_finite(name, sw, self.dtype)
+        return _frozen(as_finite(name, sw, self.dtype))
 
     def _prepare(self, X, y, sample_weight=None):
         X = self._features(X)
@@ -312,7 +321,8 @@ class MLP:
                                                     L.woff, L.boff, w["acts"], w["aoff"], m, w["gbuf"], self._act,
                                                     self._out, self._loss, Yf, yint, sw, w["rowloss"], w["scratch"])
             else:
-                total, _ = N.forward_backward(m, X.reshape(-1), 0, self.params, self._grads, L.sizes_arr, L.woff,
+                E.gather(w["acts"], 0, X, np.arange(m), m, self._maxparts())
+                total, _ = N.forward_backward(m, w["acts"], 0, self.params, self._grads, L.sizes_arr, L.woff,
                                               L.boff, w["acts"], w["aoff"], w["gbuf"], self._act, self._out,
                                               self._loss, Yf, yint, np.arange(m), sw, w["rowloss"], w["iw"],
                                               w["fw"], self._maxparts())
@@ -556,6 +566,19 @@ class MLP:
         """An MLP from a torch-style state dict; kwargs as for MLP (activation, output, ...)."""
         from .interop import from_state_dict
         return from_state_dict(state_dict, **kwargs)
+
+    def __getstate__(self):
+        # In-memory pickling (copy.deepcopy, multiprocessing, scikit-learn clones). Files use
+        # save/load, which never unpickle.
+        return {"config": self.config(), "params": self.params.copy(), "rng": self._rng.bit_generator.state,
+                "optimizer": self.optimizer, "history": self.history}
+
+    def __setstate__(self, state):
+        self.__init__(**state["config"])     # rebuilds the flat buffer and the layer views into it
+        self.params[...] = state["params"]
+        self._rng.bit_generator.state = state["rng"]
+        self.optimizer = state["optimizer"]
+        self.history = state["history"]
 
     def copy(self):
         """An independent model with the same config and params."""

@@ -305,3 +305,30 @@ def test_optimizer_accepts_names():
         m = fastbp.MLP([2, 3, 2], seed=0)
         m.fit(np.ones((4, 2)), np.array([0, 1, 0, 1]), epochs=1, optimizer=name, verbose=0)
         assert type(m.optimizer).__name__.lower() == name
+
+
+def test_pickle_keeps_layers_as_views_into_params():
+    import pickle
+    m = fastbp.MLP([3, 5, 2], seed=0)
+    X = np.random.default_rng(0).standard_normal((10, 3))
+    m.fit(X, np.arange(10) % 2, epochs=1, verbose=0)
+    m2 = pickle.loads(pickle.dumps(m))
+    assert np.array_equal(m2.params, m.params) and np.array_equal(m2.predict(X), m.predict(X))
+    m2.layers[0].W[0, 0] = 123.0
+    assert m2.params[0] == 123.0 and m.params[0] != 123.0
+
+
+def test_read_only_inputs_use_the_same_compiled_kernels():
+    from fastbp.kernels import epoch, small
+    X = np.random.default_rng(0).standard_normal((40, 3))
+    y = np.arange(40) % 2
+    m = fastbp.MLP([3, 5, 2], seed=0, dtype="float64")
+    m.fit(X, y, epochs=1, verbose=0)
+    m.predict(X)
+    n_train, n_pred = len(epoch.train_steps_small.signatures), len(epoch.predict_rows.signatures)
+    Xr, yr = X.copy(), y.copy()
+    Xr.flags.writeable = yr.flags.writeable = False
+    m.fit(Xr, yr, epochs=1, verbose=0)
+    m.predict(Xr)
+    assert len(epoch.train_steps_small.signatures) == n_train
+    assert len(epoch.predict_rows.signatures) == n_pred

@@ -101,10 +101,12 @@ def predict_rows(P, X, params, sizes, woff, boff, act, out, acts, aoff, iw, fw, 
     n = X.shape[0]
     L = sizes.shape[0] - 1
     k = sizes[L]
-    Xf = X.reshape(-1)
     for r0 in range(0, n, cap):
         m = min(n, r0 + cap) - r0
-        forward(m, Xf, r0 * sizes[0], params, sizes, woff, boff, acts, aoff, act, out, iw, fw, maxparts)
+        # the block is copied in first, so the input has the same (writable) type as in training
+        # and the forward kernels compile once for both
+        acts[aoff[0]:aoff[0] + m * sizes[0]] = X[r0:r0 + m].reshape(-1)
+        forward(m, acts, aoff[0], params, sizes, woff, boff, acts, aoff, act, out, iw, fw, maxparts)
         o = aoff[L]
         for i in range(m):
             for j in range(k):
@@ -118,12 +120,12 @@ def evaluate_rows(P, X, Yf, yint, sw, params, sizes, woff, boff, act, out, loss,
     n = X.shape[0]
     L = sizes.shape[0] - 1
     k = sizes[L]
-    Xf = X.reshape(-1)
     total = 0.0
     correct = 0.0
     for r0 in range(0, n, cap):
         m = min(n, r0 + cap) - r0
-        forward(m, Xf, r0 * sizes[0], params, sizes, woff, boff, acts, aoff, act, LINEAR, iw, fw, maxparts)
+        acts[aoff[0]:aoff[0] + m * sizes[0]] = X[r0:r0 + m].reshape(-1)
+        forward(m, acts, aoff[0], params, sizes, woff, boff, acts, aoff, act, LINEAR, iw, fw, maxparts)
         for i in range(m):
             ridx[i] = r0 + i
         correct += output_loss(acts, aoff[L], gbuf, 0, rowloss, m, k, out, loss, Yf, yint, ridx, 0, sw, 1.0, False)
