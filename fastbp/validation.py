@@ -170,29 +170,9 @@ def check_all_finite(name, arr, chunk_rows=65536, source=None):
             raise ValueError(msg)
 
 
-def _file_backed(arr):
-    """Whether arr's memory is a file mapping (np.memmap or mmap), which must not be copied."""
-    a = arr
-    while a is not None:
-        if isinstance(a, np.memmap) or type(a).__name__ == "mmap":
-            return True
-        a = getattr(a, "base", None)
-    return False
-
-
-def writeable(arr):
-    """arr, or a copy of it if it is read-only and not a file mapping.
-
-    Read-only inputs (pandas' copy-on-write views, frozen arrays) would make numba compile a
-    second specialization of every kernel: seconds of compile time, and code whose rounding
-    may differ. Targets and weights are small; features are copied only when not memory-mapped.
-    """
-    return arr if arr.flags.writeable or _file_backed(arr) else arr.copy()
-
-
 def as_labels(arr):
-    """Integer class labels as a writeable C-contiguous int64 array (arr already checked)."""
-    return writeable(np.ascontiguousarray(arr, dtype=np.int64))
+    """Integer class labels as a C-contiguous int64 array (arr already checked)."""
+    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 def as_finite(name, arr, dtype):
@@ -200,7 +180,7 @@ def as_finite(name, arr, dtype):
     with np.errstate(over="ignore"):            # an overflow is reported below, with its index
         out = np.ascontiguousarray(arr, dtype=dtype)
     check_all_finite(name, out, source=arr if out is not arr else None)
-    return writeable(out)
+    return out
 
 
 def as_features(name, X, dtype, n_features=None):
