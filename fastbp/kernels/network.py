@@ -18,9 +18,9 @@ from .activations import LINEAR, act_backward, bias_act_forward
 from .blas import gemm
 from .losses import output_loss
 
-# A product with fewer multiply-adds than this runs on one thread: starting a parallel region
-# costs a few microseconds. Parts never get fewer rows than MIN_PART_ROWS.
-PARALLEL_MIN_WORK = 1 << 18
+# A product with fewer multiply-adds than this (~10 us of BLAS on one core) runs on one thread:
+# starting a parallel region costs a few microseconds. Parts never get fewer rows than MIN_PART_ROWS.
+PARALLEL_MIN_WORK = 1 << 20
 MIN_PART_ROWS = 16
 # maxparts == DETERMINISTIC: parts depend on the shapes only, never on the thread count, and
 # each holds at least DET_PART_ROWS rows (BLAS repacks the other operand for every part).
