@@ -140,7 +140,7 @@ def test_ten_optimizer_steps_match_reference(dtype, tol, name, sizes, n):
     opt, ref = {"sgd": (fastbp.SGD(lr=0.1), naive.SGD(0.1)),
                 "momentum": (fastbp.Momentum(lr=0.05, momentum=0.9), naive.Momentum(0.05, 0.9)),
                 "nesterov": (fastbp.Nesterov(lr=0.05, momentum=0.9), naive.Momentum(0.05, 0.9, nesterov=True)),
-                "adam": (fastbp.Adam(lr=1e-2), naive.Adam(1e-2))}[name]
+                "adam": (fastbp.Adam(lr=1e-3), naive.Adam(1e-3))}[name]
     p = m.params.astype(np.float64)
     for _ in range(10):
         m.train_step(X, y, opt)
