@@ -5,11 +5,11 @@ buffer allocation stay out of ``time_*``.
 """
 import fastbp
 
-from .common import THREADS, WORKLOADS, make_data, make_model, precompile, use_threads
+from .common import PREDICT_ROWS, THREADS, WORKLOADS, make_data, make_model, precompile, use_threads
 
 
 class Predict:
-    params = ([1, 256, 32768], THREADS)
+    params = (PREDICT_ROWS, THREADS)
     param_names = ["rows", "threads"]
     setup_cache = precompile
     timeout = 300

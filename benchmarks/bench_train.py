@@ -7,7 +7,8 @@ freshly initialized model.
 """
 import fastbp
 
-from .common import THREADS, WORKLOADS, make_data, make_model, precompile, use_threads, warm_up
+from .common import (SWEEP_BATCH, SWEEP_BATCH_SIZES, SWEEP_SAMPLES, SWEEP_WIDTHS, THREADS, WORKLOADS,
+                     make_data, make_model, precompile, use_threads, warm_up)
 
 
 class _Fit:
@@ -53,11 +54,11 @@ class FitWorkload(_Fit):
 
 class FitBatchSize(_Fit):
     """The mnist network (784-256-128-10) over 8192 samples at several batch sizes."""
-    params = ([32, 256, 1024], THREADS)
+    params = (SWEEP_BATCH_SIZES, THREADS)
     param_names = ["batch_size", "threads"]
 
     def _config(self, batch_size, threads):
-        return WORKLOADS["mnist"][0], batch_size, 8192, 1e-3, threads
+        return WORKLOADS["mnist"][0], batch_size, SWEEP_SAMPLES, 1e-3, threads
 
     def time_fit_epoch(self, batch_size, threads):
         self._epoch()
@@ -68,11 +69,11 @@ class FitBatchSize(_Fit):
 
 class FitWidth(_Fit):
     """One hidden layer of ``width`` units (784-width-10), batch 256, 8192 samples."""
-    params = ([64, 256, 1024], THREADS)
+    params = (SWEEP_WIDTHS, THREADS)
     param_names = ["width", "threads"]
 
     def _config(self, width, threads):
-        return [784, width, 10], 256, 8192, 1e-3, threads
+        return [784, width, 10], SWEEP_BATCH, SWEEP_SAMPLES, 1e-3, threads
 
     def time_fit_epoch(self, width, threads):
         self._epoch()

@@ -18,6 +18,12 @@ WORKLOADS = {
     "wide": ([1024, 2048, 2048, 10], 1024, 8192, 1e-3),
 }
 THREADS = [1, 2]
+# The sweeps: the mnist network over batch sizes, one hidden layer over widths, predict sizes.
+SWEEP_SAMPLES = 8192
+SWEEP_BATCH_SIZES = [32, 256, 1024]
+SWEEP_BATCH = 256
+SWEEP_WIDTHS = [64, 256, 1024]
+PREDICT_ROWS = [1, 256, 32768]
 
 
 @functools.lru_cache(maxsize=4)
@@ -49,22 +55,42 @@ def use_threads(n):
     return old
 
 
+def fit_configs():
+    """Every (sizes, batch) the fit suites train: fastbp picks kernels by shape (small networks
+    take their own path), so precompiling one network would not cover the others."""
+    configs = [(sizes, batch) for sizes, batch, _, _ in WORKLOADS.values()]
+    configs += [(WORKLOADS["mnist"][0], b) for b in SWEEP_BATCH_SIZES]
+    configs += [([784, w, 10], SWEEP_BATCH) for w in SWEEP_WIDTHS]
+    return configs
+
+
 def precompile(_benchmark=None):
-    """Compile fit's and predict's float32 kernels into numba's on-disk cache (or find them there).
+    """Compile, or load from numba's on-disk cache, every kernel the suites reach.
 
-    Used as ``setup_cache`` by every suite that measures memory or time: asv runs it once, in a
-    process of its own, before them, so compilation never lands in a ``time_*`` and the
-    compiler's memory never shows up in a ``peakmem_*``. Any network shape shares these kernels.
-    Returns None, so benchmarks get no extra argument.
+    Used as ``setup_cache`` by the fit, predict and memory suites: asv runs it once, in a process
+    of its own, before them, so compilation never lands in a ``time_*`` and the compiler's memory
+    never shows up in a ``peakmem_*``. One minibatch of every configuration at every thread
+    count, and predict at every size. Returns None, so benchmarks get no extra argument.
     """
-    X, y = make_data(4, 3, 64)
-    model = make_model([4, 16, 3])
-    model.fit(X, y, epochs=1, batch_size=32, optimizer=fastbp.Adam(), verbose=0)
-    model.predict(X)
-    model.evaluate(X, y)
+    old = fastbp.get_num_threads()
+    try:
+        for n in THREADS:
+            if n > numba.config.NUMBA_NUM_THREADS:
+                continue
+            fastbp.set_num_threads(n)
+            for sizes, batch in fit_configs():
+                X, y = make_data(sizes[0], sizes[-1], batch)
+                warm_up(make_model(sizes), X, y, batch, fastbp.Adam())
+            sizes = WORKLOADS["mnist"][0]
+            X, _ = make_data(sizes[0], sizes[-1], WORKLOADS["mnist"][2])
+            model = make_model(sizes)
+            for rows in PREDICT_ROWS:
+                model.predict(X[:rows])
+    finally:
+        fastbp.set_num_threads(old)
 
 
-precompile.timeout = 900      # a cold numba cache takes about a minute on a busy 2-core machine
+precompile.timeout = 900      # a cold numba cache takes minutes on a busy 2-core machine
 
 
 def warm_up(model, X, y, batch, optimizer):
