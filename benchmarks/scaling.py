@@ -162,7 +162,7 @@ def launch(mode, ranks, nthreads, args):
            "--samples", str(args.samples)]
     if ranks > 1:
         cmd = [args.mpiexec, "-n", str(ranks)] + cmd
-    env = dict(os.environ, NUMBA_NUM_THREADS=str(nthreads), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(nthreads))
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
     lines = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
     if p.returncode != 0 or not lines:
@@ -269,6 +269,15 @@ def main(argv=None):
                 print(f"{nodes:>6}{kind:>9}{row['rows_per_node']:>11}{row['compute_ms']:>12.2f}"
                       f"{row['allreduce_ms']:>14.2f}{row['efficiency']:>11.0%}")
                 est.append(dict(row, scaling=kind, node=label))
+        # The gradient costs about the same per row from 128 rows up: rows per node that keep
+        # the allreduce at a fifth of the step (80% weak-scaling efficiency).
+        per_row = parts["gradient_ms_256_rows"] / 256
+        for nodes in (8, 64):
+            t_ar = 1e3 * allreduce_seconds(4 * (parts["params"] + 4), nodes)
+            rows = math.ceil((4 * t_ar - parts["update_ms"]) / per_row)
+            print(f"  80% efficiency on {nodes} nodes needs about {rows} rows per node per step "
+                  f"(global batch {rows * nodes:,})")
+            est.append(dict(nodes=nodes, node=label, rows_per_node_for_80_percent=rows))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(fits=summary, parts_1_thread=parts1, parts_2_threads=parts2, parts_mpi=parts_mpi,

@@ -55,7 +55,7 @@ def child_env():
     src = str(Path(fastbp.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join([src] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     # One thread per rank: the ranks share the machine's cores.
-    env.update(NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    env.update(NUMBA_NUM_THREADS="1")
     # Open MPI refuses root and more ranks than cores unless told; MPICH ignores these.
     env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_rmaps_base_oversubscribe="1")
     return env
