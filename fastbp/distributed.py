@@ -47,10 +47,10 @@ from .kernels import epoch as E
 from .kernels import network as N
 from .kernels import optimizers as K
 from ._interrupt import DeferredSigint
+from .model import ON_NAN
 from .optim import get_optimizer
 from .validation import _describe, _to_numeric_array, as_finite, check_bool, check_int, check_unit_interval
 
-ON_NAN = ("raise", "stop", "ignore")
 # Extra slots after the gradient in the reduced buffer.
 LOSS, CORRECT, FAILED, INTERRUPTED = range(4)
 N_EXTRA = 4
