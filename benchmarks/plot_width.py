@@ -11,7 +11,8 @@ the median over rounds in samples per second.
 Systems: fastbp (the current python), and jax, torch and sklearn from ``--peer-python``, a
 python that has them (kept out of fastbp's dependencies; missing ones are skipped). The
 "GEMM floor" line is numpy's BLAS doing only the matrix products of each training step
-(x@W, dA@W.T, x.T@dA per layer): no activation, loss or optimizer. Every system uses its own
+(x@W, dA@W.T, x.T@dA per layer, without the first layer's dA@W.T, which no trainer needs): no
+activation, loss or optimizer; a system above it uses a faster BLAS or skips work. Every system uses its own
 default thread count, or ``--threads N`` for all of them (through OMP_NUM_THREADS,
 OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, NUMBA_NUM_THREADS and XLA_FLAGS). OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from every child's
 environment, so each runs the BLAS kernels a user's machine would pick.
@@ -39,7 +40,7 @@ N_IN, N_OUT, BATCH, LR = 784, 10, 256, 1e-3
 SYSTEMS = ["fastbp", "jax", "torch", "sklearn", "gemm_floor"]
 PEERS = {"jax", "torch", "sklearn"}
 LABELS = {"fastbp": "fastbp", "jax": "JAX (jit)", "torch": "PyTorch (eager)",
-          "sklearn": "scikit-learn MLPClassifier", "gemm_floor": "GEMM floor: numpy matmuls only (an upper limit)"}
+          "sklearn": "scikit-learn MLPClassifier", "gemm_floor": "GEMM floor: numpy's matmuls alone"}
 DROP_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(os.path.dirname(HERE), "docs", "throughput_vs_width.png")
@@ -140,22 +141,24 @@ def runner_sklearn(X, y, width, epochs):
 
 
 def runner_gemm_floor(X, y, width, epochs):
-    """Per step and layer: x@W, dA@W.T, x.T@dA into preallocated outputs; nothing else."""
+    """Per step and layer: x@W, dA@W.T, x.T@dA into preallocated outputs; nothing else.
+    The first layer has no dA@W.T: no trainer needs the gradient with respect to the data."""
     rng = np.random.default_rng(0)
     mats = []
-    for n_in, n_out in ((N_IN, width), (width, N_OUT)):
+    for i, (n_in, n_out) in enumerate(((N_IN, width), (width, N_OUT))):
         x = rng.standard_normal((BATCH, n_in), dtype=np.float32)
         W = rng.standard_normal((n_in, n_out), dtype=np.float32)
         d = rng.standard_normal((BATCH, n_out), dtype=np.float32)
-        mats.append((x, W, d, np.empty((BATCH, n_out), np.float32), np.empty((BATCH, n_in), np.float32),
-                     np.empty_like(W)))
+        mats.append((x, W, d, np.empty((BATCH, n_out), np.float32),
+                     np.empty((BATCH, n_in), np.float32) if i > 0 else None, np.empty_like(W)))
     steps = -(-X.shape[0] // BATCH)
 
     def run_epoch():
         for _ in range(steps):
             for x, W, d, o1, o2, o3 in mats:
                 np.matmul(x, W, out=o1)
-                np.matmul(d, W.T, out=o2)
+                if o2 is not None:
+                    np.matmul(d, W.T, out=o2)
                 np.matmul(x.T, d, out=o3)
     return epochs_timed(run_epoch, epochs)
 
