@@ -22,10 +22,10 @@ from .losses import output_loss
 # starting a parallel region costs a few microseconds. Parts never get fewer rows than MIN_PART_ROWS.
 PARALLEL_MIN_WORK = 1 << 20
 MIN_PART_ROWS = 16
-# maxparts == DETERMINISTIC: parts depend on the shapes only, never on the thread count, and
-# each holds at least DET_PART_ROWS rows (BLAS repacks the other operand for every part).
+# maxparts == DETERMINISTIC: parts depend on the shapes only, never on the thread count: about
+# DET_PART_ROWS rows each (BLAS repacks the other operand for every part), 2 to DET_MAX_PARTS.
 DETERMINISTIC = 0
-DET_PART_ROWS = 128
+DET_PART_ROWS = 256
 DET_MAX_PARTS = 8
 
 
@@ -35,7 +35,7 @@ def n_parts(rows, work, maxparts):
     if work < PARALLEL_MIN_WORK:
         return 1
     if maxparts == DETERMINISTIC:
-        return max(1, min(DET_MAX_PARTS, rows // DET_PART_ROWS))
+        return max(2, min(DET_MAX_PARTS, rows // DET_PART_ROWS))
     return max(1, min(maxparts, rows // MIN_PART_ROWS))
 
 
