@@ -15,7 +15,7 @@ one collective call.
 
 - Start: rank 0's params, optimizer state and RNG state are broadcast, after checks that every
   rank has the same architecture, data shape and fit arguments.
-- Shuffling: every rank draws ``model._rng.permutation(n)`` from the same state, as ``fit`` does.
+- Shuffling: every rank draws ``model._epoch_order(n)`` from the same RNG state, as ``fit`` does.
 - Callbacks, progress bar and checkpoints run on rank 0. Its optimizer hyperparameters (a
   learning-rate schedule may change them) and its ``stop_training`` are broadcast at every
   epoch boundary, and its params at the end (EarlyStopping may restore the best ones). Every
@@ -433,7 +433,7 @@ class _DataParallelFit:
         MPI = g.MPI
         n, batch, P, red, grads = self.n, self.batch, self.P, self.red, self.grads
         steps = -(-n // batch)
-        perm = model._rng.permutation(n) if self.shuffle else np.arange(n)
+        perm = model._epoch_order(n, self.shuffle)
         s1, s2 = opt._buffers(model.params)
         snapshot = None if self.on_nan == "ignore" else (model.params.copy(), s1.copy(), s2.copy(), opt.iterations)
         steploss = np.zeros(steps)

@@ -466,10 +466,20 @@ class MLP:
         cw = table[labels]
         return cw if sw.size == 0 else sw * cw
 
+    def _epoch_order(self, n, shuffle=True):
+        """The row order of the next epoch: a permutation seeded from the model's RNG (one draw),
+        or rows in order. fit and fastbp.distributed both take it from here."""
+        order = np.empty(n, np.int64)
+        if not shuffle:
+            order[:] = np.arange(n)
+            return order
+        E.shuffled_order(order, np.uint64(self._rng.bit_generator.random_raw()))
+        return order
+
     def _fit_epoch(self, X, Yf, yint, sw, batch, opt, shuffle, on_nan, epoch, cbs, stream=None):
         n = X.shape[0]
         steps = -(-n // batch)
-        perm = self._rng.permutation(n) if shuffle else np.arange(n)
+        perm = self._epoch_order(n, shuffle)
         w = self._buffers(batch)
         L = self.layout
         s1, s2 = opt._buffers(self.params)

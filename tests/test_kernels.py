@@ -170,3 +170,20 @@ def test_deterministic_partitions_depend_on_shape_only():
     assert n_parts(256, 1 << 30, 2) == 2
     assert n_parts(256, 10, 8) == 1                    # too small to split
     assert 1 <= n_parts(10, 1 << 30, DETERMINISTIC) <= n_parts(10_000, 1 << 30, DETERMINISTIC)
+
+
+def test_shuffled_order_is_a_seeded_uniform_permutation():
+    from fastbp.kernels.epoch import shuffled_order
+    a, b = np.empty(1000, np.int64), np.empty(1000, np.int64)
+    shuffled_order(a, np.uint64(12345))
+    shuffled_order(b, np.uint64(12345))
+    assert np.array_equal(a, b) and np.array_equal(np.sort(a), np.arange(1000))
+    shuffled_order(b, np.uint64(2**64 - 1))
+    assert not np.array_equal(a, b)
+    # every one of the 6 orders of 3 rows comes up about equally often
+    counts = {}
+    o = np.empty(3, np.int64)
+    for seed in range(6000):
+        shuffled_order(o, np.uint64(seed * 7919 + 1))
+        counts[tuple(o)] = counts.get(tuple(o), 0) + 1
+    assert len(counts) == 6 and min(counts.values()) > 850

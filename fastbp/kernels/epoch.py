@@ -16,6 +16,27 @@ from .small import small_forward_backward
 
 
 @njit(cache=True)
+def shuffled_order(order, seed):
+    """order[:] <- a permutation of 0..n-1: Fisher-Yates driven by splitmix64 from ``seed``.
+
+    A tenth of numpy's Generator.permutation time at n = 8192, which matters when an epoch of
+    a small net takes under a millisecond; the seed itself comes from the model's numpy RNG.
+    """
+    n = order.shape[0]
+    for i in range(n):
+        order[i] = i
+    s = np.uint64(seed)
+    for i in range(n - 1, 0, -1):
+        s += np.uint64(0x9E3779B97F4A7C15)
+        z = s
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+        j = np.int64(z % np.uint64(i + 1))
+        order[i], order[j] = order[j], order[i]
+
+
+@njit(cache=True)
 def _gather_rows(dst, doff, X, ridx, r0, r1):
     n_in = X.shape[1]
     for i in range(r0, r1):
