@@ -143,7 +143,7 @@ def _to_numeric_array(name, X, dtype=None):
     return arr
 
 
-def check_all_finite(name, arr, chunk_rows=65536, source=None):
+def check_all_finite(name, arr, chunk_elems=1 << 20, source=None):
     """Raise if arr holds NaN or inf (checked in row chunks, so a memmap is not loaded whole).
 
     ``source``: the array arr was converted from, to tell an overflow in the conversion apart.
@@ -154,6 +154,9 @@ def check_all_finite(name, arr, chunk_rows=65536, source=None):
         arr = arr.reshape(1)
         source = None if source is None else np.reshape(source, 1)
     mapping = read_only_mapping(arr)
+    # chunks of about a million elements: the isfinite mask of a whole large X would cost
+    # n_samples * n_features bytes of memory (and a memmap would be read in at once)
+    chunk_rows = max(1, chunk_elems // max(1, arr.size // max(1, arr.shape[0])))
     for r in range(0, arr.shape[0], chunk_rows):
         part = arr[r:r + chunk_rows]
         ok = np.isfinite(part).all()
