@@ -6,8 +6,6 @@ import sys
 import time
 import warnings
 
-import numpy as np
-
 from .validation import check_int, check_nonnegative, check_number
 
 

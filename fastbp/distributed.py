@@ -47,9 +47,8 @@ from .kernels import epoch as E
 from .kernels import network as N
 from .kernels import optimizers as K
 from ._interrupt import DeferredSigint
-from .model import ON_NAN
-from .optim import get_optimizer
-from .validation import _describe, _to_numeric_array, as_finite, check_bool, check_int, check_unit_interval
+from .model import check_fit_arguments
+from .validation import _describe, _to_numeric_array, as_finite
 
 # Extra slots after the gradient in the reduced buffer.
 LOSS, CORRECT, FAILED, INTERRUPTED = range(4)
@@ -261,15 +260,8 @@ class _DataParallelFit:
               sample_weight, class_weight, callbacks, verbose, initial_epoch, on_nan, resume_from):
         g, model = self.g, self.model
         with g.together():
-            epochs = check_int("epochs", epochs, 1)
-            batch_size = check_int("batch_size", batch_size, 1)
-            shuffle = check_bool("shuffle", shuffle)
-            initial_epoch = check_int("initial_epoch", initial_epoch, 0)
-            verbose = check_int("verbose", verbose, 0)
-            if on_nan not in ON_NAN:
-                raise ValueError(f"on_nan: unknown value {on_nan!r}; expected one of {list(ON_NAN)}")
-            validation_split = check_unit_interval("validation_split", validation_split, open_right=True)
-            opt = get_optimizer(optimizer)
+            epochs, batch_size, shuffle, initial_epoch, verbose, validation_split, opt = check_fit_arguments(
+                epochs, batch_size, shuffle, initial_epoch, verbose, on_nan, validation_split, optimizer)
             Xa = _shared_features(model, X, "X", g)
             n = Xa.shape[0]
             Yf, yint = model._targets(y, n)

@@ -21,7 +21,7 @@ from .kernels import epoch as E
 from .kernels import losses as Lo
 from .kernels import network as N
 from .kernels import small as S
-from .optim import Optimizer, get_optimizer
+from .optim import get_optimizer
 from ._interrupt import DeferredSigint
 from .validation import (as_features, as_finite, as_labels, check_all_finite, check_bool, check_choice, check_dtype,
                          check_int, check_nonnegative, check_number, check_unit_interval, _to_numeric_array,
@@ -44,6 +44,20 @@ def _frozen(a):
     v = a.view(np.ndarray)
     v.flags.writeable = False
     return v
+
+
+def check_fit_arguments(epochs, batch_size, shuffle, initial_epoch, verbose, on_nan, validation_split, optimizer):
+    """fit's scalar arguments, checked (shared with fastbp.distributed); returns them converted,
+    the optimizer as an Optimizer."""
+    epochs = check_int("epochs", epochs, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    shuffle = check_bool("shuffle", shuffle)
+    initial_epoch = check_int("initial_epoch", initial_epoch, 0)
+    verbose = check_int("verbose", verbose, 0)
+    if on_nan not in ON_NAN:
+        raise ValueError(f"on_nan: unknown value {on_nan!r}; expected one of {list(ON_NAN)}")
+    validation_split = check_unit_interval("validation_split", validation_split, open_right=True)
+    return epochs, batch_size, shuffle, initial_epoch, verbose, validation_split, get_optimizer(optimizer)
 
 
 class Layer:
@@ -382,15 +396,8 @@ class MLP:
                                    class_weight=class_weight, callbacks=callbacks, verbose=verbose,
                                    initial_epoch=initial_epoch, on_nan=on_nan, resume_from=resume_from)
         # -- validate everything before touching state --
-        epochs = check_int("epochs", epochs, 1)
-        batch_size = check_int("batch_size", batch_size, 1)
-        shuffle = check_bool("shuffle", shuffle)
-        initial_epoch = check_int("initial_epoch", initial_epoch, 0)
-        verbose = check_int("verbose", verbose, 0)
-        if on_nan not in ON_NAN:
-            raise ValueError(f"on_nan: unknown value {on_nan!r}; expected one of {list(ON_NAN)}")
-        validation_split = check_unit_interval("validation_split", validation_split, open_right=True)
-        opt = get_optimizer(optimizer)
+        epochs, batch_size, shuffle, initial_epoch, verbose, validation_split, opt = check_fit_arguments(
+            epochs, batch_size, shuffle, initial_epoch, verbose, on_nan, validation_split, optimizer)
         stream = _memmap.read_only_mapping(X)
         X, Yf, yint, sw = self._prepare(X, y, sample_weight)
         if stream is not None and not _memmap.backs(X, stream):

@@ -319,7 +319,7 @@ def test_pickle_keeps_layers_as_views_into_params():
 
 
 def test_read_only_inputs_use_the_same_compiled_kernels():
-    from fastbp.kernels import epoch, small
+    from fastbp.kernels import epoch
     X = np.random.default_rng(0).standard_normal((40, 3))
     y = np.arange(40) % 2
     m = fastbp.MLP([3, 5, 2], seed=0, dtype="float64")

@@ -9,7 +9,6 @@ import json
 import os
 import pickle
 import struct
-import sys
 import time
 import tracemalloc
 import zlib

@@ -4,7 +4,6 @@ Passing the activation as an integer (not a function) keeps one compiled kernel 
 branch on the code sits outside the element loop. Derivatives are written from the activation's
 output (sigmoid: a(1-a), tanh: 1-a^2, relu: a>0), so backward needs only post-activations.
 """
-import numpy as np
 from numba import njit
 
 from .mathfn import fexp, fsigmoid, ftanh

@@ -11,7 +11,6 @@ Parallel work is split into parts fixed by the shapes and ``maxparts`` only; eac
 single-threaded product or loop and no two parts write the same element, so a result does not
 depend on which thread ran which part. Reductions (db, the batch loss) run in a fixed order.
 """
-import numpy as np
 from numba import njit, prange
 
 from .activations import LINEAR, act_backward, bias_act_forward
