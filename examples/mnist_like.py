@@ -16,11 +16,17 @@ from fastbp.datasets import make_classification
 
 
 def timed_epoch(model, X, y, batch_size, opt):
-    """(samples/s, cores busy) for one epoch; cores busy = process CPU time / wall time."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    model.fit(X, y, epochs=1, batch_size=batch_size, optimizer=opt, verbose=0)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return X.shape[0] / wall, cpu / wall
+    """(samples/s, cores busy) of the faster of two epochs; cores busy = process CPU time / wall
+    time. The first epoch at a new thread count also pays for worker threads of the previous
+    phase still spinning before they sleep (OpenMP, BLAS), which would show as cores busy."""
+    best = None
+    for _ in range(2):
+        t0, c0 = time.perf_counter(), time.process_time()
+        model.fit(X, y, epochs=1, batch_size=batch_size, optimizer=opt, verbose=0)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if best is None or wall < best[0]:
+            best = (wall, cpu)
+    return X.shape[0] / best[0], best[1] / best[0]
 
 
 def main(argv=None):
@@ -53,7 +59,7 @@ def main(argv=None):
     if args.epochs:
         model.fit(Xtr, ytr, epochs=args.epochs, batch_size=args.batch_size, optimizer=opt, verbose=1)
     acc = model.evaluate(Xte, yte)["accuracy"]
-    print(f"held-out accuracy after {len(rates) + args.epochs} epochs: {acc:.4f} ({n_test} samples)")
+    print(f"held-out accuracy after {2 * len(rates) + args.epochs} epochs: {acc:.4f} ({n_test} samples)")
     return rates, acc
 
 

@@ -4,6 +4,7 @@ Everything heavy happens in `fastbp.kernels`; this module checks arguments (befo
 state), converts data once per call, keeps work buffers between calls, and runs the per-epoch
 bookkeeping of `fit` (callbacks, validation, divergence, checkpoints).
 """
+import contextlib
 import math
 import time
 
@@ -505,7 +506,8 @@ class MLP:
         chunk_cap = _memmap.max_chunk_steps(batch, X.shape[1] * X.itemsize) if stream is not None else steps
         chunk = min(chunk, chunk_cap)
         s = 0
-        with threads.single_threaded_blas():
+        # the small-network kernels never call BLAS: no need to hold its threads
+        with contextlib.nullcontext() if w["small"] else threads.single_threaded_blas():
             while s < steps:
                 end = min(steps, s + chunk)
                 t0 = time.perf_counter()

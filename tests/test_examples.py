@@ -156,7 +156,9 @@ def test_mnist_like_reports_samples_per_second(monkeypatch, capsys):
     assert {int(n) for n, _, _ in rates} == {1, fastbp.get_num_threads()}
     assert all(float(r.replace(",", "")) > 0 for _, r, _ in rates)
     busy = {int(n): float(b) for n, _, b in rates}
-    assert 0 < busy[1] < 1.3                 # one thread cannot keep more than one core busy
+    # one thread keeps one core busy; the margin is for worker pools (OpenMP, BLAS) of the
+    # process spinning down, which the example's best-of-two epochs mostly leaves out
+    assert 0 < busy[1] < 1.5
     acc = float(re.search(r"held-out accuracy after \d+ epochs: (\S+)", out).group(1))
     assert acc > 0.3                                          # 10 classes: chance is 0.1
 
