@@ -222,6 +222,10 @@ class MLP:
                      ridx=np.empty(cap, np.int64), iw=np.zeros((parts, 8), np.int32),
                      fw=np.zeros((parts, 2), self.dtype), scratch=np.empty(max(2 * cap * self.sizes[-1], 3 * cap), self.dtype),
                      small=self._is_small(cap))
+            # the small-network kernels see the same memory as 2-D feature-major blocks
+            w["T"] = w["acts"].reshape(sum(self.sizes), cap)
+            w["trow"] = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
+            w["G"] = w["gbuf"].reshape(2 * widest, cap)
             self._work[cap] = w
         return w
 
@@ -333,7 +337,7 @@ class MLP:
         with threads.single_threaded_blas():
             if w["small"]:
                 total, _ = S.small_forward_backward(m, X, np.arange(m), self.params, self._grads, L.sizes_arr,
-                                                    L.woff, L.boff, w["acts"], w["aoff"], m, w["gbuf"], self._act,
+                                                    L.woff, L.boff, w["T"], w["trow"], w["G"], self._act,
                                                     self._out, self._loss, Yf, yint, sw, w["rowloss"], w["scratch"])
             else:
                 E.gather(w["acts"], 0, X, np.arange(m), m, self._maxparts())
@@ -513,12 +517,13 @@ class MLP:
                 t0 = time.perf_counter()
                 try:
                     common = (self.params, self._grads, s1, s2, opt.code, hyper, tstep, clip, X, Yf, yint, sw,
-                              perm, s, end, batch, L.sizes_arr, L.woff, L.boff, self._act, self._out, self._loss,
-                              w["acts"], w["aoff"], w["gbuf"], w["rowloss"], w["ridx"])
+                              perm, s, end, batch, L.sizes_arr, L.woff, L.boff, self._act, self._out, self._loss)
                     if w["small"]:
-                        done = E.train_steps_small(*common, w["scratch"], steploss, stepcorrect)
+                        done = E.train_steps_small(*common, w["T"], w["trow"], w["G"], w["rowloss"], w["ridx"],
+                                                   w["scratch"], steploss, stepcorrect)
                     else:
-                        done = E.train_steps(*common, w["iw"], w["fw"], maxparts, steploss, stepcorrect)
+                        done = E.train_steps(*common, w["acts"], w["aoff"], w["gbuf"], w["rowloss"], w["ridx"],
+                                             w["iw"], w["fw"], maxparts, steploss, stepcorrect)
                 finally:
                     opt.iterations = int(tstep[0])
                 dt = time.perf_counter() - t0

@@ -92,11 +92,12 @@ def train_steps(params, grads, s1, s2, opt, hyper, tstep, clipnorm,
 def train_steps_small(params, grads, s1, s2, opt, hyper, tstep, clipnorm,
                       X, Yf, yint, sw, perm, s0, s_end, batch,
                       sizes, woff, boff, act, out, loss,
-                      acts, aoff, gbuf, rowloss, ridx, scratch, steploss, stepcorrect):
+                      T, trow, G, rowloss, ridx, scratch, steploss, stepcorrect):
     """train_steps for small networks: the feature-major kernels of small.py, all serial.
 
-    A separate entry point so that training a small net never compiles the parallel kernels
-    (compile time is a user cost on first run).
+    T, trow, G: the 2-D feature-major work buffers small_forward_backward takes. A separate
+    entry point, so that training a small net never compiles the parallel kernels (compile time
+    is a user cost on first run).
     """
     n = perm.shape[0]
     for s in range(s0, s_end):
@@ -104,8 +105,8 @@ def train_steps_small(params, grads, s1, s2, opt, hyper, tstep, clipnorm,
         m = min(n, r0 + batch) - r0
         for i in range(m):
             ridx[i] = perm[r0 + i]
-        total, correct = small_forward_backward(m, X, ridx, params, grads, sizes, woff, boff, acts, aoff,
-                                                batch, gbuf, act, out, loss, Yf, yint, sw, rowloss, scratch)
+        total, correct = small_forward_backward(m, X, ridx, params, grads, sizes, woff, boff, T, trow, G,
+                                                act, out, loss, Yf, yint, sw, rowloss, scratch)
         steploss[s] = total
         stepcorrect[s] = correct
         if not np.isfinite(total):
