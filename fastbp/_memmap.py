@@ -11,6 +11,9 @@ import numpy as np
 
 # fit bounds a chunk of minibatches so that it touches at most this many bytes of the file
 STREAM_CHUNK_BYTES = 256 << 20
+# A page fault on a file mapping maps the neighbouring cached pages too (Linux "fault-around",
+# 64 KiB by default), so a randomly read row costs up to this much resident memory.
+FAULT_AROUND_BYTES = 64 << 10
 
 
 def read_only_mapping(arr):
@@ -30,6 +33,15 @@ def backs(arr, mm):
     return np.may_share_memory(arr, np.frombuffer(mm, np.uint8))
 
 
+def advise_random(mm):
+    """Tell the kernel the mapping is read in random order (no read-ahead of neighbours)."""
+    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+        try:
+            mm.madvise(mmap.MADV_RANDOM)
+        except (OSError, ValueError):
+            pass
+
+
 def release(mm):
     """Drop the resident pages of a read-only file mapping (no-op where unsupported)."""
     if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
@@ -42,5 +54,5 @@ def release(mm):
 
 def max_chunk_steps(batch, row_bytes):
     """Minibatches per chunk so that one chunk touches at most STREAM_CHUNK_BYTES of the file."""
-    per_row = max(row_bytes, mmap.PAGESIZE)      # a shuffled row costs at least a page
+    per_row = max(row_bytes, FAULT_AROUND_BYTES)   # what a shuffled row can map in
     return max(1, STREAM_CHUNK_BYTES // (batch * per_row))

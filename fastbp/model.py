@@ -407,6 +407,7 @@ class MLP:
         X, Yf, yint, sw = self._prepare(X, y, sample_weight)
         if stream is not None and not _memmap.backs(X, stream):
             stream = None                # converted into memory: nothing to stream
+        _memmap.advise_random(stream)
         if class_weight is not None:
             sw = self._apply_class_weight(class_weight, Yf, yint, sw)
         n = X.shape[0]
