@@ -47,7 +47,7 @@ from .kernels import epoch as E
 from .kernels import network as N
 from .kernels import optimizers as K
 from ._interrupt import DeferredSigint
-from .model import check_fit_arguments
+from .model import _rows, check_fit_arguments
 from .validation import _describe, _to_numeric_array, as_finite
 
 # Extra slots after the gradient in the reduced buffer.
@@ -208,10 +208,6 @@ def _shared_features(model, X, name, group):
     return np.ascontiguousarray(arr, dtype=model.dtype)
 
 
-def _rows(a, lo, hi):
-    return a[lo:hi] if a.size else a
-
-
 # ---- fit ---------------------------------------------------------------------------------------
 def fit_distributed(model, X, y, comm, epochs=1, batch_size=32, optimizer="adam", shuffle=True,
                     validation_data=None, validation_split=0.0, sample_weight=None, class_weight=None,
@@ -268,23 +264,10 @@ class _DataParallelFit:
             sw = model._weights(sample_weight, n)
             if class_weight is not None:
                 sw = model._apply_class_weight(class_weight, Yf, yint, sw)
-            val = None
-            if validation_data is not None:
-                if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                    raise ValueError("validation_data: expected a tuple (X_val, y_val) or (X_val, y_val, sample_weight_val)")
-                vX = _shared_features(model, validation_data[0], "validation_data[0]", g)
-                vYf, vyint = model._targets(validation_data[1], vX.shape[0], "validation_data[1]")
-                vsw = model._weights(validation_data[2] if len(validation_data) == 3 else None, vX.shape[0],
-                                     "validation_data[2]")
-                val = (vX, vYf, vyint, vsw)
-            elif validation_split > 0:
-                n_val = int(n * validation_split)
-                if n_val < 1 or n_val >= n:
-                    raise ValueError(f"validation_split: {validation_split} of {n} samples leaves no training or no validation data")
-                cut = n - n_val          # Keras: the last samples, before any shuffling
-                val = tuple(_rows(a, cut, n) for a in (Xa, Yf, yint, sw))
-                Xa, Yf, yint, sw = (_rows(a, 0, cut) for a in (Xa, Yf, yint, sw))
-                n = cut
+            Xa, Yf, yint, sw, val = model._split_validation(
+                Xa, Yf, yint, sw, validation_data, validation_split,
+                features=lambda X, name: _shared_features(model, X, name, g))
+            n = Xa.shape[0]
             if opt._states is not None:
                 opt._buffers(model.params)    # raises now if the optimizer holds another model's state
             history = History()

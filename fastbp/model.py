@@ -47,6 +47,11 @@ def _frozen(a):
     return v
 
 
+def _rows(a, lo, hi):
+    """Rows lo:hi of a data array; an empty stand-in (no sample weights, no int labels) stays as is."""
+    return a[lo:hi] if a.size else a
+
+
 def check_fit_arguments(epochs, batch_size, shuffle, initial_epoch, verbose, on_nan, validation_split, optimizer):
     """fit's scalar arguments, checked (shared with fastbp.distributed); returns them converted,
     the optimizer as an Optimizer."""
@@ -410,24 +415,8 @@ class MLP:
         _memmap.advise_random(stream)
         if class_weight is not None:
             sw = self._apply_class_weight(class_weight, Yf, yint, sw)
+        X, Yf, yint, sw, val = self._split_validation(X, Yf, yint, sw, validation_data, validation_split)
         n = X.shape[0]
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("validation_data: expected a tuple (X_val, y_val) or (X_val, y_val, sample_weight_val)")
-            vX = self._features(validation_data[0], "validation_data[0]")
-            vYf, vyint = self._targets(validation_data[1], vX.shape[0], "validation_data[1]")
-            vsw = self._weights(validation_data[2] if len(validation_data) == 3 else None, vX.shape[0],
-                                "validation_data[2]")
-            val = (vX, vYf, vyint, vsw)
-        elif validation_split > 0:
-            n_val = int(n * validation_split)
-            if n_val < 1 or n_val >= n:
-                raise ValueError(f"validation_split: {validation_split} of {n} samples leaves no training or no validation data")
-            cut = n - n_val          # Keras: the last samples, before any shuffling
-            val = (X[cut:], Yf[cut:] if Yf.size else Yf, yint[cut:] if yint.size else yint, sw[cut:] if sw.size else sw)
-            X, Yf, yint, sw = X[:cut], Yf[:cut] if Yf.size else Yf, yint[:cut] if yint.size else yint, sw[:cut] if sw.size else sw
-            n = cut
         if opt._states is not None:
             opt._buffers(self.params)    # raises now if the optimizer holds another model's state
         history = History()
@@ -464,6 +453,32 @@ class MLP:
             self._sigint = self._sigint.stop()
             cbs.on_train_end()
         return history
+
+    def _split_validation(self, X, Yf, yint, sw, validation_data, validation_split, features=None):
+        """(X, Yf, yint, sw, val): the training arrays and the validation set (None without one).
+
+        validation_data is checked like training data (``features`` converts its X; fastbp's
+        distributed fit passes its own); otherwise the last ``validation_split`` of the rows,
+        taken before any shuffling, as Keras does.
+        """
+        features = features or self._features
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data: expected a tuple (X_val, y_val) or (X_val, y_val, sample_weight_val)")
+            vX = features(validation_data[0], "validation_data[0]")
+            vYf, vyint = self._targets(validation_data[1], vX.shape[0], "validation_data[1]")
+            vsw = self._weights(validation_data[2] if len(validation_data) == 3 else None, vX.shape[0],
+                                "validation_data[2]")
+            return X, Yf, yint, sw, (vX, vYf, vyint, vsw)
+        if validation_split > 0:
+            n = X.shape[0]
+            n_val = int(n * validation_split)
+            if n_val < 1 or n_val >= n:
+                raise ValueError(f"validation_split: {validation_split} of {n} samples leaves no training or no validation data")
+            cut = n - n_val
+            val = tuple(_rows(a, cut, n) for a in (X, Yf, yint, sw))
+            return tuple(_rows(a, 0, cut) for a in (X, Yf, yint, sw)) + (val,)
+        return X, Yf, yint, sw, None
 
     def _apply_class_weight(self, class_weight, Yf, yint, sw):
         if not isinstance(class_weight, dict):
