@@ -33,8 +33,6 @@ import os
 import statistics
 import subprocess
 import sys
-import sysconfig
-import shutil
 import time
 
 import numpy as np
@@ -150,15 +148,6 @@ def worker_parts(args):
 
 
 # ---- driver ----------------------------------------------------------------------------------
-def find_mpiexec():
-    for folder in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
-        for name in ("mpiexec", "mpirun"):
-            path = os.path.join(folder, name)
-            if os.path.isfile(path) and os.access(path, os.X_OK):
-                return path
-    return shutil.which("mpiexec") or shutil.which("mpirun")
-
-
 def launch(mode, ranks, nthreads, args):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", mode, "--epochs", str(args.epochs),
            "--samples", str(args.samples)]
@@ -213,6 +202,7 @@ def main(argv=None):
         return worker_fit(args)
     if args.worker == "parts":
         return worker_parts(args)
+    from fastbp.distributed import find_mpiexec
     args.mpiexec = find_mpiexec()
     if args.mpiexec is None:
         sys.exit("no mpiexec found: pip install '.[mpi]'")

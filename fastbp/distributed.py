@@ -32,7 +32,9 @@ import builtins
 import contextlib
 import json
 import os
+import shutil
 import sys
+import sysconfig
 import time
 import warnings
 import zlib
@@ -91,6 +93,17 @@ def launched_comm():
         return None
     comm = MPI.COMM_WORLD
     return comm if comm.Get_size() > 1 else None
+
+
+def find_mpiexec():
+    """The MPI launcher of the MPI library installed beside this interpreter (a venv's bin
+    first, as ``pip install mpich`` puts it), else the first mpiexec/mpirun on PATH; or None."""
+    for folder in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
+        for name in ("mpiexec", "mpirun"):
+            path = os.path.join(folder, name)
+            if os.path.isfile(path) and os.access(path, os.X_OK):
+                return path
+    return shutil.which("mpiexec") or shutil.which("mpirun")
 
 
 # ---- the collective error protocol -------------------------------------------------------------

@@ -209,9 +209,8 @@ class MLP:
         return "\n".join(lines)
 
     # ---- buffers --------------------------------------------------------------------------------
-    def _maxparts(self, deterministic=None):
-        det = self.deterministic if deterministic is None else deterministic
-        return N.DETERMINISTIC if det else threads.get_num_threads()
+    def _maxparts(self):
+        return N.DETERMINISTIC if self.deterministic else threads.get_num_threads()
 
     def _buffers(self, cap):
         """Work buffers for batches of up to ``cap`` rows, made once and reused."""
@@ -345,11 +344,12 @@ class MLP:
                                                     L.woff, L.boff, w["T"], w["trow"], w["G"], self._act,
                                                     self._out, self._loss, Yf, yint, sw, w["rowloss"], w["scratch"])
             else:
-                E.gather(w["acts"], 0, X, np.arange(m), m, self._maxparts())
+                maxparts = self._maxparts()
+                E.gather(w["acts"], 0, X, np.arange(m), m, maxparts)
                 total, _ = N.forward_backward(m, w["acts"], 0, self.params, self._grads, L.sizes_arr, L.woff,
                                               L.boff, w["acts"], w["aoff"], w["gbuf"], self._act, self._out,
                                               self._loss, Yf, yint, np.arange(m), sw, w["rowloss"], w["iw"],
-                                              w["fw"], self._maxparts())
+                                              w["fw"], maxparts)
         return total / m
 
     def loss_and_grad(self, X, y, sample_weight=None):

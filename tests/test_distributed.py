@@ -6,11 +6,9 @@ launcher or mpi4py is installed (``pip install ".[mpi]"``; the test extra includ
 """
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
@@ -18,22 +16,13 @@ import numpy as np
 import pytest
 
 import fastbp
+from fastbp.distributed import find_mpiexec
 
 SCRIPTS = Path(__file__).parent / "mpi_scripts"
 sys.path.insert(0, str(SCRIPTS))
 import cases  # noqa: E402
 
 RANKS = 2
-
-
-def find_mpiexec():
-    """The launcher of the MPI library next to this interpreter (a venv's bin first), else PATH."""
-    for folder in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
-        for name in ("mpiexec", "mpirun"):
-            path = os.path.join(folder, name)
-            if os.path.isfile(path) and os.access(path, os.X_OK):
-                return path
-    return shutil.which("mpiexec") or shutil.which("mpirun")
 
 
 MPIEXEC = find_mpiexec()

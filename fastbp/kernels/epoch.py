@@ -60,6 +60,17 @@ def gather(dst, doff, X, ridx, m, maxparts):
 
 
 @njit(cache=True)
+def _batch_rows(ridx, perm, s, batch):
+    """ridx[:m] <- the data rows of minibatch s of the epoch order ``perm``; returns m (the last
+    minibatch may be partial)."""
+    r0 = s * batch
+    m = min(perm.shape[0], r0 + batch) - r0
+    for i in range(m):
+        ridx[i] = perm[r0 + i]
+    return m
+
+
+@njit(cache=True)
 def train_steps(params, grads, s1, s2, opt, hyper, tstep, clipnorm,
                 X, Yf, yint, sw, perm, s0, s_end, batch,
                 sizes, woff, boff, act, out, loss,
@@ -70,12 +81,8 @@ def train_steps(params, grads, s1, s2, opt, hyper, tstep, clipnorm,
     weighted loss sum of minibatch s, stepcorrect[s] its count of correct rows. Stops early
     after a minibatch whose loss is not finite; returns the number of minibatches run.
     """
-    n = perm.shape[0]
     for s in range(s0, s_end):
-        r0 = s * batch
-        m = min(n, r0 + batch) - r0
-        for i in range(m):
-            ridx[i] = perm[r0 + i]
+        m = _batch_rows(ridx, perm, s, batch)
         gather(acts, aoff[0], X, ridx, m, maxparts)
         total, correct = forward_backward(m, acts, aoff[0], params, grads, sizes, woff, boff, acts, aoff,
                                           gbuf, act, out, loss, Yf, yint, ridx, sw, rowloss, iw, fw, maxparts)
@@ -99,12 +106,8 @@ def train_steps_small(params, grads, s1, s2, opt, hyper, tstep, clipnorm,
     entry point, so that training a small net never compiles the parallel kernels (compile time
     is a user cost on first run).
     """
-    n = perm.shape[0]
     for s in range(s0, s_end):
-        r0 = s * batch
-        m = min(n, r0 + batch) - r0
-        for i in range(m):
-            ridx[i] = perm[r0 + i]
+        m = _batch_rows(ridx, perm, s, batch)
         total, correct = small_forward_backward(m, X, ridx, params, grads, sizes, woff, boff, T, trow, G,
                                                 act, out, loss, Yf, yint, sw, rowloss, scratch)
         steploss[s] = total
