@@ -453,7 +453,8 @@ class _DataParallelFit:
             stepcorrect[s] = red[P + CORRECT]
             if np.isfinite(total):
                 opt.iterations += 1
-                K.opt_update(model.params, grads, s1, s2, opt.code, hyper, opt.iterations, K.clip_scale(grads, clip))
+                K.opt_update(model.params, grads, s1, s2, opt.code, hyper, opt.iterations, K.clip_scale(grads, clip),
+                             self.maxparts)
             elif self.on_nan != "ignore":
                 return self._diverged(epoch, s, snapshot)
             t3 = time.perf_counter()

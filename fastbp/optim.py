@@ -10,6 +10,7 @@ that global L2 norm first (torch.nn.utils.clip_grad_norm_).
 
 import numpy as np
 
+from . import threads
 from .kernels import optimizers as K
 from .validation import check_flat_pair, check_positive, check_nonnegative, check_unit_interval
 
@@ -71,7 +72,8 @@ class Optimizer:
         s1, s2 = self._buffers(params)
         gscale = K.clip_scale(grads, self.clip_norm or 0.0)
         self.iterations += 1
-        K.opt_update(params, grads, s1, s2, self.code, self.hyper(), self.iterations, gscale)
+        K.opt_update(params, grads, s1, s2, self.code, self.hyper(), self.iterations, gscale,
+                     threads.get_num_threads())
         return params
 
 

@@ -91,7 +91,7 @@ def train_steps(params, grads, s1, s2, opt, hyper, tstep, clipnorm,
         if not np.isfinite(total):
             return s - s0 + 1
         tstep[0] += 1
-        opt_update(params, grads, s1, s2, opt, hyper, tstep[0], clip_scale(grads, clipnorm))
+        opt_update(params, grads, s1, s2, opt, hyper, tstep[0], clip_scale(grads, clipnorm), maxparts)
     return s_end - s0
 
 

@@ -79,10 +79,12 @@ def _opt_update_parallel(params, grads, s1, s2, opt, hyper, t, gscale):
 
 
 @njit(cache=True)
-def opt_update(params, grads, s1, s2, opt, hyper, t, gscale):
-    """One update over the whole buffer; parallel over fixed chunks when the buffer is large."""
+def opt_update(params, grads, s1, s2, opt, hyper, t, gscale, maxparts):
+    """One update over the whole buffer; parallel over fixed chunks when the buffer is large and
+    more than one thread is allowed (``maxparts`` as in network.n_parts: 1 means serial, so a
+    1-thread fit starts no parallel region at all and idle workers can go to sleep)."""
     n = params.shape[0]
-    if n < PARALLEL_MIN:
+    if n < PARALLEL_MIN or maxparts == 1:
         opt_update_range(params, grads, s1, s2, opt, hyper, t, gscale, 0, n)
     else:
         _opt_update_parallel(params, grads, s1, s2, opt, hyper, t, gscale)
