@@ -1,4 +1,7 @@
 """Each kernel against its plain-numpy reference (tests/naive.py or a one-line numpy expression)."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from numba import njit
@@ -34,6 +37,25 @@ def test_gemm_matches_numpy(dtype, ta, tb, m, n, k):
     np.testing.assert_allclose(C[11:].reshape(m, ldc)[:, :n], want, rtol=TOL[dtype] * k, atol=TOL[dtype] * k)
     # what lies between the rows (the leading-dimension padding) and before the block is untouched
     assert np.array_equal(C[11:].reshape(m, ldc)[:, n:], pad0) and np.array_equal(C[:11], head0)
+
+
+def test_blas_pointers_are_scipys_and_scipy_linalg_stays_importable():
+    """The kernels call the very sgemm/dgemm scipy exports for Cython, found without importing
+    the scipy.linalg package (its import costs ~110 ms and ~15 MiB), and a user's later
+    ``import scipy.linalg`` still works and shares the one extension module."""
+    code = (
+        "import sys, fastbp\n"
+        "assert 'scipy.linalg' not in sys.modules, 'fastbp imported scipy.linalg'\n"
+        "from fastbp.kernels import blas\n"
+        "import scipy.linalg, scipy.linalg.cython_blas as cb\n"
+        "from numba.extending import get_cython_function_address as address\n"
+        "assert cb is blas._blas\n"
+        "for name in ('sgemm', 'dgemm'):\n"
+        "    assert blas._function_address(blas._blas, name) == address('scipy.linalg.cython_blas', name)\n"
+        "import numpy as np\n"
+        "assert np.allclose(scipy.linalg.solve(np.eye(3), np.ones(3)), 1)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -10,13 +10,57 @@ All matrices are row-major and addressed as (flat array, offset, leading dimensi
 can name a block of rows or columns of a layer inside the flat parameter or work buffers without
 a copy.
 """
+import ctypes
+import importlib
+import importlib.machinery
+import importlib.util
+import os
+import sys
+
 import numpy as np
 import llvmlite.binding as llvm
 from numba import njit, types
-from numba.extending import get_cython_function_address, overload
+from numba.extending import overload
 
-llvm.add_symbol("fastbp_sgemm", get_cython_function_address("scipy.linalg.cython_blas", "sgemm"))
-llvm.add_symbol("fastbp_dgemm", get_cython_function_address("scipy.linalg.cython_blas", "dgemm"))
+_CYTHON_BLAS = "scipy.linalg.cython_blas"
+
+
+def _cython_blas_module():
+    """scipy.linalg.cython_blas, loaded without running the scipy.linalg package.
+
+    Importing scipy.linalg costs ~110 ms and ~15 MiB resident (it pulls in numpy.f2py,
+    numpy.testing and the array-API shims); the table of BLAS pointers is one extension module
+    that needs none of it. Python caches extension modules by name and file, so a later
+    ``import scipy.linalg`` gets this same module object.
+    """
+    if _CYTHON_BLAS in sys.modules:
+        return sys.modules[_CYTHON_BLAS]
+    scipy_spec = importlib.util.find_spec("scipy")  # locates the package without importing it
+    for location in scipy_spec.submodule_search_locations or ():
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = os.path.join(location, "linalg", "cython_blas" + suffix)
+            if os.path.isfile(path):
+                spec = importlib.util.spec_from_file_location(_CYTHON_BLAS, path)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                return module
+    return importlib.import_module(_CYTHON_BLAS)  # an unusual layout: take the normal route
+
+
+def _function_address(module, name):
+    """The C address Cython exports for ``name`` (what numba's get_cython_function_address
+    returns, without importing the module by name)."""
+    capsule = module.__pyx_capi__[name]
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    return get_pointer(capsule, get_name(capsule))
+
+
+_blas = _cython_blas_module()
+llvm.add_symbol("fastbp_sgemm", _function_address(_blas, "sgemm"))
+llvm.add_symbol("fastbp_dgemm", _function_address(_blas, "dgemm"))
 _sgemm = types.ExternalFunction("fastbp_sgemm", types.void(*([types.voidptr] * 13)))
 _dgemm = types.ExternalFunction("fastbp_dgemm", types.void(*([types.voidptr] * 13)))
 
