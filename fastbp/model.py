@@ -33,6 +33,8 @@ AUTO_LOSS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy", "lin
 ON_NAN = ("raise", "stop", "ignore")
 # Rows per block in predict/evaluate: large enough for BLAS efficiency, small enough to stay in cache.
 INFER_BLOCK = 2048
+# A small net predicts in feature-major blocks when they can hold at least this many rows.
+SMALL_INFER_MIN_ROWS = 32
 # fit hands the kernel chunks of minibatches worth about this many seconds, so Ctrl-C and the
 # progress bar are seen during long epochs while short epochs stay one call.
 CHUNK_SECONDS = 0.25
@@ -296,6 +298,10 @@ class MLP:
         w = self._buffers(cap)
         P = np.empty((X.shape[0], self.sizes[-1]), self.dtype)
         L = self.layout
+        if w["small"]:
+            E.predict_rows_small(P, X, self.params, L.sizes_arr, L.woff, L.boff, self._act, self._out,
+                                 w["T"], w["trow"], w["ridx"], w["scratch"])
+            return P
         with threads.single_threaded_blas():
             E.predict_rows(P, X, self.params, L.sizes_arr, L.woff, L.boff, self._act, self._out,
                            w["acts"], w["aoff"], w["iw"], w["fw"], self._maxparts(), cap)
@@ -309,20 +315,28 @@ class MLP:
         return P.argmax(1)
 
     def _infer_cap(self, n, batch_size):
-        if batch_size is None:
-            return min(n, INFER_BLOCK)
-        return min(n, check_int("batch_size", batch_size, 1))
+        """Rows per block for predict/evaluate. A small net gets blocks the feature-major kernels
+        take (if that allows at least SMALL_INFER_MIN_ROWS rows), everything else INFER_BLOCK."""
+        if batch_size is not None:
+            return min(n, check_int("batch_size", batch_size, 1))
+        small_cap = S.SMALL_MAX_WORK // max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        return max(1, min(n, small_cap if small_cap >= SMALL_INFER_MIN_ROWS else INFER_BLOCK))
 
     def _evaluate_arrays(self, X, Yf, yint, sw, cap=None):
         n = X.shape[0]
-        cap = min(n, cap or INFER_BLOCK)
+        cap = min(n, cap) if cap else self._infer_cap(n, None)
         w = self._buffers(cap)
         P = np.empty((n, self.sizes[-1]), self.dtype)
         L = self.layout
-        with threads.single_threaded_blas():
-            total, correct = E.evaluate_rows(P, X, Yf, yint, sw, self.params, L.sizes_arr, L.woff, L.boff,
-                                             self._act, self._out, self._loss, w["acts"], w["aoff"], w["gbuf"],
-                                             w["rowloss"], w["ridx"], w["iw"], w["fw"], self._maxparts(), cap)
+        if w["small"]:
+            total, correct = E.evaluate_rows_small(P, X, Yf, yint, sw, self.params, L.sizes_arr, L.woff, L.boff,
+                                                   self._act, self._out, self._loss, w["T"], w["trow"],
+                                                   w["rowloss"], w["ridx"], w["scratch"])
+        else:
+            with threads.single_threaded_blas():
+                total, correct = E.evaluate_rows(P, X, Yf, yint, sw, self.params, L.sizes_arr, L.woff, L.boff,
+                                                 self._act, self._out, self._loss, w["acts"], w["aoff"], w["gbuf"],
+                                                 w["rowloss"], w["ridx"], w["iw"], w["fw"], self._maxparts(), cap)
         logs = {"loss": total / n}
         if self.is_classifier:
             logs["accuracy"] = correct / n

@@ -209,3 +209,30 @@ def test_shuffled_order_is_a_seeded_uniform_permutation():
         shuffled_order(o, np.uint64(seed * 7919 + 1))
         counts[tuple(o)] = counts.get(tuple(o), 0) + 1
     assert len(counts) == 6 and min(counts.values()) > 850
+
+
+def test_every_kernel_pins_fastmath_and_error_model():
+    """numba compiles a callee with its caller's fastmath and error_model unless the callee states
+    them, and reuses (and caches) that copy for every later caller: a kernel's rounding would
+    depend on which caller was compiled first. Every kernel and overload states both."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import fastbp.kernels as K
+    from numba.core.registry import CPUDispatcher
+
+    dispatchers = 0
+    for info in pkgutil.iter_modules(K.__path__):
+        mod = importlib.import_module(f"fastbp.kernels.{info.name}")
+        for name, obj in vars(mod).items():
+            if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == mod.__name__:
+                dispatchers += 1
+                assert {"fastmath", "error_model"} <= set(obj.targetoptions), f"{mod.__name__}.{name}"
+        source = inspect.getsource(mod)
+        assert "@njit" not in source, f"{mod.__name__}: use jit.kernel, which pins the options"
+        for line in source.splitlines():
+            if "jit_options=" in line:
+                assert "options(" in line or "MATHFN_OPTIONS" in line, f"{mod.__name__}: {line.strip()}"
+    assert dispatchers >= 30
+    assert {"fastmath", "error_model"} <= set(M.MATHFN_OPTIONS)

@@ -4,8 +4,7 @@ Passing the activation as an integer (not a function) keeps one compiled kernel 
 branch on the code sits outside the element loop. Derivatives are written from the activation's
 output (sigmoid: a(1-a), tanh: 1-a^2, relu: a>0), so backward needs only post-activations.
 """
-from numba import njit
-
+from .jit import kernel
 from .mathfn import fexp, fsigmoid, ftanh
 
 LINEAR, SIGMOID, TANH, RELU, SOFTMAX = 0, 1, 2, 3, 4
@@ -14,7 +13,7 @@ HIDDEN = {"linear": LINEAR, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU}
 OUTPUT = {"linear": LINEAR, "sigmoid": SIGMOID, "softmax": SOFTMAX}
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def bias_act_forward(Z, zoff, b, boff, has_bias, rows, cols, act):
     """Z[rows, cols] (flat at zoff) <- act(Z + b) in place; b is (cols,) at boff in the flat b."""
     # Row slices indexed by range variables: numba then drops its negative-index checks and
@@ -48,7 +47,7 @@ def bias_act_forward(Z, zoff, b, boff, has_bias, rows, cols, act):
                 z[j] *= inv
 
 
-@njit(cache=True)
+@kernel
 def act_backward(G, goff, A, aoff, rows, cols, act):
     """G[rows, cols] *= act'(.) evaluated from the layer's output A (same shape), in place."""
     if act == LINEAR:

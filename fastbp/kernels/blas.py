@@ -19,8 +19,10 @@ import sys
 
 import numpy as np
 import llvmlite.binding as llvm
-from numba import njit, types
+from numba import types
 from numba.extending import overload
+
+from .jit import kernel, options
 
 _CYTHON_BLAS = "scipy.linalg.cython_blas"
 
@@ -90,7 +92,7 @@ def _view(X, off, ld, rows, cols):
     return np.lib.stride_tricks.as_strided(X[off:], (rows, cols), (ld * X.itemsize, X.itemsize))
 
 
-@overload(blas_gemm, jit_options={"cache": True})
+@overload(blas_gemm, jit_options=options())
 def _blas_gemm_impl(ta, tb, m, n, k, A, aoff, lda, B, boff, ldb, beta, C, coff, ldc, iw, fw):
     fn = _sgemm if C.dtype == types.float32 else _dgemm
 
@@ -114,7 +116,7 @@ def _blas_gemm_impl(ta, tb, m, n, k, A, aoff, lda, B, boff, ldb, beta, C, coff, 
     return impl
 
 
-@njit(cache=True, fastmath={"contract"})
+@kernel(fastmath={"contract"})
 def loop_gemm(ta, tb, A, B, beta, C):
     """C = op(A) @ op(B) + beta*C on 2-D C-contiguous arrays, as loops (for small products).
 
@@ -151,12 +153,12 @@ def loop_gemm(ta, tb, A, B, beta, C):
                 C[i, j] += s
 
 
-@njit(cache=True)
+@kernel
 def _mat(X, off, rows, cols):
     return X[off:off + rows * cols].reshape(rows, cols)
 
 
-@njit(cache=True)
+@kernel
 def gemm(ta, tb, m, n, k, A, aoff, lda, B, boff, ldb, beta, C, coff, ldc, iw, fw):
     """Row-major C[m,n] = op(A) @ op(B) + beta*C: loops when small (and unstrided), else BLAS."""
     arows, acols = (k, m) if ta else (m, k)

@@ -6,16 +6,17 @@ parameter buffer. Python calls it once per epoch (or per chunk of steps, so that
 progress bars are seen on long epochs).
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from .activations import LINEAR
+from .jit import kernel
+from .activations import LINEAR, bias_act_forward
 from .network import PARALLEL_MIN_WORK, _part, forward, forward_backward
 from .losses import output_loss
 from .optimizers import clip_scale, opt_update, opt_update_range
-from .small import small_forward_backward
+from .small import small_forward, small_forward_backward
 
 
-@njit(cache=True)
+@kernel
 def shuffled_order(order, seed):
     """order[:] <- a permutation of 0..n-1: Fisher-Yates driven by splitmix64 from ``seed``.
 
@@ -36,30 +37,39 @@ def shuffled_order(order, seed):
         order[i], order[j] = order[j], order[i]
 
 
-@njit(cache=True)
+@kernel
 def _gather_rows(dst, doff, X, ridx, r0, r1):
     n_in = X.shape[1]
     for i in range(r0, r1):
-        dst[doff + i * n_in:doff + (i + 1) * n_in] = X[ridx[i]]
+        _copy_row(dst, doff + i * n_in, X, ridx[i])
 
 
-@njit(cache=True, parallel=True)
+@kernel
+def _copy_row(dst, doff, X, r):
+    # an explicit loop: a slice assignment would compile numba's shape-mismatch error path
+    # (string formatting, ~2 s on a first run) for a check that cannot fail here
+    src = X[r]
+    for j in range(src.shape[0]):
+        dst[doff + j] = src[j]
+
+
+@kernel(parallel=True)
 def _gather_parallel(dst, doff, X, ridx, m, parts):
     for p in prange(parts):
-        r0, r1 = _part(m, parts, p)
+        r0, r1 = _part(m, parts, np.int64(p))
         _gather_rows(dst, doff, X, ridx, r0, r1)
 
 
-@njit(cache=True)
+@kernel
 def gather(dst, doff, X, ridx, m, maxparts):
     """dst[doff:] as (m, X.shape[1]) <- X[ridx[:m]] (rows may come from a memmap)."""
     if maxparts != 1 and m * X.shape[1] >= PARALLEL_MIN_WORK // 8:
         _gather_parallel(dst, doff, X, ridx, m, max(1, min(maxparts if maxparts > 1 else 8, m // 16)))
     else:
-        _gather_rows(dst, doff, X, ridx, 0, m)
+        _gather_rows(dst, doff, X, ridx, np.int64(0), m)
 
 
-@njit(cache=True)
+@kernel
 def _batch_rows(ridx, perm, s, batch):
     """ridx[:m] <- the data rows of minibatch s of the epoch order ``perm``; returns m (the last
     minibatch may be partial)."""
@@ -70,7 +80,7 @@ def _batch_rows(ridx, perm, s, batch):
     return m
 
 
-@njit(cache=True)
+@kernel
 def train_steps(params, grads, s1, s2, opt, hyper, tstep, clipnorm,
                 X, Yf, yint, sw, perm, s0, s_end, batch,
                 sizes, woff, boff, act, out, loss,
@@ -95,7 +105,7 @@ def train_steps(params, grads, s1, s2, opt, hyper, tstep, clipnorm,
     return s_end - s0
 
 
-@njit(cache=True)
+@kernel
 def train_steps_small(params, grads, s1, s2, opt, hyper, tstep, clipnorm,
                       X, Yf, yint, sw, perm, s0, s_end, batch,
                       sizes, woff, boff, act, out, loss,
@@ -120,7 +130,7 @@ def train_steps_small(params, grads, s1, s2, opt, hyper, tstep, clipnorm,
     return s_end - s0
 
 
-@njit(cache=True)
+@kernel
 def predict_rows(P, X, params, sizes, woff, boff, act, out, acts, aoff, iw, fw, maxparts, cap):
     """P (n, k) <- the network's predictions for X (n, s0), in blocks of ``cap`` rows."""
     n = X.shape[0]
@@ -130,7 +140,8 @@ def predict_rows(P, X, params, sizes, woff, boff, act, out, acts, aoff, iw, fw, 
         m = min(n, r0 + cap) - r0
         # the block is copied in first, so the input has the same (writable) type as in training
         # and the forward kernels compile once for both
-        acts[aoff[0]:aoff[0] + m * sizes[0]] = X[r0:r0 + m].reshape(-1)
+        for i in range(m):
+            _copy_row(acts, aoff[0] + i * sizes[0], X, r0 + i)
         forward(m, acts, aoff[0], params, sizes, woff, boff, acts, aoff, act, out, iw, fw, maxparts)
         o = aoff[L]
         for i in range(m):
@@ -138,7 +149,7 @@ def predict_rows(P, X, params, sizes, woff, boff, act, out, acts, aoff, iw, fw, 
                 P[r0 + i, j] = acts[o + i * k + j]
 
 
-@njit(cache=True)
+@kernel
 def evaluate_rows(P, X, Yf, yint, sw, params, sizes, woff, boff, act, out, loss, acts, aoff, gbuf,
                   rowloss, ridx, iw, fw, maxparts, cap):
     """Predictions into P; returns (weighted loss sum, correct count) over all rows (no gradient)."""
@@ -149,15 +160,75 @@ def evaluate_rows(P, X, Yf, yint, sw, params, sizes, woff, boff, act, out, loss,
     correct = 0.0
     for r0 in range(0, n, cap):
         m = min(n, r0 + cap) - r0
-        acts[aoff[0]:aoff[0] + m * sizes[0]] = X[r0:r0 + m].reshape(-1)
-        forward(m, acts, aoff[0], params, sizes, woff, boff, acts, aoff, act, LINEAR, iw, fw, maxparts)
+        for i in range(m):
+            _copy_row(acts, aoff[0] + i * sizes[0], X, r0 + i)
+        forward(m, acts, aoff[0], params, sizes, woff, boff, acts, aoff, act, np.int64(LINEAR), iw, fw, maxparts)
         for i in range(m):
             ridx[i] = r0 + i
-        correct += output_loss(acts, aoff[L], gbuf, 0, rowloss, m, k, out, loss, Yf, yint, ridx, 0, sw, 1.0, False)
+        correct += output_loss(acts, aoff[L], gbuf, np.int64(0), rowloss, m, k, out, loss, Yf, yint, ridx,
+                               np.int64(0), sw, 1.0, False)
         for i in range(m):
             total += rowloss[i]
         o = aoff[L]
         for i in range(m):
             for j in range(k):
                 P[r0 + i, j] = acts[o + i * k + j]
+    return total, correct
+
+
+# ---- inference for small networks: the feature-major forward of small.py, serial, so that a
+# small net's predict and evaluate never compile the parallel kernels either
+@kernel
+def _output_rows(T, trow, sizes, m, zb):
+    """zb[:m*k] <- the network's output block (k, cap) of T, batch-major (m, k)."""
+    L = sizes.shape[0] - 1
+    k = sizes[L]
+    for j in range(k):
+        t = trow[L] + j
+        for i in range(m):
+            zb[i * k + j] = T[t, i]
+
+
+@kernel
+def predict_rows_small(P, X, params, sizes, woff, boff, act, out, T, trow, ridx, scratch):
+    """predict_rows for small networks, in blocks of T.shape[1] rows."""
+    n = X.shape[0]
+    k = sizes[sizes.shape[0] - 1]
+    cap = T.shape[1]
+    for r0 in range(0, n, cap):
+        m = min(n, r0 + cap) - r0
+        for i in range(m):
+            ridx[i] = r0 + i
+        small_forward(m, X, ridx, params, sizes, woff, boff, T, trow, act)
+        _output_rows(T, trow, sizes, m, scratch)
+        bias_act_forward(scratch, np.int64(0), params, np.int64(-1), np.bool_(False), m, k, out)
+        for i in range(m):
+            for j in range(k):
+                P[r0 + i, j] = scratch[i * k + j]
+
+
+@kernel
+def evaluate_rows_small(P, X, Yf, yint, sw, params, sizes, woff, boff, act, out, loss, T, trow,
+                        rowloss, ridx, scratch):
+    """evaluate_rows for small networks: predictions into P; (weighted loss sum, correct count)."""
+    n = X.shape[0]
+    k = sizes[sizes.shape[0] - 1]
+    cap = T.shape[1]
+    zb = scratch[:cap * k]
+    gb = scratch[cap * k:2 * cap * k]   # the gradient block output_loss is handed (and does not fill)
+    total = 0.0
+    correct = 0.0
+    for r0 in range(0, n, cap):
+        m = min(n, r0 + cap) - r0
+        for i in range(m):
+            ridx[i] = r0 + i
+        small_forward(m, X, ridx, params, sizes, woff, boff, T, trow, act)
+        _output_rows(T, trow, sizes, m, zb)
+        correct += output_loss(zb, np.int64(0), gb, np.int64(0), rowloss, m, k, out, loss, Yf, yint, ridx,
+                               np.int64(0), sw, 1.0, False)
+        for i in range(m):
+            total += rowloss[i]
+        for i in range(m):
+            for j in range(k):
+                P[r0 + i, j] = zb[i * k + j]
     return total, correct

@@ -6,8 +6,8 @@ intermediate deltas are never averaged again), and overwrites Z with the predict
 Cross-entropies are computed from the logits (max shift / log-sum-exp), never from log(P).
 """
 import numpy as np
-from numba import njit
 
+from .jit import kernel
 from .activations import LINEAR, SIGMOID, SOFTMAX
 from .mathfn import fexp, fsigmoid
 
@@ -20,7 +20,7 @@ VALID_OUTPUTS = {MSE: (LINEAR, SIGMOID, SOFTMAX), HALF_MSE: (LINEAR, SIGMOID, SO
                  CROSS_ENTROPY: (SOFTMAX,), BINARY_CROSS_ENTROPY: (SIGMOID,)}
 
 
-@njit(cache=True)
+@kernel
 def output_loss(Z, zoff, G, goff, rowloss, rows, k, out, loss, Yf, yint, ridx, roff, sw, scale, need_grad):
     """Loss and gradient for rows [0, rows) of the output block Z (rows, k) at flat offset zoff.
 

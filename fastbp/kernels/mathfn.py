@@ -8,9 +8,14 @@ tests compare against numpy); inputs are clamped where the result over/underflow
 """
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic, overload
 
+from .jit import kernel, options
+
+# Pinned (not inherited from the caller, see jit.py): contractions to fused multiply-add make the
+# polynomials faster and no less accurate; no divisions here can be by zero.
+MATHFN_OPTIONS = options(fastmath={"contract"}, error_model="numpy")
 _LOG2E = 1.4426950408889634
 _LN2_HI = 0.693145751953125          # ln 2 split so that n * _LN2_HI is exact
 _LN2_LO = 1.4286068203094172321e-06
@@ -36,7 +41,7 @@ def _f32_from_bits(typingctx, bits):
     return types.float32(types.int32), codegen
 
 
-@njit(cache=True, inline="always")
+@kernel(inline="always")
 def _reduce64(x):
     # x = n ln2 + r, |r| <= ln2/2; q = exp(r) - 1 by Taylor to degree 13 (error < 2e-17)
     x = min(max(x, -708.0), 709.0)
@@ -58,7 +63,7 @@ def _reduce64(x):
     return n, q
 
 
-@njit(cache=True, inline="always")
+@kernel(inline="always")
 def _reduce32(x):
     x = min(max(x, np.float32(-87.0)), np.float32(88.0))
     n = np.floor(x * np.float32(_LOG2E) + np.float32(0.5))
@@ -83,7 +88,7 @@ def fexpm1(x):
     return np.expm1(x)
 
 
-@overload(fexp, jit_options={"cache": True})
+@overload(fexp, jit_options=MATHFN_OPTIONS)
 def _fexp(x):
     if x == types.float64:
         def impl(x):
@@ -97,7 +102,7 @@ def _fexp(x):
         return impl
 
 
-@overload(fexpm1, jit_options={"cache": True})
+@overload(fexpm1, jit_options=MATHFN_OPTIONS)
 def _fexpm1(x):
     if x == types.float64:
         def impl(x):
@@ -124,7 +129,7 @@ def ftanh(z):
     return np.tanh(z)
 
 
-@overload(fsigmoid, jit_options={"cache": True})
+@overload(fsigmoid, jit_options=MATHFN_OPTIONS)
 def _fsigmoid(z):
     if isinstance(z, types.Float):
         one = np.float32(1.0) if z == types.float32 else 1.0
@@ -136,7 +141,7 @@ def _fsigmoid(z):
         return impl
 
 
-@overload(ftanh, jit_options={"cache": True})
+@overload(ftanh, jit_options=MATHFN_OPTIONS)
 def _ftanh(z):
     # tanh(z) = expm1(2|z|) / (expm1(2|z|) + 2) with z's sign: no cancellation near 0
     if isinstance(z, types.Float):

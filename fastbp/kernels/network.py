@@ -10,9 +10,17 @@ Shapes (m rows in the batch, L layers, sizes s[0..L]):
 Parallel work is split into parts fixed by the shapes and ``maxparts`` only; each part is one
 single-threaded product or loop and no two parts write the same element, so a result does not
 depend on which thread ran which part. Reductions (db, the batch loss) run in a fixed order.
-"""
-from numba import njit, prange
 
+Integer constants and prange indices passed on to other kernels go through ``np.int64``: numba
+compiles a callee once per argument type, and a literal 0 or a prange index (uint64) is a type
+of its own, so without it the backward pass alone was compiled twice (~10 s of a first run).
+output_loss's ``need_grad`` stays a literal on purpose: numba then drops the gradient code from
+evaluation's copy, and training's copy keeps the loop shape (and rounding) it has always had.
+"""
+import numpy as np
+from numba import prange
+
+from .jit import kernel
 from .activations import LINEAR, act_backward, bias_act_forward
 from .blas import gemm
 from .losses import output_loss
@@ -28,7 +36,7 @@ DET_PART_ROWS = 256
 DET_MAX_PARTS = 8
 
 
-@njit(cache=True)
+@kernel
 def n_parts(rows, work, maxparts):
     """How many parts a product of ``work`` multiply-adds over ``rows`` splittable rows gets."""
     if work < PARALLEL_MIN_WORK:
@@ -38,7 +46,7 @@ def n_parts(rows, work, maxparts):
     return max(1, min(maxparts, rows // MIN_PART_ROWS))
 
 
-@njit(cache=True)
+@kernel
 def _part(rows, parts, p):
     chunk = (rows + parts - 1) // parts
     r0 = min(rows, p * chunk)
@@ -46,7 +54,7 @@ def _part(rows, parts, p):
 
 
 # ---- forward ----------------------------------------------------------------------------------
-@njit(cache=True)
+@kernel
 def _dense_forward_rows(r0, r1, l, X0, x0off, params, sizes, woff, boff, acts, aoff, act, iw, fw):
     # A_{l+1}[r0:r1] = act(A_l[r0:r1] @ W_l + b_l)
     n_in = sizes[l]
@@ -57,24 +65,24 @@ def _dense_forward_rows(r0, r1, l, X0, x0off, params, sizes, woff, boff, acts, a
     bias_act_forward(acts, aoff[l + 1] + r0 * n_out, params, boff[l], boff[l] >= 0, r1 - r0, n_out, act)
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def _dense_forward_parallel(parts, m, l, X0, x0off, params, sizes, woff, boff, acts, aoff, act, iw, fw):
     for p in prange(parts):
-        r0, r1 = _part(m, parts, p)
+        r0, r1 = _part(m, parts, np.int64(p))
         _dense_forward_rows(r0, r1, l, X0, x0off, params, sizes, woff, boff, acts, aoff, act, iw[p], fw[p])
 
 
-@njit(cache=True)
+@kernel
 def dense_forward(m, l, X0, x0off, params, sizes, woff, boff, acts, aoff, act, iw, fw, maxparts):
     """Layer l forward for m rows: A_{l+1} = act(A_l @ W_l + b_l) (act LINEAR leaves logits)."""
     parts = n_parts(m, m * sizes[l] * sizes[l + 1], maxparts)
     if parts == 1:
-        _dense_forward_rows(0, m, l, X0, x0off, params, sizes, woff, boff, acts, aoff, act, iw[0], fw[0])
+        _dense_forward_rows(np.int64(0), m, l, X0, x0off, params, sizes, woff, boff, acts, aoff, act, iw[0], fw[0])
     else:
         _dense_forward_parallel(parts, m, l, X0, x0off, params, sizes, woff, boff, acts, aoff, act, iw, fw)
 
 
-@njit(cache=True)
+@kernel
 def forward(m, X0, x0off, params, sizes, woff, boff, acts, aoff, act, out, iw, fw, maxparts):
     """All layers for m rows; the output block A_L holds logits (out=LINEAR) or predictions."""
     L = sizes.shape[0] - 1
@@ -84,7 +92,7 @@ def forward(m, X0, x0off, params, sizes, woff, boff, acts, aoff, act, out, iw, f
 
 
 # ---- backward ---------------------------------------------------------------------------------
-@njit(cache=True)
+@kernel
 def _dense_backward_params_part(p, parts, m, l, X0, x0off, sizes, woff, boff, grads, acts, aoff,
                                 gbuf, gcur, iw, fw):
     # dW_l[i0:i1] = A_l[:, i0:i1]^T @ G ;  db_l[c0:c1] = sum over rows of G[:, c0:c1]
@@ -104,15 +112,15 @@ def _dense_backward_params_part(p, parts, m, l, X0, x0off, sizes, woff, boff, gr
                 db[j] += g[j]
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def _dense_backward_params_parallel(parts, m, l, X0, x0off, sizes, woff, boff, grads, acts, aoff,
                                     gbuf, gcur, iw, fw):
     for p in prange(parts):
-        _dense_backward_params_part(p, parts, m, l, X0, x0off, sizes, woff, boff, grads, acts, aoff,
+        _dense_backward_params_part(np.int64(p), parts, m, l, X0, x0off, sizes, woff, boff, grads, acts, aoff,
                                     gbuf, gcur, iw[p], fw[p])
 
 
-@njit(cache=True)
+@kernel
 def _dense_backward_input_rows(r0, r1, l, params, sizes, woff, acts, aoff, gbuf, gcur, gnext, act, iw, fw):
     # G_prev[r0:r1] = (G[r0:r1] @ W_l^T) * act'(A_l[r0:r1])
     n_in = sizes[l]
@@ -122,14 +130,14 @@ def _dense_backward_input_rows(r0, r1, l, params, sizes, woff, acts, aoff, gbuf,
     act_backward(gbuf, gnext + r0 * n_in, acts, aoff[l] + r0 * n_in, r1 - r0, n_in, act)
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def _dense_backward_input_parallel(parts, m, l, params, sizes, woff, acts, aoff, gbuf, gcur, gnext, act, iw, fw):
     for p in prange(parts):
-        r0, r1 = _part(m, parts, p)
+        r0, r1 = _part(m, parts, np.int64(p))
         _dense_backward_input_rows(r0, r1, l, params, sizes, woff, acts, aoff, gbuf, gcur, gnext, act, iw[p], fw[p])
 
 
-@njit(cache=True)
+@kernel
 def dense_backward(m, l, X0, x0off, params, sizes, woff, boff, grads, acts, aoff, gbuf, gcur, gnext,
                    act, need_input_grad, iw, fw, maxparts):
     """Layer l backward for m rows: dW_l, db_l from the delta G at gcur; if asked, the delta of
@@ -139,7 +147,7 @@ def dense_backward(m, l, X0, x0off, params, sizes, woff, boff, grads, acts, aoff
     work = m * n_in * n_out
     parts = n_parts(n_in, work, maxparts)
     if parts == 1:
-        _dense_backward_params_part(0, 1, m, l, X0, x0off, sizes, woff, boff, grads, acts, aoff,
+        _dense_backward_params_part(np.int64(0), np.int64(1), m, l, X0, x0off, sizes, woff, boff, grads, acts, aoff,
                                     gbuf, gcur, iw[0], fw[0])
     else:
         _dense_backward_params_parallel(parts, m, l, X0, x0off, sizes, woff, boff, grads, acts, aoff,
@@ -147,12 +155,12 @@ def dense_backward(m, l, X0, x0off, params, sizes, woff, boff, grads, acts, aoff
     if need_input_grad:
         parts = n_parts(m, work, maxparts)
         if parts == 1:
-            _dense_backward_input_rows(0, m, l, params, sizes, woff, acts, aoff, gbuf, gcur, gnext, act, iw[0], fw[0])
+            _dense_backward_input_rows(np.int64(0), m, l, params, sizes, woff, acts, aoff, gbuf, gcur, gnext, act, iw[0], fw[0])
         else:
             _dense_backward_input_parallel(parts, m, l, params, sizes, woff, acts, aoff, gbuf, gcur, gnext, act, iw, fw)
 
 
-@njit(cache=True)
+@kernel
 def forward_backward(m, X0, x0off, params, grads, sizes, woff, boff, acts, aoff, gbuf, act, out, loss,
                      Yf, yint, ridx, sw, rowloss, iw, fw, maxparts):
     """(loss, correct) of m rows and the mean gradient into ``grads``.
@@ -162,14 +170,15 @@ def forward_backward(m, X0, x0off, params, grads, sizes, woff, boff, acts, aoff,
     ridx[i] is the data row of batch row i (for targets and weights). Overwrites acts and gbuf.
     """
     L = sizes.shape[0] - 1
-    forward(m, X0, x0off, params, sizes, woff, boff, acts, aoff, act, LINEAR, iw, fw, maxparts)
+    forward(m, X0, x0off, params, sizes, woff, boff, acts, aoff, act, np.int64(LINEAR), iw, fw, maxparts)
     k = sizes[L]
     half = gbuf.shape[0] // 2
-    correct = output_loss(acts, aoff[L], gbuf, 0, rowloss, m, k, out, loss, Yf, yint, ridx, 0, sw, 1.0 / m, True)
+    correct = output_loss(acts, aoff[L], gbuf, np.int64(0), rowloss, m, k, out, loss, Yf, yint, ridx, np.int64(0), sw,
+                          1.0 / m, True)
     total = 0.0
     for i in range(m):
         total += rowloss[i]
-    gcur = 0
+    gcur = np.int64(0)
     for l in range(L - 1, -1, -1):
         gnext = half - gcur
         dense_backward(m, l, X0, x0off, params, sizes, woff, boff, grads, acts, aoff, gbuf, gcur, gnext,

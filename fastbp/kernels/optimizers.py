@@ -8,7 +8,9 @@ Bias corrections are computed once per step, outside the element loop. Every ele
 independent, so the parallel version splits the buffer into fixed chunks with no reduction.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from .jit import kernel
 
 SGD, MOMENTUM, ADAM = 0, 1, 2
 H_LR, H_MOMENTUM, H_BETA1, H_BETA2, H_EPS, H_WD, H_NESTEROV, H_DECOUPLED = range(8)
@@ -18,7 +20,7 @@ CHUNK = 1 << 14          # elements per parallel chunk
 PARALLEL_MIN = 1 << 16   # below this many parameters the update runs serially
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def opt_update_range(params, grads, s1, s2, opt, hyper, t, gscale, lo, hi):
     """Apply one update of optimizer ``opt`` (step number t >= 1) to elements [lo, hi)."""
     # Slices indexed by range variables let LLVM vectorize (see activations.bias_act_forward).
@@ -70,7 +72,7 @@ def opt_update_range(params, grads, s1, s2, opt, hyper, t, gscale, lo, hi):
             p[i] = p[i] * decay - step * mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps)
 
 
-@njit(cache=True, parallel=True)
+@kernel(parallel=True)
 def _opt_update_parallel(params, grads, s1, s2, opt, hyper, t, gscale):
     n = params.shape[0]
     nchunks = (n + CHUNK - 1) // CHUNK
@@ -78,19 +80,19 @@ def _opt_update_parallel(params, grads, s1, s2, opt, hyper, t, gscale):
         opt_update_range(params, grads, s1, s2, opt, hyper, t, gscale, c * CHUNK, min(n, (c + 1) * CHUNK))
 
 
-@njit(cache=True)
+@kernel
 def opt_update(params, grads, s1, s2, opt, hyper, t, gscale, maxparts):
     """One update over the whole buffer; parallel over fixed chunks when the buffer is large and
     more than one thread is allowed (``maxparts`` as in network.n_parts: 1 means serial, so a
     1-thread fit starts no parallel region at all and idle workers can go to sleep)."""
     n = params.shape[0]
     if n < PARALLEL_MIN or maxparts == 1:
-        opt_update_range(params, grads, s1, s2, opt, hyper, t, gscale, 0, n)
+        opt_update_range(params, grads, s1, s2, opt, hyper, t, gscale, np.int64(0), n)
     else:
         _opt_update_parallel(params, grads, s1, s2, opt, hyper, t, gscale)
 
 
-@njit(cache=True)
+@kernel
 def clip_scale(grads, max_norm):
     """Scale factor that brings the global L2 norm of grads to at most max_norm (torch's rule).
 

@@ -10,8 +10,8 @@ Same contract as network.forward_backward: the mean gradient into ``grads`` in t
 the weighted loss sum and the correct count returned. Serial: such a step takes microseconds.
 """
 import numpy as np
-from numba import njit
 
+from .jit import kernel
 from .activations import LINEAR, RELU, SIGMOID, TANH
 from .mathfn import fsigmoid, ftanh
 from .losses import CROSS_ENTROPY, output_loss
@@ -25,7 +25,7 @@ SMALL_MAX_WORK = 32 * 32 * 64
 _FLAGS = {"contract", "reassoc"}
 
 
-@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
+@kernel(fastmath=_FLAGS, error_model="numpy")
 def _softmax_ce_int(Z, G, m, yint, ridx, scale, mx, s, arg):
     """Softmax cross-entropy with int labels, vectorized over the batch (feature-major).
 
@@ -70,27 +70,19 @@ def _softmax_ce_int(Z, G, m, yint, ridx, scale, mx, s, arg):
     return total, correct
 
 
-@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
-def small_forward_backward(m, X, ridx, params, grads, sizes, woff, boff, T, trow, G, act, out, loss,
-                           Yf, yint, sw, rowloss, scratch):
-    """One batch of m <= cap rows (data rows ridx[:m] of X): loss, correct count, mean gradient.
-
-    T        (sum s, cap) feature-major activations: layer l is rows trow[l] .. trow[l] + s[l]
-    G        (2 * max s, cap): two feature-major delta blocks used in turn
-    scratch  (max(2 * cap * s[L], 3 * cap),) room for the output layer's loss kernels
-    Blocks are row ranges of 2-D buffers (a reshape per view cost ~40 ns, a third of a step);
-    W and dW are read and written through the flat buffers.
-    """
+@kernel(fastmath=_FLAGS, error_model="numpy", inline="always")
+def small_forward(m, X, ridx, params, sizes, woff, boff, T, trow, act):
+    """Forward pass of data rows ridx[:m] of X into the feature-major blocks of T (see
+    small_forward_backward); the output block T[trow[L]:] holds logits."""
     L = sizes.shape[0] - 1
     n_in = sizes[0]
-    cap = T.shape[1]
     zero = params.dtype.type(0.0)
     A0 = T[trow[0]:trow[0] + n_in]
     for i in range(m):
         r = ridx[i]
         for p in range(n_in):
             A0[p, i] = X[r, p]
-    # forward: Z^T[j, :] = b[j] + sum_p W[p, j] * A^T[p, :]
+    # Z^T[j, :] = b[j] + sum_p W[p, j] * A^T[p, :]
     for l in range(L):
         k, n = sizes[l], sizes[l + 1]
         A = T[trow[l]:trow[l] + k]
@@ -114,6 +106,23 @@ def small_forward_backward(m, X, ridx, params, grads, sizes, woff, boff, T, trow
             elif a == SIGMOID:
                 for i in range(m):
                     Z[j, i] = fsigmoid(Z[j, i])
+
+
+@kernel(fastmath=_FLAGS, error_model="numpy")
+def small_forward_backward(m, X, ridx, params, grads, sizes, woff, boff, T, trow, G, act, out, loss,
+                           Yf, yint, sw, rowloss, scratch):
+    """One batch of m <= cap rows (data rows ridx[:m] of X): loss, correct count, mean gradient.
+
+    T        (sum s, cap) feature-major activations: layer l is rows trow[l] .. trow[l] + s[l]
+    G        (2 * max s, cap): two feature-major delta blocks used in turn
+    scratch  (max(2 * cap * s[L], 3 * cap),) room for the output layer's loss kernels
+    Blocks are row ranges of 2-D buffers (a reshape per view cost ~40 ns, a third of a step);
+    W and dW are read and written through the flat buffers.
+    """
+    L = sizes.shape[0] - 1
+    cap = T.shape[1]
+    zero = params.dtype.type(0.0)
+    small_forward(m, X, ridx, params, sizes, woff, boff, T, trow, act)
     k = sizes[L]
     Zo = T[trow[L]:trow[L] + k]
     half = G.shape[0] // 2
@@ -129,7 +138,8 @@ def small_forward_backward(m, X, ridx, params, grads, sizes, woff, boff, T, trow
         for i in range(m):
             for j in range(k):
                 zb[i * k + j] = Zo[j, i]
-        correct = output_loss(zb, 0, gb, 0, rowloss, m, k, out, loss, Yf, yint, ridx, 0, sw, 1.0 / m, True)
+        correct = output_loss(zb, np.int64(0), gb, np.int64(0), rowloss, m, k, out, loss, Yf, yint, ridx,
+                              np.int64(0), sw, 1.0 / m, True)
         for i in range(m):
             for j in range(k):
                 Gc[j, i] = gb[i * k + j]
