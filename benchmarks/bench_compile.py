@@ -1,7 +1,9 @@
-"""Whole-process start-up: a fresh python imports fastbp and trains one epoch of the tiny workload.
+"""Whole-process start-up: a fresh python imports fastbp and trains one epoch of a workload.
 
 Cold: numba's cache directory (NUMBA_CACHE_DIR) is an empty temporary directory, so every
-kernel the epoch needs is compiled -- what a user pays on the first run after installing.
+kernel the run needs is compiled -- what a user pays on the first run after installing; timed
+for one epoch of fit alone and for a first session (fit, then predict and evaluate), on the
+tiny net (serial feature-major kernels) and the mnist net (parallel BLAS kernels).
 Warm: the cache directory was filled by an earlier identical run, so kernels are loaded.
 Each call is one process, seconds to a minute long: one sample per benchmark is enough.
 """
@@ -14,25 +16,35 @@ import tempfile
 
 from .common import WORKLOADS
 
-_sizes, _batch, _n, _lr = WORKLOADS["tiny"]
-CHILD = f"""
+
+def child_code(workload, session=False):
+    """Python source that trains one epoch of ``workload`` (then predicts and evaluates, if
+    ``session``) on seeded data."""
+    sizes, batch, n, lr = WORKLOADS[workload]
+    code = f"""
 import numpy as np
 import fastbp
 rng = np.random.default_rng(0)
-X = rng.standard_normal(({_n}, {_sizes[0]}), dtype=np.float32)
-y = (X @ rng.standard_normal(({_sizes[0]}, {_sizes[-1]}), dtype=np.float32)).argmax(1)
-model = fastbp.MLP({_sizes}, activation="relu", output="softmax", loss="cross_entropy", seed=0)
-model.fit(X, y, epochs=1, batch_size={_batch}, optimizer=fastbp.Adam(lr={_lr}), verbose=0)
+X = rng.standard_normal(({n}, {sizes[0]}), dtype=np.float32)
+y = (X @ rng.standard_normal(({sizes[0]}, {sizes[-1]}), dtype=np.float32)).argmax(1)
+model = fastbp.MLP({sizes}, activation="relu", output="softmax", loss="cross_entropy", seed=0)
+model.fit(X, y, epochs=1, batch_size={batch}, optimizer=fastbp.Adam(lr={lr}), verbose=0)
 """
+    if session:
+        code += "model.predict(X)\nmodel.evaluate(X, y)\n"
+    return code
+
+
 # Let the child pick the BLAS kernels a user's machine would (as the peer comparison does).
 _DROP_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-def run_child(cache_dir):
-    """Run CHILD in a fresh interpreter with NUMBA_CACHE_DIR=cache_dir; raise with its stderr on failure."""
+def run_child(cache_dir, code=None):
+    """Run ``code`` (default: one tiny epoch) in a fresh interpreter with NUMBA_CACHE_DIR=cache_dir;
+    raise with its stderr on failure."""
     env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
     env["NUMBA_CACHE_DIR"] = cache_dir
-    p = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-c", code or child_code("tiny")], env=env, capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"start-up child failed ({p.returncode}):\n{p.stderr}")
 
@@ -53,15 +65,22 @@ class _OneShot:
 
 
 class ColdStart(_OneShot):
-    def setup(self):
+    params = ["tiny", "mnist"]
+    param_names = ["workload"]
+
+    def setup(self, workload):
         self.cache_dir = tempfile.mkdtemp(prefix="fastbp-numba-cold-")
 
-    def teardown(self):
+    def teardown(self, workload):
         shutil.rmtree(self.cache_dir, ignore_errors=True)
 
-    def time_cold_start(self):
-        """import + compile every kernel of a tiny epoch into an empty cache + the epoch."""
-        run_child(self.cache_dir)
+    def time_cold_start(self, workload):
+        """import + compile every kernel of one epoch into an empty cache + the epoch."""
+        run_child(self.cache_dir, child_code(workload))
+
+    def time_cold_first_session(self, workload):
+        """import + compile into an empty cache + one epoch, predict and evaluate."""
+        run_child(self.cache_dir, child_code(workload, session=True))
 
 
 class WarmStart(_OneShot):
