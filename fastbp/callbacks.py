@@ -6,6 +6,8 @@ import sys
 import time
 import warnings
 
+import numpy as np
+
 from .validation import check_int, check_nonnegative, check_number
 
 
@@ -28,6 +30,43 @@ class Callback:
 
     def on_epoch_end(self, epoch, logs=None):
         pass
+
+    # A checkpoint keeps the state of the built-in callbacks that have one, so that a resumed fit
+    # continues their counters instead of starting them over.
+    def _checkpoint_state(self):
+        """(JSON-able dict, float array or None) to keep in a checkpoint, or None: nothing to keep."""
+        return None
+
+    def _checked_state(self, values, array):
+        """The state ``_restore_state`` takes, from what ``_checkpoint_state`` wrote; raises
+        TypeError/ValueError if it is not valid. Changes nothing."""
+        raise ValueError(f"{type(self).__name__} keeps no state")
+
+    def _restore_state(self, state):
+        """Apply a state from ``_checked_state`` (after on_train_begin); cannot fail."""
+
+
+def _state_int(values, key, minimum=0, none=False):
+    v = values.get(key)
+    if none and v is None:
+        return None
+    if type(v) is not int or v < minimum:
+        raise ValueError(f"{key} {v!r} is not an int >= {minimum}" + (" or null" if none else ""))
+    return v
+
+
+def _state_best(values, monitor):
+    """The saved best value: a finite number, or null for "nothing seen yet" (+-inf)."""
+    v = values.get("best")
+    if v is None:
+        return -math.inf if monitor.maximize else math.inf
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ValueError(f"best {v!r} is not a finite number or null")
+    return float(v)
+
+
+def _json_best(v):
+    return float(v) if math.isfinite(v) else None
 
 
 class History(Callback):
@@ -131,7 +170,8 @@ class CallbackList:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks[{i}]: expected a fastbp.Callback, got {type(cb).__name__}")
         self.progress = progress
-        self.callbacks = [history] + list(callbacks) + ([progress] if progress is not None else [])
+        self.user = list(callbacks)
+        self.callbacks = [history] + self.user + ([progress] if progress is not None else [])
         for cb in self.callbacks:
             cb.set_model(model)
 
@@ -223,6 +263,28 @@ class EarlyStopping(Callback):
         if self.restore_best_weights and self._best_params is not None:
             self.model.params[...] = self._best_params
 
+    def _checkpoint_state(self):
+        return ({"wait": self._wait, "best": _json_best(self._m.best), "best_epoch": self.best_epoch},
+                self._best_params)
+
+    def _checked_state(self, values, array):
+        wait = _state_int(values, "wait")
+        best = _state_best(values, self._m)
+        best_epoch = _state_int(values, "best_epoch", none=True)
+        params = None
+        if self.restore_best_weights and best_epoch is not None:
+            p = self.model.params
+            if array is None or array.shape != p.shape or array.dtype != p.dtype:
+                raise ValueError(f"restore_best_weights needs the best params: expected shape {p.shape} and dtype "
+                                 f"{p.dtype}, got " + ("none" if array is None else f"{array.shape} {array.dtype}"))
+            if not np.isfinite(array).all():
+                raise ValueError("the best params hold NaN or inf")
+            params = array.copy()
+        return wait, best, best_epoch, params
+
+    def _restore_state(self, state):
+        self._wait, self._m.best, self.best_epoch, self._best_params = state
+
 
 class ModelCheckpoint(Callback):
     """Write a checkpoint at the end of epochs (atomically; see fastbp.io).
@@ -252,7 +314,17 @@ class ModelCheckpoint(Callback):
         if self.save_weights_only:
             io.save_model(path, self.model)
         else:
-            io.save_checkpoint(path, self.model, self.model.optimizer, epoch, self.model.history)
+            io.save_checkpoint(path, self.model, self.model.optimizer, epoch, self.model.history,
+                               getattr(self.model, "_user_callbacks", ()))
+
+    def _checkpoint_state(self):
+        return {"best": _json_best(self._m.best)}, None
+
+    def _checked_state(self, values, array):
+        return _state_best(values, self._m)
+
+    def _restore_state(self, state):
+        self._m.best = state
 
 
 class LearningRateScheduler(Callback):
@@ -307,3 +379,12 @@ class ReduceLROnPlateau(Callback):
                 opt.lr = max(self.min_lr, opt.lr * self.factor) or opt.lr
                 self._cool = self.cooldown
                 self._wait = 0
+
+    def _checkpoint_state(self):
+        return {"wait": self._wait, "cool": self._cool, "best": _json_best(self._m.best)}, None
+
+    def _checked_state(self, values, array):
+        return _state_int(values, "wait"), _state_int(values, "cool"), _state_best(values, self._m)
+
+    def _restore_state(self, state):
+        self._wait, self._cool, self._m.best = state

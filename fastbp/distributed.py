@@ -286,12 +286,12 @@ class _DataParallelFit:
             history = History()
             cbs = CallbackList(callbacks, model=model, history=history,
                                progress=ProgressBar(verbose, epochs, n) if verbose and g.root else None)
-            start = initial_epoch
+            start, callback_states = initial_epoch, []
             if resume_from is not None and g.root:
-                start = _io.restore_checkpoint(resume_from, model, opt, history)
+                start, callback_states = _io.restore_checkpoint(resume_from, model, opt, history, cbs.user)
         self.X, self.Yf, self.yint, self.sw, self.n, self.val = Xa, Yf, yint, sw, n, val
         self.epochs, self.batch, self.shuffle, self.on_nan = epochs, batch_size, shuffle, on_nan
-        self.opt, self.history, self.cbs = opt, history, cbs
+        self.opt, self.history, self.cbs, self.callback_states = opt, history, cbs, callback_states
 
         # Every rank must run the same loop: compare with rank 0, then take its state.
         cfg = model.config()
@@ -356,6 +356,7 @@ class _DataParallelFit:
         model.optimizer = opt
         model.history = history
         model.stop_training = False
+        model._user_callbacks = cbs.user          # what ModelCheckpoint saves the state of
         history.set_params(dict(epochs=self.epochs, steps=-(-n // batch), batch_size=batch, samples=n, ranks=g.size))
         history.timing = self.timing
         ctl = np.zeros(K.N_HYPER + 1)
@@ -365,6 +366,8 @@ class _DataParallelFit:
             with g.together():
                 if g.root:
                     cbs.on_train_begin()
+                    for cb, state in self.callback_states:
+                        cb._restore_state(state)
                     began = True
             with threads.single_threaded_blas(), DeferredSigint() as sigint:
                 for epoch in range(self.start, self.epochs):

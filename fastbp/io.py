@@ -26,6 +26,7 @@ evaluated. Memory allocated while reading is at most the file's size plus the pa
 """
 import json
 import os
+import re
 import secrets
 import stat
 import struct
@@ -42,6 +43,13 @@ _DTYPES = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
 _MAX_DIMS = 4
 # The arrays each kind of file may hold: the flat params and the optimizer's flat states.
 _NAMES = {"model": ("params",), "checkpoint": ("params", "opt_s0", "opt_s1")}
+# A checkpoint may also hold one array per callback that keeps one (EarlyStopping's best params),
+# named by the callback's place in fit's callbacks list.
+_CALLBACK_ARRAY = re.compile(r"cb[0-9]{1,3}_params")
+
+
+def _allowed(kind, name):
+    return name in _NAMES[kind] or (kind == "checkpoint" and _CALLBACK_ARRAY.fullmatch(name) is not None)
 # MLP constructor arguments a model file may set.
 _CONFIG_KEYS = ("sizes", "activation", "output", "loss", "bias", "init", "init_scale", "dtype", "seed",
                 "deterministic")
@@ -105,8 +113,9 @@ def write_file(path, kind, config, arrays, meta=None):
         raise ValueError(f"kind: expected one of {sorted(_NAMES)}, got {kind!r}")
     entries, parts, offset, crc = {}, [], 0, 0
     for name, a in arrays.items():
-        if name not in _NAMES[kind]:
-            raise ValueError(f"array name {name!r}: a {kind} file holds only {list(_NAMES[kind])}")
+        if not _allowed(kind, name):
+            raise ValueError(f"array name {name!r}: a {kind} file holds only {list(_NAMES[kind])}"
+                             + (" and cbN_params" if kind == "checkpoint" else ""))
         a = np.asarray(a)
         if a.dtype not in (np.float32, np.float64) or a.ndim > _MAX_DIMS:
             raise ValueError(f"array {name!r}: expected float32 or float64 with at most {_MAX_DIMS} dimensions, "
@@ -219,8 +228,9 @@ def _check_header(path, header, data_size):
         raise _bad(path, f"kind {kind!r} is not one of {sorted(_NAMES)}")
     specs = []
     for name, spec in header["arrays"].items():
-        if name not in _NAMES[kind]:
-            raise _bad(path, f"array name {name!r}: a {kind} file holds only {list(_NAMES[kind])}")
+        if not isinstance(name, str) or not _allowed(kind, name):
+            raise _bad(path, f"array name {name!r}: a {kind} file holds only {list(_NAMES[kind])}"
+                             + (" and cbN_params" if kind == "checkpoint" else ""))
         if not isinstance(spec, dict):
             raise _bad(path, f"array {name!r}: entry is not an object")
         dt = _DTYPES.get(spec.get("dtype")) if isinstance(spec.get("dtype"), str) else None
@@ -315,12 +325,22 @@ def _finite_or_none(v):
     return v if np.isfinite(v) else None
 
 
-def save_checkpoint(path, model, optimizer, epoch, history):
+def save_checkpoint(path, model, optimizer, epoch, history, callbacks=()):
     """The whole training state after ``epoch`` (0-based, completed): params, optimizer state
-    and step count, the model's RNG state (which shuffles the next epochs) and the history."""
+    and step count, the model's RNG state (which shuffles the next epochs), the history, and
+    the state of those ``callbacks`` (fit's list) that keep one."""
     from . import __version__
     arrays = {"params": model.params}
     arrays.update({"opt_" + k: v for k, v in optimizer.state_arrays().items()})
+    kept = []
+    for i, cb in enumerate(callbacks):
+        state = cb._checkpoint_state()
+        if state is None:
+            continue
+        values, array = state
+        kept.append({"index": i, "class": type(cb).__name__, "state": values})
+        if array is not None:
+            arrays[f"cb{i}_params"] = array
     meta = {
         "fastbp": __version__,
         "epoch": int(epoch),
@@ -330,6 +350,7 @@ def save_checkpoint(path, model, optimizer, epoch, history):
         "history": None if history is None else {
             "history": {k: [_finite_or_none(v) for v in vals] for k, vals in history.history.items()},
             "epoch": [int(e) for e in history.epoch]},
+        "callbacks": kept,
     }
     write_file(path, "checkpoint", model.config(), arrays, meta)
 
@@ -340,11 +361,15 @@ def _check_int(path, what, v, minimum=0):
     return v
 
 
-def restore_checkpoint(path, model, optimizer, history):
-    """Load a checkpoint into model, optimizer and history; returns the epoch to start from.
+def restore_checkpoint(path, model, optimizer, history, callbacks=()):
+    """Load a checkpoint into model, optimizer and history; returns (the epoch to start from,
+    [(callback, state)] for ``cb._restore_state`` once on_train_begin has run).
 
     Everything is checked first; model, optimizer and history change only if all checks pass.
     The optimizer takes the checkpoint's hyperparameters (a scheduled lr continues as saved).
+    A callback's state goes to the callback of the same class and the same rank among those of
+    its class in ``callbacks`` (fit's list): the second EarlyStopping's to the second
+    EarlyStopping. A state whose callback fit was not given is left out.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"resume_from: expected a file path (str or os.PathLike), got {type(path).__name__}")
@@ -396,6 +421,7 @@ def restore_checkpoint(path, model, optimizer, history):
             or not all(isinstance(v, list) and all(x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
                                                    for x in v) for v in h["history"].values())):
         raise _bad(path, "checkpoint history is not {'history': {name: [numbers]}, 'epoch': [ints]}")
+    pending = _checked_callback_states(path, meta.get("callbacks", []), arrays, callbacks)
 
     # All checks passed: now change state.
     model.params[...] = params
@@ -409,4 +435,28 @@ def restore_checkpoint(path, model, optimizer, history):
     optimizer.iterations = iterations
     history.history = {k: [float("nan") if x is None else float(x) for x in v] for k, v in h["history"].items()}
     history.epoch = list(h["epoch"])
-    return epoch + 1
+    return epoch + 1, pending
+
+
+def _checked_callback_states(path, entries, arrays, callbacks):
+    if not isinstance(entries, list):
+        raise _bad(path, "checkpoint callbacks record is not a list")
+    pending = []
+    by_class = {}
+    for cb in callbacks:
+        by_class.setdefault(type(cb).__name__, []).append(cb)
+    seen = {}
+    for e in entries:
+        if (not isinstance(e, dict) or type(e.get("index")) is not int or not isinstance(e.get("class"), str)
+                or not isinstance(e.get("state"), dict)):
+            raise _bad(path, "checkpoint callbacks record is not [{'index': int, 'class': str, 'state': {...}}]")
+        i, name = e["index"], e["class"]
+        rank = seen[name] = seen.get(name, -1) + 1
+        if rank >= len(by_class.get(name, ())):
+            continue
+        cb = by_class[name][rank]
+        try:
+            pending.append((cb, cb._checked_state(e["state"], arrays.get(f"cb{i}_params"))))
+        except (TypeError, ValueError) as err:
+            raise _bad(path, f"state of callbacks[{i}] ({name}) is not valid ({err})") from None
+    return pending

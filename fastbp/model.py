@@ -436,15 +436,19 @@ class MLP:
         history = History()
         cbs = CallbackList(callbacks, model=self, history=history,
                            progress=ProgressBar(verbose, epochs, n) if verbose else None)
+        callback_states = []
         if resume_from is not None:      # validates the whole file before it changes anything
-            initial_epoch = _io.restore_checkpoint(resume_from, self, opt, history)
+            initial_epoch, callback_states = _io.restore_checkpoint(resume_from, self, opt, history, cbs.user)
 
         # -- train --
         self.optimizer = opt
         self.history = history
         self.stop_training = False
+        self._user_callbacks = cbs.user      # what ModelCheckpoint saves the state of
         history.set_params(dict(epochs=epochs, steps=-(-n // batch_size), batch_size=batch_size, samples=n))
         cbs.on_train_begin()
+        for cb, state in callback_states:
+            cb._restore_state(state)
         self._sigint = DeferredSigint().start()      # Ctrl-C sets a flag read between chunks
         try:
             for epoch in range(initial_epoch, epochs):
@@ -466,6 +470,7 @@ class MLP:
             history.interrupted = history.interrupted or self._sigint.hit
             self._sigint = self._sigint.stop()
             cbs.on_train_end()
+            self._user_callbacks = ()
         return history
 
     def _split_validation(self, X, Yf, yint, sw, validation_data, validation_split, features=None):

@@ -282,3 +282,82 @@ def test_tampered_checkpoint_metadata_is_rejected_without_changes(tmp_path):
             target.fit(X, y, epochs=4, verbose=0, optimizer=opt, resume_from=path)
         assert np.array_equal(target.params, p0) and target._rng.bit_generator.state == r0
         assert opt.lr == 0.5 and opt.iterations == 0 and opt.state_arrays() == {}
+
+
+def _plateau_run(tmp_path, epochs, resume_from=None, name="c.fbp"):
+    """A fit whose callbacks act: min_delta is so large that val_loss never counts as improved
+    after the first epoch, so ReduceLROnPlateau halves the lr every other epoch and
+    EarlyStopping stops at epoch 6 and restores the first epoch's params."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((300, 5))
+    y = (X[:, 0] + X[:, 1] > 0).astype(np.int64)
+    m = fastbp.MLP([5, 8, 2], dtype="float64", seed=1)
+    opt = fastbp.Adam(lr=0.05)
+    es = fastbp.EarlyStopping(patience=5, min_delta=10.0, restore_best_weights=True)
+    rl = fastbp.ReduceLROnPlateau(patience=2, factor=0.5, min_delta=10.0)
+    ck = fastbp.ModelCheckpoint(str(tmp_path / name))
+    hist = m.fit(X, y, epochs=epochs, batch_size=32, optimizer=opt, validation_split=0.2, verbose=0,
+                 callbacks=[es, rl, ck], resume_from=resume_from)
+    return m, opt, es, hist
+
+
+def test_resume_continues_the_callbacks_counters(tmp_path):
+    """EarlyStopping's and ReduceLROnPlateau's counters (and the best params EarlyStopping will
+    restore) are in the checkpoint, so a fit resumed after epoch 3 ends exactly like one that
+    never stopped: same stopping epoch, learning rates, history and params."""
+    m1, opt1, es1, h1 = _plateau_run(tmp_path, 20, name="straight.fbp")
+    assert es1.stopped_epoch == 5 and len(h1.epoch) == 6 and opt1.lr == 0.05 * 0.5 ** 2
+    _plateau_run(tmp_path, 3, name="part.fbp")
+    m2, opt2, es2, h2 = _plateau_run(tmp_path, 20, resume_from=tmp_path / "part.fbp", name="rest.fbp")
+    assert es2.stopped_epoch == es1.stopped_epoch and es2.best_epoch == es1.best_epoch == 0
+    assert h2.epoch == h1.epoch and h2.history == h1.history
+    assert opt2.lr == opt1.lr and opt2.iterations == opt1.iterations
+    assert np.array_equal(m2.params, m1.params)
+
+
+def test_callback_state_is_validated_and_goes_to_the_callback_of_its_class(tmp_path):
+    import json
+    import struct
+    import zlib
+    _plateau_run(tmp_path, 3)
+    raw = (tmp_path / "c.fbp").read_bytes()
+    hlen = struct.unpack("<I", raw[12:16])[0]
+    header = json.loads(raw[20:20 + hlen])
+    data = raw[20 + hlen + (-(20 + hlen)) % 64:]
+    assert [e["class"] for e in header["meta"]["callbacks"]] == ["EarlyStopping", "ReduceLROnPlateau",
+                                                                 "ModelCheckpoint"]
+    assert "cb0_params" in header["arrays"]
+
+    def rewrite(mutate):
+        h = json.loads(json.dumps(header))
+        mutate(h)
+        hb = json.dumps(h).encode()
+        lead = 20 + len(hb)
+        blob = raw[:8] + struct.pack("<III", 1, len(hb), zlib.crc32(hb)) + hb + b"\0" * ((-lead) % 64) + data
+        (tmp_path / "t.fbp").write_bytes(blob)
+        return tmp_path / "t.fbp"
+
+    X = np.zeros((10, 5))
+    y = np.zeros(10, np.int64)
+    for mutate, fragment in [
+        (lambda h: h["meta"]["callbacks"][0]["state"].update(wait=-1), r"callbacks\[0\] \(EarlyStopping\).*wait"),
+        (lambda h: h["meta"]["callbacks"][1]["state"].update(best="low"), r"ReduceLROnPlateau.*best"),
+        (lambda h: h["meta"].update(callbacks={"x": 1}), "callbacks record"),
+        (lambda h: h["arrays"]["cb0_params"].update(shape=[6, 11]), r"EarlyStopping.*best params: expected shape"),
+    ]:
+        target = fastbp.MLP([5, 8, 2], dtype="float64", seed=7)
+        opt = fastbp.Adam(lr=0.5)
+        p0 = target.params.copy()
+        es = fastbp.EarlyStopping(patience=5, restore_best_weights=True)
+        with pytest.raises(ValueError, match=fragment):
+            target.fit(X, y, epochs=5, verbose=0, optimizer=opt, resume_from=rewrite(mutate),
+                       callbacks=[es, fastbp.ReduceLROnPlateau(), fastbp.ModelCheckpoint(str(tmp_path / "o.fbp"))])
+        assert np.array_equal(target.params, p0) and opt.iterations == 0 and opt.lr == 0.5
+    # states go to the callbacks of the same class, whatever the order; absent ones are left out
+    es, rl = fastbp.EarlyStopping(patience=5, min_delta=10.0), fastbp.ReduceLROnPlateau(patience=2, min_delta=10.0)
+    target = fastbp.MLP([5, 8, 2], dtype="float64", seed=7)
+    target.fit(X, y, epochs=3, verbose=0, optimizer=fastbp.Adam(lr=0.05), resume_from=tmp_path / "c.fbp",
+               callbacks=[rl, es])
+    saved = {e["class"]: e["state"] for e in header["meta"]["callbacks"]}
+    assert es._wait == saved["EarlyStopping"]["wait"] and es.best == saved["EarlyStopping"]["best"]
+    assert (rl._wait, rl._cool) == (saved["ReduceLROnPlateau"]["wait"], saved["ReduceLROnPlateau"]["cool"])
