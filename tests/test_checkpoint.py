@@ -240,16 +240,13 @@ def test_resume_from_the_final_checkpoint_trains_no_more(tmp_path):
     assert h.epoch == [0, 1, 2] and h.history == m.history.history
 
 
-def test_tampered_checkpoint_metadata_is_rejected_without_changes(tmp_path):
-    """A checkpoint's metadata is validated as strictly as its arrays before anything changes."""
+def _header_rewriter(path):
+    """(the file's JSON header, rewrite(mutate)): rewrite writes a copy of the file, next to it,
+    with mutate(header) applied and the header's length and checksum made right again."""
     import json
     import struct
     import zlib
-    X = np.random.default_rng(0).standard_normal((50, 3)).astype(np.float32)
-    y = (X[:, 0] > 0).astype(np.int64)
-    m = fastbp.MLP([3, 4, 2], seed=0)
-    m.fit(X, y, epochs=2, verbose=0, optimizer=fastbp.Adam(), callbacks=[fastbp.ModelCheckpoint(str(tmp_path / "c.fbp"))])
-    raw = (tmp_path / "c.fbp").read_bytes()
+    raw = path.read_bytes()
     hlen = struct.unpack("<I", raw[12:16])[0]
     header = json.loads(raw[20:20 + hlen])
     data = raw[20 + hlen + (-(20 + hlen)) % 64:]
@@ -260,8 +257,19 @@ def test_tampered_checkpoint_metadata_is_rejected_without_changes(tmp_path):
         hb = json.dumps(h).encode()
         lead = 20 + len(hb)
         blob = raw[:8] + struct.pack("<III", 1, len(hb), zlib.crc32(hb)) + hb + b"\0" * ((-lead) % 64) + data
-        (tmp_path / "t.fbp").write_bytes(blob)
-        return tmp_path / "t.fbp"
+        out = path.with_name("t.fbp")
+        out.write_bytes(blob)
+        return out
+    return header, rewrite
+
+
+def test_tampered_checkpoint_metadata_is_rejected_without_changes(tmp_path):
+    """A checkpoint's metadata is validated as strictly as its arrays before anything changes."""
+    X = np.random.default_rng(0).standard_normal((50, 3)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    m = fastbp.MLP([3, 4, 2], seed=0)
+    m.fit(X, y, epochs=2, verbose=0, optimizer=fastbp.Adam(), callbacks=[fastbp.ModelCheckpoint(str(tmp_path / "c.fbp"))])
+    header, rewrite = _header_rewriter(tmp_path / "c.fbp")
 
     cases = [
         (lambda h: h["meta"]["optimizer"]["config"].update(lr=-1.0), "optimizer config"),
@@ -316,26 +324,13 @@ def test_resume_continues_the_callbacks_counters(tmp_path):
 
 
 def test_callback_state_is_validated_and_goes_to_the_callback_of_its_class(tmp_path):
-    import json
-    import struct
-    import zlib
+    """Callback states are checked before anything changes; each goes to the callback of its
+    class, whatever the order of fit's callbacks; a state whose callback is absent is left out."""
     _plateau_run(tmp_path, 3)
-    raw = (tmp_path / "c.fbp").read_bytes()
-    hlen = struct.unpack("<I", raw[12:16])[0]
-    header = json.loads(raw[20:20 + hlen])
-    data = raw[20 + hlen + (-(20 + hlen)) % 64:]
+    header, rewrite = _header_rewriter(tmp_path / "c.fbp")
     assert [e["class"] for e in header["meta"]["callbacks"]] == ["EarlyStopping", "ReduceLROnPlateau",
                                                                  "ModelCheckpoint"]
     assert "cb0_params" in header["arrays"]
-
-    def rewrite(mutate):
-        h = json.loads(json.dumps(header))
-        mutate(h)
-        hb = json.dumps(h).encode()
-        lead = 20 + len(hb)
-        blob = raw[:8] + struct.pack("<III", 1, len(hb), zlib.crc32(hb)) + hb + b"\0" * ((-lead) % 64) + data
-        (tmp_path / "t.fbp").write_bytes(blob)
-        return tmp_path / "t.fbp"
 
     X = np.zeros((10, 5))
     y = np.zeros(10, np.int64)

@@ -179,28 +179,28 @@ def evaluate_rows(P, X, Yf, yint, sw, params, sizes, woff, boff, act, out, loss,
 # ---- inference for small networks: the feature-major forward of small.py, serial, so that a
 # small net's predict and evaluate never compile the parallel kernels either
 @kernel
-def _output_rows(T, trow, sizes, m, zb):
-    """zb[:m*k] <- the network's output block (k, cap) of T, batch-major (m, k)."""
+def _small_logits(r0, X, params, sizes, woff, boff, act, T, trow, ridx, zb):
+    """Rows r0 .. r0+m of X (m: as many as T's blocks hold) through the feature-major forward;
+    zb[:m*k] <- their logits, batch-major (m, k); ridx[:m] <- their row numbers. Returns m."""
+    m = min(X.shape[0], r0 + T.shape[1]) - r0
+    for i in range(m):
+        ridx[i] = r0 + i
+    small_forward(m, X, ridx, params, sizes, woff, boff, T, trow, act)
     L = sizes.shape[0] - 1
     k = sizes[L]
     for j in range(k):
         t = trow[L] + j
         for i in range(m):
             zb[i * k + j] = T[t, i]
+    return m
 
 
 @kernel
 def predict_rows_small(P, X, params, sizes, woff, boff, act, out, T, trow, ridx, scratch):
     """predict_rows for small networks, in blocks of T.shape[1] rows."""
-    n = X.shape[0]
     k = sizes[sizes.shape[0] - 1]
-    cap = T.shape[1]
-    for r0 in range(0, n, cap):
-        m = min(n, r0 + cap) - r0
-        for i in range(m):
-            ridx[i] = r0 + i
-        small_forward(m, X, ridx, params, sizes, woff, boff, T, trow, act)
-        _output_rows(T, trow, sizes, m, scratch)
+    for r0 in range(0, X.shape[0], T.shape[1]):
+        m = _small_logits(r0, X, params, sizes, woff, boff, act, T, trow, ridx, scratch)
         bias_act_forward(scratch, np.int64(0), params, np.int64(-1), np.bool_(False), m, k, out)
         for i in range(m):
             for j in range(k):
@@ -211,19 +211,14 @@ def predict_rows_small(P, X, params, sizes, woff, boff, act, out, T, trow, ridx,
 def evaluate_rows_small(P, X, Yf, yint, sw, params, sizes, woff, boff, act, out, loss, T, trow,
                         rowloss, ridx, scratch):
     """evaluate_rows for small networks: predictions into P; (weighted loss sum, correct count)."""
-    n = X.shape[0]
     k = sizes[sizes.shape[0] - 1]
     cap = T.shape[1]
     zb = scratch[:cap * k]
     gb = scratch[cap * k:2 * cap * k]   # the gradient block output_loss is handed (and does not fill)
     total = 0.0
     correct = 0.0
-    for r0 in range(0, n, cap):
-        m = min(n, r0 + cap) - r0
-        for i in range(m):
-            ridx[i] = r0 + i
-        small_forward(m, X, ridx, params, sizes, woff, boff, T, trow, act)
-        _output_rows(T, trow, sizes, m, zb)
+    for r0 in range(0, X.shape[0], cap):
+        m = _small_logits(r0, X, params, sizes, woff, boff, act, T, trow, ridx, zb)
         correct += output_loss(zb, np.int64(0), gb, np.int64(0), rowloss, m, k, out, loss, Yf, yint, ridx,
                                np.int64(0), sw, 1.0, False)
         for i in range(m):
