@@ -163,6 +163,10 @@ def build_parser():
     ev.add_argument("--target", metavar="COL", help="target column (default: the last)")
 
     sub.add_parser("info", help="version, threads, threading layer, BLAS, compile cache")
+    co = sub.add_parser("compile", help="compile every kernel into numba's cache now (for an image or a shared "
+                                         "install), so that no first run pays for it")
+    co.add_argument("--dtype", choices=["float32", "float64", "both"], default="both",
+                    help="the dtypes to compile for (default: both)")
     return p
 
 
@@ -658,7 +662,18 @@ def cmd_info(args, out, err):
     return 0
 
 
-COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "info": cmd_info}
+def cmd_compile(args, out, err):
+    from .kernels import epoch as E
+    from .warmup import DTYPES, compile_kernels
+    dtypes = DTYPES if args.dtype == "both" else (args.dtype,)
+    for dtype, seconds in compile_kernels(dtypes).items():
+        print(f"{dtype}: every kernel compiled or loaded in {seconds:.1f} s", file=out)
+    print(f"compile cache: {getattr(E.train_steps._cache, '_cache_path', '(numba default)')}", file=out)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "info": cmd_info,
+            "compile": cmd_compile}
 
 
 def main(argv=None, out=None, err=None):
