@@ -33,7 +33,12 @@ def shuffled_order(order, seed):
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z ^= z >> np.uint64(31)
-        j = np.int64(z % np.uint64(i + 1))
+        # j uniform in [0, i]: the top 32 bits of z scaled by i + 1 (Lemire), a multiply where a
+        # modulo would cost a division per element; bias below (i + 1) / 2**32
+        if i < 0xFFFFFFFF:
+            j = np.int64(((z >> np.uint64(32)) * np.uint64(i + 1)) >> np.uint64(32))
+        else:
+            j = np.int64(z % np.uint64(i + 1))
         order[i], order[j] = order[j], order[i]
 
 
