@@ -90,10 +90,13 @@ def small_forward(m, X, ridx, params, sizes, woff, boff, T, trow, act):
         w0 = woff[l]
         a = act if l < L - 1 else LINEAR
         for j in range(n):
+            # the bias and the first input's term in one pass (the same fused multiply-add the
+            # loop below would do first): a pass over the batch is a sizeable share of a step
             b0 = params[boff[l] + j] if boff[l] >= 0 else zero
+            w = params[w0 + j]
             for i in range(m):
-                Z[j, i] = b0
-            for p in range(k):
+                Z[j, i] = b0 + w * A[0, i]
+            for p in range(1, k):
                 w = params[w0 + p * n + j]
                 for i in range(m):
                     Z[j, i] += w * A[p, i]
@@ -168,9 +171,10 @@ def small_forward_backward(m, X, ridx, params, grads, sizes, woff, boff, T, trow
             gnext = half - gcur
             Gp = G[gnext:gnext + k]
             for p in range(k):
+                w = params[w0 + p * n]
                 for i in range(m):
-                    Gp[p, i] = 0.0
-                for j in range(n):
+                    Gp[p, i] = w * Gc[0, i]
+                for j in range(1, n):
                     w = params[w0 + p * n + j]
                     for i in range(m):
                         Gp[p, i] += w * Gc[j, i]
