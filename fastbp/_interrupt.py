@@ -21,14 +21,9 @@ class DeferredSigint:
     def start(self):
         """Install the handler (when possible); returns self."""
         self.hit = False
-        if threading.current_thread() is threading.main_thread():
-            # one signal.signal call each way (each costs microseconds: a fit of a small net
-            # takes a few hundred): install, and put back at once a handler that is not Python's default
-            old = signal.signal(signal.SIGINT, self._handler)
-            if old is signal.default_int_handler:
-                self._old = old
-            else:
-                signal.signal(signal.SIGINT, old)
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._old = signal.signal(signal.SIGINT, self._handler)
         return self
 
     def _handler(self, signum, frame):
@@ -37,10 +32,8 @@ class DeferredSigint:
 
     def stop(self):
         """Put the previous handler back (unless someone replaced ours meanwhile); returns None."""
-        if self._old is not None:
-            current = signal.signal(signal.SIGINT, self._old)
-            if current != self._handler:            # someone replaced ours meanwhile: keep theirs
-                signal.signal(signal.SIGINT, current)
+        if self._old is not None and signal.getsignal(signal.SIGINT) == self._handler:
+            signal.signal(signal.SIGINT, self._old)
         self._old = None
 
     def __enter__(self):
