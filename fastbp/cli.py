@@ -628,7 +628,6 @@ def cmd_info(args, out, err):
     import numba
     import scipy
     import fastbp
-    from .kernels import epoch as E
     from .kernels import optimizers as K
 
     print(f"fastbp {__version__}", file=out)
@@ -653,22 +652,28 @@ def cmd_info(args, out, err):
     for i in blas:
         print(f"BLAS: {i.get('internal_api')} {i.get('version')} ({i.get('threading_layer', '?')} threading, "
               f"{i.get('num_threads')} threads outside fastbp's kernels) {i.get('filepath')}", file=out)
-    try:
-        cache = E.train_steps._cache._cache_path
-    except AttributeError:
-        cache = numba.config.CACHE_DIR or "(numba default)"
+    cache = _compile_cache_dir()
     writable = os.access(cache, os.W_OK) if os.path.isdir(cache) else os.access(os.path.dirname(cache), os.W_OK)
     print(f"compile cache: {cache} ({'writable' if writable else 'not writable'})", file=out)
     return 0
 
 
-def cmd_compile(args, out, err):
+def _compile_cache_dir():
+    """Where numba keeps fastbp's compiled kernels."""
+    import numba
     from .kernels import epoch as E
+    try:
+        return E.train_steps._cache._cache_path
+    except AttributeError:
+        return numba.config.CACHE_DIR or "(numba default)"
+
+
+def cmd_compile(args, out, err):
     from .warmup import DTYPES, compile_kernels
     dtypes = DTYPES if args.dtype == "both" else (args.dtype,)
     for dtype, seconds in compile_kernels(dtypes).items():
         print(f"{dtype}: every kernel compiled or loaded in {seconds:.1f} s", file=out)
-    print(f"compile cache: {getattr(E.train_steps._cache, '_cache_path', '(numba default)')}", file=out)
+    print(f"compile cache: {_compile_cache_dir()}", file=out)
     return 0
 
 

@@ -235,9 +235,13 @@ class MLP:
             self._work[cap] = w
         return w
 
+    def _small_max_rows(self):
+        """The most rows a batch may have to take the feature-major small-network kernels."""
+        return S.SMALL_MAX_WORK // max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+
     def _is_small(self, cap):
         """Whether batches of ``cap`` rows take the feature-major small-network kernels."""
-        return cap * max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:])) <= S.SMALL_MAX_WORK
+        return cap <= self._small_max_rows()
 
     # ---- data -----------------------------------------------------------------------------------
     def _features(self, X, name="X"):
@@ -319,7 +323,7 @@ class MLP:
         take (if that allows at least SMALL_INFER_MIN_ROWS rows), everything else INFER_BLOCK."""
         if batch_size is not None:
             return min(n, check_int("batch_size", batch_size, 1))
-        small_cap = S.SMALL_MAX_WORK // max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        small_cap = self._small_max_rows()
         return max(1, min(n, small_cap if small_cap >= SMALL_INFER_MIN_ROWS else INFER_BLOCK))
 
     def _evaluate_arrays(self, X, Yf, yint, sw, cap=None):
