@@ -26,7 +26,11 @@ def compile_kernels(dtypes=DTYPES):
 
     if isinstance(dtypes, str):
         dtypes = (dtypes,)
-    dtypes = tuple(dtypes)
+    try:
+        dtypes = tuple(dtypes)
+    except TypeError:
+        raise TypeError(f"dtypes: expected a dtype name or a sequence of names out of {list(DTYPES)}, "
+                        f"got {type(dtypes).__name__}") from None
     bad = [d for d in dtypes if d not in DTYPES]
     if bad or not dtypes:
         raise ValueError(f"dtypes: expected some of {list(DTYPES)}, got {list(dtypes)}")

@@ -54,3 +54,9 @@ def test_after_fastbp_compile_other_nets_compile_nothing(tmp_path):
 def test_compile_kernels_rejects_unknown_dtypes(dtypes):
     with pytest.raises(ValueError, match="dtypes: expected some of"):
         fastbp.compile_kernels(dtypes)
+
+
+@pytest.mark.parametrize("dtypes", [None, 5, 3.0])
+def test_compile_kernels_rejects_what_is_not_a_dtype_name_or_a_sequence(dtypes):
+    with pytest.raises(TypeError, match="dtypes: expected a dtype name or a sequence"):
+        fastbp.compile_kernels(dtypes)
