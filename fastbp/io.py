@@ -46,13 +46,18 @@ _NAMES = {"model": ("params",), "checkpoint": ("params", "opt_s0", "opt_s1")}
 # A checkpoint may also hold one array per callback that keeps one (EarlyStopping's best params),
 # named by the callback's place in fit's callbacks list.
 _CALLBACK_ARRAY = re.compile(r"cb[0-9]{1,3}_params")
-
-
-def _allowed(kind, name):
-    return name in _NAMES[kind] or (kind == "checkpoint" and _CALLBACK_ARRAY.fullmatch(name) is not None)
 # MLP constructor arguments a model file may set.
 _CONFIG_KEYS = ("sizes", "activation", "output", "loss", "bias", "init", "init_scale", "dtype", "seed",
                 "deterministic")
+
+
+def _name_problem(kind, name):
+    """Why a ``kind`` file cannot hold an array called ``name``, or None if it can."""
+    if name in _NAMES[kind] or (kind == "checkpoint" and isinstance(name, str)
+                                and _CALLBACK_ARRAY.fullmatch(name) is not None):
+        return None
+    return (f"array name {name!r}: a {kind} file holds only {list(_NAMES[kind])}"
+            + (" and cbN_params" if kind == "checkpoint" else ""))
 
 
 def _align(n):
@@ -113,9 +118,9 @@ def write_file(path, kind, config, arrays, meta=None):
         raise ValueError(f"kind: expected one of {sorted(_NAMES)}, got {kind!r}")
     entries, parts, offset, crc = {}, [], 0, 0
     for name, a in arrays.items():
-        if not _allowed(kind, name):
-            raise ValueError(f"array name {name!r}: a {kind} file holds only {list(_NAMES[kind])}"
-                             + (" and cbN_params" if kind == "checkpoint" else ""))
+        problem = _name_problem(kind, name)
+        if problem:
+            raise ValueError(problem)
         a = np.asarray(a)
         if a.dtype not in (np.float32, np.float64) or a.ndim > _MAX_DIMS:
             raise ValueError(f"array {name!r}: expected float32 or float64 with at most {_MAX_DIMS} dimensions, "
@@ -228,9 +233,9 @@ def _check_header(path, header, data_size):
         raise _bad(path, f"kind {kind!r} is not one of {sorted(_NAMES)}")
     specs = []
     for name, spec in header["arrays"].items():
-        if not isinstance(name, str) or not _allowed(kind, name):
-            raise _bad(path, f"array name {name!r}: a {kind} file holds only {list(_NAMES[kind])}"
-                             + (" and cbN_params" if kind == "checkpoint" else ""))
+        problem = _name_problem(kind, name)
+        if problem:
+            raise _bad(path, problem)
         if not isinstance(spec, dict):
             raise _bad(path, f"array {name!r}: entry is not an object")
         dt = _DTYPES.get(spec.get("dtype")) if isinstance(spec.get("dtype"), str) else None

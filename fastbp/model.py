@@ -448,7 +448,7 @@ class MLP:
         self.optimizer = opt
         self.history = history
         self.stop_training = False
-        self._user_callbacks = cbs.user      # what ModelCheckpoint saves the state of
+        self._user_callbacks = cbs.user      # what ModelCheckpoint saves the state of (kept, like history)
         history.set_params(dict(epochs=epochs, steps=-(-n // batch_size), batch_size=batch_size, samples=n))
         cbs.on_train_begin()
         for cb, state in callback_states:
@@ -474,7 +474,6 @@ class MLP:
             history.interrupted = history.interrupted or self._sigint.hit
             self._sigint = self._sigint.stop()
             cbs.on_train_end()
-            self._user_callbacks = ()
         return history
 
     def _split_validation(self, X, Yf, yint, sw, validation_data, validation_split, features=None):
