@@ -82,9 +82,9 @@ def worker_fit(args):
         out = {"ranks": 1 if comm is None else comm.Get_size(), "threads": fastbp.get_num_threads(),
                "epoch_seconds": clock.seconds, "samples_per_s": args.samples / statistics.median(clock.seconds),
                "best_samples_per_s": args.samples / min(clock.seconds)}
-        timing = getattr(hist, "timing", None)
-        if timing and timing["steps"]:
-            out.update({f"{k}_ms_per_step": 1e3 * timing[k] / timing["steps"] for k in ("compute", "allreduce", "update")})
+        steps = hist.params["steps"] * len(hist.epoch)
+        if steps:
+            out.update({f"{k}_ms_per_step": 1e3 * v / steps for k, v in hist.timing.items() if k in ("train", "allreduce")})
         print("RESULT " + json.dumps(out), flush=True)
 
 
@@ -94,14 +94,14 @@ def worker_parts(args):
     import fastbp
     from fastbp import threads
     from fastbp.distributed import launched_comm
+    from fastbp import data as D
     from fastbp.kernels import epoch as E
-    from fastbp.kernels import network as N
     from fastbp.kernels import optimizers as K
     comm = launched_comm()
     X, y = make_data(4 * BATCH)
     model = fastbp.MLP(SIZES, activation="relu", output="softmax", loss="cross_entropy", dtype="float32", seed=0)
     L = model.layout
-    Xc, Yf, yint, sw = model._prepare(X, y)
+    data = D.prepare(model, X, y)
     grads = np.zeros_like(model.params)
 
     def best_of(fn, seconds=1.0):
@@ -119,20 +119,17 @@ def worker_parts(args):
     out = {"threads": fastbp.get_num_threads(), "params": int(L.size)}
     with threads.single_threaded_blas():
         for b in (256, 128, 32, 4):
-            w = model._buffers(b)
-            ridx = w["ridx"]
-            ridx[:b] = np.arange(b)
+            ws = model.workspace(b)
+            rows = np.arange(b)
 
-            def step(b=b, w=w, ridx=ridx):        # what a rank does for its b rows (fastbp.distributed)
-                E.gather(w["acts"], w["aoff"][0], Xc, ridx, b, model._maxparts())
-                N.forward_backward(b, w["acts"], w["aoff"][0], model.params, grads, L.sizes_arr, L.woff, L.boff,
-                                   w["acts"], w["aoff"], w["gbuf"], model._act, model._out, model._loss, Yf, yint,
-                                   ridx, sw, w["rowloss"], w["iw"], w["fw"], model._maxparts())
+            def step(b=b, ws=ws, rows=rows):      # what a rank does for its b rows (a distributed step)
+                if ws.small:
+                    E.rows_gradient_small(grads, model.params, model.net, data, ws.arrays, rows, 0, b)
+                else:
+                    E.rows_gradient(grads, model.params, model.net, data, ws.arrays, rows, 0, b, model.max_parts())
             out[f"gradient_ms_{b}_rows"] = 1e3 * best_of(step)
-        opt = fastbp.Adam(lr=1e-9)
-        s1, s2 = opt._buffers(model.params)
-        hyper = opt.hyper()
-        out["update_ms"] = 1e3 * best_of(lambda: K.opt_update(model.params, grads, s1, s2, opt.code, hyper, 1, 1.0))
+        opt = fastbp.Adam(lr=1e-9).kernel_args(model.params)
+        out["update_ms"] = 1e3 * best_of(lambda: K.opt_update(model.params, grads, opt, 1, 1.0, model.max_parts()))
     if comm is not None:
         from mpi4py import MPI
         buf = np.ones(L.size + 4, np.float32)

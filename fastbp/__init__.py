@@ -3,13 +3,12 @@
 Forward pass, backpropagation and optimizer updates are loops compiled with numba over one
 contiguous parameter buffer; `MLP` is the thin class around them.
 """
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .callbacks import (Callback, EarlyStopping, History, LearningRateScheduler, ModelCheckpoint,
                         ReduceLROnPlateau)
 from .errors import TrainingDiverged
-from .io import load
-from .model import MLP
+from .model import MLP, load
 from .optim import SGD, Adam, AdamW, Momentum, Nesterov, Optimizer
 from .threads import get_num_threads, set_num_threads
 from .warmup import compile_kernels

@@ -2,22 +2,38 @@
 learning-rate schedules. Hooks run between epochs only; the minibatch loop stays compiled.
 """
 import math
+import os
 import sys
 import time
 import warnings
 
 import numpy as np
 
+from . import io
 from .validation import check_int, check_nonnegative, check_number
 
 
 class Callback:
-    """Base class: override any of the hooks. ``self.model`` is the model being trained."""
+    """Base class: override any of the hooks.
+
+    Attributes
+    ----------
+    model : MLP
+        The model being trained. Its ``optimizer``, ``history`` and ``stop_training``
+        (set True to stop after this epoch) are the run's, as in Keras.
+    run : fastbp.training.Run
+        The training run (set while fit runs): ``run.optimizer``, ``run.history``,
+        ``run.callbacks``, ``run.save_checkpoint(path, epoch)``.
+    """
 
     model = None
+    run = None
 
     def set_model(self, model):
         self.model = model
+
+    def set_run(self, run):
+        self.run = run
 
     def on_train_begin(self, logs=None):
         pass
@@ -70,13 +86,29 @@ def _json_best(v):
 
 
 class History(Callback):
-    """What `fit` returns: ``history[name]`` is a list with one value per epoch."""
+    """What `fit` returns: ``history[name]`` is a list with one value per epoch.
+
+    Attributes
+    ----------
+    history : dict
+        {name: [value per epoch]}: "loss", "accuracy", "val_loss", ...
+    epoch : list of int
+        The epochs (0-based) the values belong to.
+    params : dict
+        epochs, steps, batch_size, samples (and ranks under MPI).
+    interrupted : bool
+        Whether Ctrl-C ended the fit early.
+    timing : dict
+        Seconds spent: "compile" (kernels compiled for this fit), "train" (minibatch steps, the
+        time samples/s figures should use), "validate"; under MPI also "allreduce".
+    """
 
     def __init__(self):
         self.history = {}
         self.epoch = []
         self.params = {}
         self.interrupted = False
+        self.timing = {}
 
     def set_params(self, params):
         self.params = dict(params)
@@ -161,7 +193,7 @@ class ProgressBar(Callback):
 class CallbackList:
     """Runs History, then the user's callbacks, then the progress bar."""
 
-    def __init__(self, callbacks, model, history, progress=None):
+    def __init__(self, callbacks, model, history, progress=None, run=None):
         if callbacks is None:
             callbacks = []
         if isinstance(callbacks, Callback):
@@ -174,6 +206,7 @@ class CallbackList:
         self.callbacks = [history] + self.user + ([progress] if progress is not None else [])
         for cb in self.callbacks:
             cb.set_model(model)
+            cb.set_run(run)
 
     def on_train_begin(self):
         for cb in self.callbacks:
@@ -295,7 +328,6 @@ class ModelCheckpoint(Callback):
     """
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto", save_weights_only=False):
-        import os
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path: expected a file path, got {type(path).__name__}")
         self.path = os.fspath(path)
@@ -304,7 +336,6 @@ class ModelCheckpoint(Callback):
         self.save_weights_only = bool(save_weights_only)
 
     def on_epoch_end(self, epoch, logs=None):
-        from . import io
         if self.save_best_only:
             v = self._m.value(logs)
             if v is None or not self._m.improved(v):
@@ -313,9 +344,10 @@ class ModelCheckpoint(Callback):
         path = self.path.format(epoch=epoch + 1, **{k: v for k, v in (logs or {}).items()})
         if self.save_weights_only:
             io.save_model(path, self.model)
+        elif self.run is None:
+            raise RuntimeError("ModelCheckpoint(save_weights_only=False) saves a training run: use it in fit's callbacks")
         else:
-            io.save_checkpoint(path, self.model, self.model.optimizer, epoch, self.model.history,
-                               getattr(self.model, "_user_callbacks", ()))
+            self.run.save_checkpoint(path, epoch)
 
     def _checkpoint_state(self):
         return {"best": _json_best(self._m.best)}, None

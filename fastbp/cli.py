@@ -28,7 +28,7 @@ import warnings
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 
 DEFAULT_DATASET = "digits"
 # task "auto" classifies when every target is a whole number in [0, MAX_AUTO_CLASSES).
@@ -448,7 +448,7 @@ def _launched_comm():
 
 
 def _load_model(path):
-    from .io import load
+    from .model import load
     _check_path(path, "MODEL")
     try:
         return load(path)
@@ -534,7 +534,7 @@ def cmd_train(args, out, err):
     Xs, ys = prep(Xtr, ytr)
     val = prep(Xva, yva) if n_val else None
     batch = auto_batch(len(tr)) if args.batch_size == "auto" else args.batch_size
-    opt = OPTIMIZERS[args.optimizer](lr=args.lr)
+    opt = OPTIMIZERS.get(args.optimizer).cls(lr=args.lr)
 
     say(f"data: {source}: {n} samples x {d} features, target {target_name!r}, "
         + (f"classify ({k} classes)" if task == "classify" else "regress"))
@@ -628,17 +628,15 @@ def cmd_info(args, out, err):
     import numba
     import scipy
     import fastbp
-    from .kernels import optimizers as K
+    from . import threads
 
     print(f"fastbp {__version__}", file=out)
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}, numba {numba.__version__}, "
           f"scipy {scipy.__version__}", file=out)
     print(f"threads: {fastbp.get_num_threads()} (max {numba.config.NUMBA_NUM_THREADS}; {os.cpu_count()} CPUs)",
           file=out)
-    try:      # the threading layer is chosen when a parallel kernel first runs: run a tiny one
-        z = np.zeros(1, np.float64)
-        K._opt_update_parallel(z, z.copy(), z.copy(), z.copy(), K.SGD, np.zeros(K.N_HYPER), 1, 1.0)
-        layer = numba.threading_layer()
+    try:
+        layer = threads.threading_layer()
     except Exception as e:               # noqa: BLE001 - report, do not fail, in a diagnostics command
         layer = f"unavailable ({type(e).__name__}: {e})"
     print(f"threading layer: {layer}", file=out)

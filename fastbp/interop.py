@@ -16,10 +16,11 @@ ONNX
     Needs the extra ``onnx`` (``pip install 'fastbp[onnx]'``).
 """
 import json
-import os
 import re
 
 import numpy as np
+
+from .io import atomic_write
 
 # The default ONNX opset: recent enough for Softmax over an axis (opset 13 semantics), old enough
 # for any onnxruntime of the last years.
@@ -63,17 +64,16 @@ def _as_numpy(name, value):
     return arr
 
 
-def from_state_dict(state_dict, **kwargs):
-    """A new MLP whose parameters are those of a torch-style state dict.
+def parse_state_dict(state_dict, **kwargs):
+    """(MLP arguments, [(W (in, out), b or None) per layer]) from a torch-style state dict.
 
     ``state_dict`` maps ``"<i>.weight"`` (out, in) and ``"<i>.bias"`` (out,) to numpy arrays or
     torch tensors, with i = 0, 2, 4, ... as ``Sequential(Linear, Act, ..., Linear).state_dict()``
     names them. The sizes come from the weights; every other MLP argument (activation, output,
     loss, dtype, ...) is taken from ``kwargs`` with MLP's defaults, except that dtype defaults
     to the weights' dtype when they are float32 or float64. Either every layer has a bias or none.
+    ``MLP.from_state_dict`` builds the model.
     """
-    from .model import MLP
-
     if not hasattr(state_dict, "items"):
         raise TypeError("state_dict: expected a mapping like {'0.weight': array, ...}, "
                         f"got {type(state_dict).__name__}")
@@ -116,12 +116,8 @@ def from_state_dict(state_dict, **kwargs):
     if "dtype" not in kwargs:
         w0 = weights[0].dtype
         kwargs["dtype"] = w0.name if w0 in (np.float32, np.float64) else "float32"
-    model = MLP(sizes, **kwargs)
-    for l, layer in enumerate(model.layers):
-        layer.W[...] = weights[2 * l].T
-        if biases:
-            layer.b[...] = biases[2 * l]
-    return model
+    kwargs["sizes"] = sizes
+    return kwargs, [(weights[i].T, biases[i] if biases else None) for i in expected]
 
 
 # ---- ONNX ---------------------------------------------------------------------------------------
@@ -138,7 +134,7 @@ def build_onnx(model, opset=None):
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
-    from . import __version__
+    from ._version import __version__
     from .validation import check_int
 
     max_opset = onnx.defs.onnx_opset_version()
@@ -197,13 +193,5 @@ def to_onnx(model, path, opset=None):
     """
     proto = build_onnx(model, opset)
     if path is not None:
-        path = os.fspath(path)
-        tmp = f"{path}.tmp{os.getpid()}"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(proto.SerializeToString())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_write(path, [proto.SerializeToString()])
     return proto

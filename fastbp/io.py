@@ -34,6 +34,8 @@ import zlib
 
 import numpy as np
 
+from ._version import __version__
+
 MAGIC = b"\x89FASTBP\n"
 VERSION = 1
 MAX_HEADER = 1 << 20
@@ -293,15 +295,14 @@ def _check_params(path, config, arrays):
     return p
 
 
-def _model_from(path, header, arrays):
-    from .model import MLP
+def _model_from(path, header, arrays, model_class):
     config = header["config"]
     unknown = sorted(set(config) - set(_CONFIG_KEYS))
     if unknown:
         raise _bad(path, f"config has unknown keys {unknown}; expected a subset of {list(_CONFIG_KEYS)}")
     p = _check_params(path, config, arrays)
     try:
-        model = MLP(**config)
+        model = model_class(**config)
     except (TypeError, ValueError) as e:
         raise _bad(path, f"config does not describe a valid MLP ({e})") from None
     model.params[...] = p
@@ -313,8 +314,9 @@ def save_model(path, model):
     write_file(path, "model", model.config(), {"params": model.params})
 
 
-def load(path):
-    """Read a model (or the model part of a checkpoint) written by ``save``; never unpickles.
+def load_model(path, model_class):
+    """Read a model (or the model part of a checkpoint) written by ``save``, as a
+    ``model_class(**config)`` with the saved params; never unpickles.
 
     Raises TypeError for a path that is not a str or os.PathLike, ValueError for a file that
     cannot be read or is not a valid fastbp file (see the README's "File format").
@@ -322,7 +324,7 @@ def load(path):
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path: expected a file path (str or os.PathLike), got {type(path).__name__}")
     header, arrays = read_file(path)
-    return _model_from(path, header, arrays)
+    return _model_from(path, header, arrays, model_class)
 
 
 def _finite_or_none(v):
@@ -334,7 +336,6 @@ def save_checkpoint(path, model, optimizer, epoch, history, callbacks=()):
     """The whole training state after ``epoch`` (0-based, completed): params, optimizer state
     and step count, the model's RNG state (which shuffles the next epochs), the history, and
     the state of those ``callbacks`` (fit's list) that keep one."""
-    from . import __version__
     arrays = {"params": model.params}
     arrays.update({"opt_" + k: v for k, v in optimizer.state_arrays().items()})
     kept = []
@@ -351,7 +352,7 @@ def save_checkpoint(path, model, optimizer, epoch, history, callbacks=()):
         "epoch": int(epoch),
         "optimizer": {"class": type(optimizer).__name__, "config": optimizer.config(),
                       "iterations": int(optimizer.iterations)},
-        "rng": model._rng.bit_generator.state,
+        "rng": model.rng.bit_generator.state,
         "history": None if history is None else {
             "history": {k: [_finite_or_none(v) for v in vals] for k, vals in history.history.items()},
             "epoch": [int(e) for e in history.epoch]},
@@ -412,7 +413,7 @@ def restore_checkpoint(path, model, optimizer, history, callbacks=()):
                 raise _bad(path, f"optimizer state opt_s{i} holds NaN or inf")
             states.append(s)
     rng_state = meta.get("rng")
-    bitgen = type(model._rng.bit_generator)
+    bitgen = type(model.rng.bit_generator)
     if not isinstance(rng_state, dict) or rng_state.get("bit_generator") != bitgen.__name__:
         raise _bad(path, f"checkpoint RNG state is not a {bitgen.__name__} state")
     rng = np.random.Generator(bitgen())
@@ -430,12 +431,12 @@ def restore_checkpoint(path, model, optimizer, history, callbacks=()):
 
     # All checks passed: now change state.
     model.params[...] = params
-    model._rng = rng
+    model.rng = rng
     optimizer.reset()
     for k in opt_meta["config"]:
         setattr(optimizer, k, getattr(fresh, k))
     if states:
-        for dst, src in zip(optimizer._buffers(model.params), states):
+        for dst, src in zip(optimizer.state_for(model.params), states):
             dst[...] = src
     optimizer.iterations = iterations
     history.history = {k: [float("nan") if x is None else float(x) for x in v] for k, v in h["history"].items()}

@@ -12,11 +12,24 @@ import numpy as np
 
 from . import threads
 from .kernels import optimizers as K
+from .kernels.args import Opt
+from .kernels.registry import Entry, Registry
 from .validation import check_flat_pair, check_positive, check_nonnegative, check_unit_interval
 
 
 class Optimizer:
-    """Base class. Subclasses set ``code`` and fill ``_hyper``."""
+    """Base class. Subclasses set ``code`` (the kernel's) and ``n_states`` and extend ``hyper``.
+
+    Attributes
+    ----------
+    lr : float
+        Learning rate of the next update.
+    iterations : int
+        Updates applied so far (Adam's t).
+    state : ndarray or None
+        The state buffers, shape (n_states, n_params), in the params layout (velocity; Adam's
+        m and v); None before the first update.
+    """
 
     code = None
     n_states = 0
@@ -25,38 +38,47 @@ class Optimizer:
         self.lr = check_positive("lr", lr)
         self.weight_decay = check_nonnegative("weight_decay", weight_decay)
         self.clip_norm = None if clip_norm is None else check_positive("clip_norm", clip_norm)
-        self.iterations = 0          # updates applied so far (Adam's t)
-        self._states = None          # tuple of flat arrays, created at the first step
+        self.iterations = 0
+        self.state = None
 
     # -- state -------------------------------------------------------------------------------
     def hyper(self):
+        """The hyperparameters as the kernels read them (float64, see kernels.optimizers)."""
         h = np.zeros(K.N_HYPER)
         h[K.H_LR] = self.lr
         h[K.H_WD] = self.weight_decay
         return h
 
-    def _buffers(self, params):
-        """(s1, s2) for ``params``, created at first use; an empty array stands for 'unused'."""
-        if self._states is None:
-            self._states = tuple(np.zeros(params.shape[0], params.dtype) for _ in range(self.n_states))
-        elif any(s.shape[0] != params.shape[0] or s.dtype != params.dtype for s in self._states):
-            s = self._states[0]
+    def check_params(self, params):
+        """Raise ValueError if this optimizer holds state for params of another size or dtype."""
+        s = self.state
+        if s is not None and (s.shape[1] != params.shape[0] or s.dtype != params.dtype):
             raise ValueError(
-                f"{type(self).__name__}: this optimizer holds state for {s.shape[0]} {s.dtype} parameters "
+                f"{type(self).__name__}: this optimizer holds state for {s.shape[1]} {s.dtype} parameters "
                 f"but got params of size {params.shape[0]} and dtype {params.dtype}; use a new optimizer "
                 "(or call reset()) for a different model")
-        empty = np.zeros(0, params.dtype)
-        st = self._states + (empty,) * (2 - self.n_states)
-        return st[0], st[1]
+
+    def state_for(self, params):
+        """The state buffers for ``params`` (n_states, n_params), created (zeros) at first use."""
+        self.check_params(params)
+        if self.state is None:
+            self.state = np.zeros((self.n_states, params.shape[0]), params.dtype)
+        return self.state
+
+    def kernel_args(self, params):
+        """An ``Opt`` for the kernels; they count updates in its ``step`` array, which the caller
+        copies back into ``iterations``."""
+        return Opt(self.code, self.hyper(), self.state_for(params), np.array([self.iterations], np.int64),
+                   float(self.clip_norm or 0.0))
 
     def reset(self):
         """Forget the state (moments, velocity, step count)."""
-        self._states = None
+        self.state = None
         self.iterations = 0
 
     def state_arrays(self):
-        """The state buffers ({'s0': ..., 's1': ...}); empty before the first step."""
-        return {} if self._states is None else {f"s{i}": s for i, s in enumerate(self._states)}
+        """The state buffers as {'s0': ..., 's1': ...}; empty before the first step."""
+        return {} if self.state is None else {f"s{i}": s for i, s in enumerate(self.state)}
 
     def config(self):
         """Constructor arguments, for saving and repr."""
@@ -69,11 +91,9 @@ class Optimizer:
     def step(self, params, grads):
         """Update ``params`` in place from ``grads`` (flat float arrays of one shape and dtype)."""
         check_flat_pair(params, grads)
-        s1, s2 = self._buffers(params)
-        gscale = K.clip_scale(grads, self.clip_norm or 0.0)
-        self.iterations += 1
-        K.opt_update(params, grads, s1, s2, self.code, self.hyper(), self.iterations, gscale,
-                     threads.get_num_threads())
+        opt = self.kernel_args(params)
+        K.apply_update(params, grads, opt, threads.get_num_threads())
+        self.iterations = int(opt.step[0])
         return params
 
 
@@ -158,7 +178,9 @@ class AdamW(Adam):
         super().__init__(lr, beta1, beta2, eps, weight_decay, clip_norm)
 
 
-OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adam": Adam, "adamw": AdamW}
+# optimizer="name": the class, built with its default arguments.
+OPTIMIZERS = Registry("optimizer", [Entry(name, cls.code, cls=cls) for name, cls in (
+    ("sgd", SGD), ("momentum", Momentum), ("nesterov", Nesterov), ("adam", Adam), ("adamw", AdamW))])
 
 
 def get_optimizer(optimizer):
@@ -166,8 +188,5 @@ def get_optimizer(optimizer):
     if isinstance(optimizer, Optimizer):
         return optimizer
     if isinstance(optimizer, str):
-        try:
-            return OPTIMIZERS[optimizer.lower()]()
-        except KeyError:
-            raise ValueError(f"optimizer: unknown name {optimizer!r}; expected one of {sorted(OPTIMIZERS)}") from None
-    raise TypeError(f"optimizer: expected an Optimizer or one of {sorted(OPTIMIZERS)}, got {type(optimizer).__name__}")
+        return OPTIMIZERS.get(optimizer.lower()).cls()
+    raise TypeError(f"optimizer: expected an Optimizer or one of {OPTIMIZERS.names()}, got {type(optimizer).__name__}")

@@ -101,12 +101,12 @@ def _check_option(name, value, options):
 class _EpochHook(Callback):
     """Runs the estimator's per-epoch bookkeeping inside ``MLP.fit`` (between compiled epochs)."""
 
-    def __init__(self, estimator, run):
+    def __init__(self, estimator, bookkeeping):
         self.estimator = estimator
-        self.run = run
+        self.bookkeeping = bookkeeping
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.estimator._end_epoch(logs["loss"], self.run):
+        if self.estimator._end_epoch(logs["loss"], self.bookkeeping):
             self.model.stop_training = True
 
 
@@ -488,7 +488,7 @@ class _BaseMLP(BaseEstimator):
         model = state.get("model_")
         if isinstance(model, MLP):
             state = dict(state)
-            rng = getattr(model, "_rng", None)
+            rng = getattr(model, "rng", None)
             state["model_"] = {"__fastbp_mlp__": model.config(), "params": model.params.copy(),
                                "rng": None if rng is None else rng.bit_generator.state}
         return state
@@ -498,8 +498,8 @@ class _BaseMLP(BaseEstimator):
         if isinstance(saved, dict) and "__fastbp_mlp__" in saved:
             model = MLP(**saved["__fastbp_mlp__"])
             model.params[...] = saved["params"]
-            if saved["rng"] is not None and hasattr(model, "_rng"):
-                model._rng.bit_generator.state = saved["rng"]
+            if saved["rng"] is not None and hasattr(model, "rng"):
+                model.rng.bit_generator.state = saved["rng"]
             state = dict(state)
             state["model_"] = model
         super().__setstate__(state)

@@ -9,6 +9,10 @@ import contextlib
 import threading
 
 import numba
+import numpy as np
+
+from .kernels import optimizers as K
+from .kernels.args import Opt
 
 _lock = threading.Lock()
 _blas_libs = None
@@ -53,3 +57,12 @@ def single_threaded_blas():
             for lib, n in zip(libs, saved):
                 if n != 1:
                     lib.set_num_threads(n)
+
+
+def threading_layer():
+    """The name of the threading layer numba runs fastbp's parallel kernels on ("omp", "tbb",
+    "workqueue"). numba picks it when a parallel kernel first runs, so this runs a tiny one."""
+    n = 2 * K.PARALLEL_MIN
+    z = np.zeros(n)
+    K.apply_update(z, np.zeros(n), Opt(K.SGD, np.zeros(K.N_HYPER), np.zeros((0, n)), np.zeros(1, np.int64), 0.0), 2)
+    return numba.threading_layer()

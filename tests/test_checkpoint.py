@@ -112,7 +112,7 @@ SAVER = """
     from fastbp import io
     model = fastbp.MLP([1000, 1000, 500], seed=0)            # 1.5 M params: each file is ~18 MB
     opt = fastbp.Adam()
-    s0, s1 = opt._buffers(model.params)
+    s0, s1 = opt.state_for(model.params)
     opt.iterations = 1
     hist = fastbp.History()
     i = 0
@@ -126,6 +126,7 @@ SAVER = """
 """
 
 
+@pytest.mark.slow
 def test_kill9_during_checkpoint_writes_never_leaves_a_broken_file(tmp_path):
     rng = random.Random(0)
     target = tmp_path / "ck.fbp"
@@ -189,6 +190,7 @@ TRAINER = SETUP + """
 """
 
 
+@pytest.mark.slow
 def test_resume_after_kill9_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     ns = {}
     exec(textwrap.dedent(SETUP), ns)
@@ -285,10 +287,10 @@ def test_tampered_checkpoint_metadata_is_rejected_without_changes(tmp_path):
         path = rewrite(mutate)
         target = fastbp.MLP([3, 4, 2], seed=5)
         opt = fastbp.Adam(lr=0.5)
-        p0, r0 = target.params.copy(), target._rng.bit_generator.state
+        p0, r0 = target.params.copy(), target.rng.bit_generator.state
         with pytest.raises(ValueError, match=fragment):
             target.fit(X, y, epochs=4, verbose=0, optimizer=opt, resume_from=path)
-        assert np.array_equal(target.params, p0) and target._rng.bit_generator.state == r0
+        assert np.array_equal(target.params, p0) and target.rng.bit_generator.state == r0
         assert opt.lr == 0.5 and opt.iterations == 0 and opt.state_arrays() == {}
 
 

@@ -340,6 +340,8 @@ def test_launched_comm_without_distributed_support_means_single_process(monkeypa
     assert cli._launched_comm() is None
 
 
+@pytest.mark.mpi
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("mpiexec") is None, reason="needs an MPI launcher")
 def test_mpiexec_two_ranks_end_to_end(tmp_path):
     pytest.importorskip("mpi4py")

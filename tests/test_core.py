@@ -300,11 +300,18 @@ def test_optimizer_keeps_state_between_fit_calls():
     assert np.array_equal(a.params, b.params)
 
 
-def test_optimizer_accepts_names():
-    for name in ("sgd", "momentum", "adam"):
-        m = fastbp.MLP([2, 3, 2], seed=0)
-        m.fit(np.ones((4, 2)), np.array([0, 1, 0, 1]), epochs=1, optimizer=name, verbose=0)
-        assert type(m.optimizer).__name__.lower() == name
+@pytest.mark.parametrize("name,make", [("sgd", lambda: fastbp.SGD()), ("momentum", lambda: fastbp.Momentum()),
+                                       ("nesterov", lambda: fastbp.Nesterov()), ("adam", lambda: fastbp.Adam()),
+                                       ("adamw", lambda: fastbp.AdamW()), ("Adam", lambda: fastbp.Adam())])
+def test_optimizer_names_train_as_the_default_optimizer_objects(name, make):
+    """optimizer="adam" trains exactly as optimizer=fastbp.Adam() (its default arguments)."""
+    X, y = np.random.default_rng(0).standard_normal((40, 2)), np.arange(40) % 2
+    by_name, by_object = fastbp.MLP([2, 3, 2], seed=0), fastbp.MLP([2, 3, 2], seed=0)
+    by_name.fit(X, y, epochs=2, batch_size=8, optimizer=name, verbose=0)
+    by_object.fit(X, y, epochs=2, batch_size=8, optimizer=make(), verbose=0)
+    assert by_name.optimizer.config() == by_object.optimizer.config()
+    assert np.array_equal(by_name.params, by_object.params) and not np.array_equal(by_name.params, fastbp.MLP(
+        [2, 3, 2], seed=0).params)
 
 
 def test_pickle_keeps_layers_as_views_into_params():

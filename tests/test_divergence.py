@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastbp
-import fastbp.model as M
+import fastbp.training as M
 
 N, D = 96, 5
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import fastbp
-import fastbp.model as M
+import fastbp.training as M
 
 ROOT = str(Path(fastbp.__file__).resolve().parent.parent)
 N, D, K, BATCH = 200, 6, 3, 16
@@ -49,7 +49,7 @@ CHILD = """
     import json, sys, time
     import numpy as np
     import fastbp
-    import fastbp.model
+    import fastbp.training
     sys.path.insert(0, sys.argv[1])
     from test_interrupt import replay
 
@@ -68,7 +68,7 @@ CHILD = """
     # Chunks of about 1 ms instead of the default 0.25 s: an epoch here takes from 30 ms (idle
     # machine) to seconds (busy one), and must hold many chunk boundaries either way. The
     # mechanism (a compiled chunk, then the flag check) is the same.
-    fastbp.model.CHUNK_SECONDS = 1e-3
+    fastbp.training.CHUNK_SECONDS = 1e-3
     model = fastbp.MLP(list(sizes), seed=0)
     opt = fastbp.Adam(lr=1e-3)
     hist = model.fit(X, y, epochs=1000, batch_size=BATCH, optimizer=opt, shuffle=False, verbose=0,
@@ -91,6 +91,7 @@ CHILD = """
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.slow
 def test_real_sigint_mid_epoch_returns_history_and_whole_updates(tmp_path):
     script = tmp_path / "child.py"
     script.write_text(textwrap.dedent(CHILD))

@@ -140,7 +140,7 @@ def test_checkpoint_holds_the_training_state(files, tmp_path):
     meta = header["meta"]
     assert meta["epoch"] == 1 and meta["optimizer"]["class"] == "Adam"
     assert meta["optimizer"]["iterations"] == model.optimizer.iterations == 2 * 4
-    assert meta["rng"] == model._rng.bit_generator.state
+    assert meta["rng"] == model.rng.bit_generator.state
     assert meta["history"]["epoch"] == [0, 1]
     assert meta["history"]["history"]["loss"] == model.history.history["loss"]
     # a checkpoint also loads as a plain model
@@ -286,7 +286,7 @@ def test_non_files_and_bad_paths(tmp_path):
 # writing each to disk would cost more than parsing it; the fuzz tests below use real files.
 def load_blob(blob):
     header, arrays = io._read(BytesIO(blob), "<blob>", len(blob))
-    return io._model_from("<blob>", header, arrays)
+    return io._model_from("<blob>", header, arrays, fastbp.MLP)
 
 
 def test_load_blob_is_load(files, tmp_path):

@@ -12,7 +12,10 @@ from fastbp.kernels import blas as B
 from fastbp.kernels import losses as Lo
 from fastbp.kernels import mathfn as M
 from fastbp.kernels import optimizers as O
-from fastbp.kernels.network import DETERMINISTIC, n_parts
+from fastbp._layout import Layout
+from fastbp.kernels import epoch as E
+from fastbp.kernels.args import Data, Net, Opt, workspace_arrays
+from fastbp.kernels.parts import DETERMINISTIC, n_parts, part_range
 
 TOL = {np.float32: 2e-6, np.float64: 1e-13}
 
@@ -66,8 +69,8 @@ def test_bias_act_forward(dtype, name, bias):
     Z = (rng.standard_normal(5 * 9) * 4).astype(dtype)
     b = rng.standard_normal(12).astype(dtype)
     want = naive.act_forward(name, Z.reshape(5, 9).astype(np.float64) + (b[3:12] if bias else 0))
-    code = {**A.HIDDEN, **A.OUTPUT}[name]
-    A.bias_act_forward(Z, 0, b, 3 if bias else -1, bias, 5, 9, code)
+    code = (A.OUTPUT if name == "softmax" else A.HIDDEN).code(name)
+    A.bias_act_forward(Z, 0, 5, 9, b, 3 if bias else -1, code)
     np.testing.assert_allclose(Z.reshape(5, 9), want, rtol=TOL[dtype] * 4, atol=TOL[dtype])
 
 
@@ -78,7 +81,7 @@ def test_act_backward_is_derivative_from_output(name):
     a = naive.act_forward(name, z)
     G = rng.standard_normal(24)
     want = G.reshape(4, 6) * naive.act_derivative(name, z)
-    A.act_backward(G, 0, a.ravel().copy(), 0, 4, 6, A.HIDDEN[name])
+    A.act_backward(G, 0, a.ravel().copy(), 0, 4, 6, A.HIDDEN.code(name))
     np.testing.assert_allclose(G.reshape(4, 6), want, rtol=1e-13, atol=1e-15)
 
 
@@ -145,38 +148,39 @@ def test_output_loss_matches_reference(out, loss, weighted):
     else:
         dZ = np.stack([(np.diag(p) - np.outer(p, p)) @ g for p, g in zip(P, dP)])
     Zk, G, rowloss = Z.ravel().copy(), np.zeros(n * k), np.zeros(n)
-    Lo.output_loss(Zk, 0, G, 0, rowloss, n, k, A.OUTPUT[out], Lo.LOSSES[loss], Yf, yint, np.arange(n), 0, sw,
+    data = Data(np.zeros((n, 1)), Yf, yint, sw)
+    Lo.output_loss(G, 0, rowloss, Zk, 0, n, k, A.OUTPUT.code(out), Lo.LOSSES.code(loss), data, np.arange(n),
                    1.0 / n, True)
     np.testing.assert_allclose(Zk.reshape(n, k), P, rtol=1e-13)
     np.testing.assert_allclose(rowloss, li * w, rtol=1e-12)
     np.testing.assert_allclose(G.reshape(n, k), dZ * w[:, None] / n, rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("opt,state", [(O.SGD, 0), (O.MOMENTUM, 1), (O.ADAM, 2)])
+@pytest.mark.parametrize("opt,n_states", [(O.SGD, 0), (O.MOMENTUM, 1), (O.ADAM, 2)])
 @pytest.mark.parametrize("lo,hi", [(0, 50), (7, 31)])
-def test_opt_update_range_touches_only_its_range(opt, state, lo, hi):
+def test_opt_update_range_touches_only_its_range(opt, n_states, lo, hi):
     rng = np.random.default_rng(4)
     p, g = rng.standard_normal(50), rng.standard_normal(50)
-    s1, s2 = rng.random(50), rng.random(50)
+    state = rng.random((n_states, 50))
     h = np.zeros(O.N_HYPER)
     h[[O.H_LR, O.H_MOMENTUM, O.H_BETA1, O.H_BETA2, O.H_EPS]] = 0.1, 0.9, 0.9, 0.999, 1e-8
-    p0, s10, s20 = p.copy(), s1.copy(), s2.copy()
-    O.opt_update_range(p, g, s1, s2, opt, h, 3, 1.0, lo, hi)
+    p0, state0 = p.copy(), state.copy()
+    O.opt_update_range(p, g, Opt(opt, h, state, np.zeros(1, np.int64), 0.0), 3, 1.0, lo, hi)
     r = slice(lo, hi)
     if opt == O.SGD:
         want = p0[r] - 0.1 * g[r]
     elif opt == O.MOMENTUM:
-        v = 0.9 * s10[r] + g[r]
+        v = 0.9 * state0[0, r] + g[r]
         want = p0[r] - 0.1 * v
-        np.testing.assert_allclose(s1[r], v, rtol=1e-15)
+        np.testing.assert_allclose(state[0, r], v, rtol=1e-15)
     else:
-        m_ = 0.9 * s10[r] + 0.1 * g[r]
-        v_ = 0.999 * s20[r] + 0.001 * g[r] ** 2
+        m_ = 0.9 * state0[0, r] + 0.1 * g[r]
+        v_ = 0.999 * state0[1, r] + 0.001 * g[r] ** 2
+        np.testing.assert_allclose(state[:, r], [m_, v_], rtol=1e-15)
         want = p0[r] - 0.1 * (m_ / (1 - 0.9 ** 3)) / (np.sqrt(v_ / (1 - 0.999 ** 3)) + 1e-8)
     np.testing.assert_allclose(p[r], want, rtol=1e-13)
     outside = np.r_[0:lo, hi:50]
-    assert np.array_equal(p[outside], p0[outside]) and np.array_equal(s1[outside], s10[outside])
-    assert np.array_equal(s2[outside], s20[outside])
+    assert np.array_equal(p[outside], p0[outside]) and np.array_equal(state[:, outside], state0[:, outside])
 
 
 def test_clip_scale_is_torch_rule():
@@ -186,12 +190,19 @@ def test_clip_scale_is_torch_rule():
     assert O.clip_scale(g, 1.0) == pytest.approx(1.0 / (5.0 + 1e-6))
 
 
-def test_deterministic_partitions_depend_on_shape_only():
-    assert n_parts(1024, 1 << 30, DETERMINISTIC) == n_parts(1024, 1 << 30, DETERMINISTIC)
-    assert n_parts(256, 1 << 30, 1) == 1               # one thread: one part
-    assert n_parts(256, 1 << 30, 2) == 2
-    assert n_parts(256, 10, 8) == 1                    # too small to split
-    assert 1 <= n_parts(10, 1 << 30, DETERMINISTIC) <= n_parts(10_000, 1 << 30, DETERMINISTIC)
+def test_partitions():
+    big = 1 << 30
+    # deterministic: about DET_PART_ROWS rows a part, 2 to DET_MAX_PARTS parts, whatever the threads
+    assert [n_parts(r, big, DETERMINISTIC) for r in (10, 256, 1024, 2047, 4096, 10_000)] == [2, 2, 4, 7, 8, 8]
+    assert n_parts(256, big, 1) == 1                   # one thread: one part
+    assert n_parts(256, big, 2) == 2
+    assert n_parts(40, big, 8) == 2                    # at least MIN_PART_ROWS rows a part
+    assert n_parts(256, 10, 8) == n_parts(256, 10, DETERMINISTIC) == 1     # too small to split
+    # part_range tiles the rows exactly, in order, the last parts possibly empty
+    for rows, parts in ((10, 3), (7, 7), (5, 8), (256, 2)):
+        ranges = [part_range(rows, parts, p) for p in range(parts)]
+        assert ranges[0][0] == 0 and ranges[-1][1] == rows
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:])) and all(r0 <= r1 for r0, r1 in ranges)
 
 
 def test_shuffled_order_is_a_seeded_uniform_permutation():
@@ -236,3 +247,126 @@ def test_every_kernel_pins_fastmath_and_error_model():
                 assert "options(" in line or "MATHFN_OPTIONS" in line, f"{mod.__name__}: {line.strip()}"
     assert dispatchers >= 30
     assert {"fastmath", "error_model"} <= set(M.MATHFN_OPTIONS)
+
+
+# ---- the whole-network kernels, called directly (not through MLP) --------------------------------
+PAIRS = [("linear", "mse"), ("linear", "half_mse"), ("sigmoid", "binary_cross_entropy"), ("sigmoid", "mse"),
+         ("softmax", "cross_entropy"), ("softmax", "half_mse")]
+
+
+def network(sizes, act, out, loss, bias, seed=0):
+    """(Layout, params, Net) of a float64 net with random params, as MLP would build them."""
+    lay = Layout(sizes, bias)
+    params = np.random.default_rng(seed).standard_normal(lay.size) * 0.4
+    for W, _ in lay.views(params):
+        W *= 2.5 / np.sqrt(W.shape[0])          # logits of order 1: no saturated probabilities
+    codes = [A.HIDDEN.code(act)] * (len(sizes) - 2) + [A.OUTPUT.code(out)]
+    return lay, params, Net(lay.sizes_arr, lay.woff, lay.boff, np.array(codes, np.int64), Lo.LOSSES.code(loss))
+
+
+def batch_data(n, sizes, loss, weighted, seed=1):
+    """(Data for the kernels, Y (n, k) float for naive, sw or None)."""
+    rng = np.random.default_rng(seed)
+    k = sizes[-1]
+    X = rng.standard_normal((n, sizes[0]))
+    if loss == "cross_entropy":
+        labels = rng.integers(0, k, n)
+        Y, targets = naive.one_hot(labels, k), np.zeros((0, 0))
+    else:
+        labels = np.zeros(0, np.int64)
+        Y = targets = rng.integers(0, 2, (n, k)).astype(float) if "binary" in loss else rng.random((n, k))
+    sw = rng.random(n) + 0.5 if weighted else None
+    return Data(X, targets, labels, sw if weighted else np.zeros(0)), Y, sw
+
+
+SMALL_SIZES, BIG_SIZES = [4, 16, 8, 3], [64, 128, 96, 5]     # BIG: products over PARALLEL_MIN_WORK
+
+
+@pytest.mark.parametrize("out,loss", PAIRS)
+@pytest.mark.parametrize("act", ["linear", "sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("kind,maxparts", [("small", 1), ("network", 1), ("network", 2), ("network", DETERMINISTIC)])
+def test_batch_gradient_kernels_match_the_reference(kind, maxparts, act, out, loss):
+    """network.batch_gradient (serial, 2 parts, deterministic parts) and small.small_batch_gradient:
+    the loss and the mean gradient of a batch of rows picked out of the data in any order."""
+    sizes = SMALL_SIZES if kind == "small" else BIG_SIZES
+    bias, weighted = act != "tanh", act == "sigmoid"
+    lay, params, net = network(sizes, act, out, loss, bias)
+    data, Y, sw = batch_data(300, sizes, loss, weighted)
+    m = 40 if kind == "small" else 128
+    rows = np.random.default_rng(2).permutation(300)[:m]
+    work = workspace_arrays(sizes, m, np.float64, 8)
+    grads = np.full(lay.size, np.nan)
+    if kind == "small":
+        total, _ = E.rows_gradient_small(grads, params, net, data, work, rows, 0, m)
+    else:
+        total, _ = E.rows_gradient(grads, params, net, data, work, rows, 0, m, maxparts)
+    Ws, bs = naive.unflatten(params, sizes, bias)
+    want_loss, dWs, dbs = naive.loss_and_grads(Ws, bs, data.X[rows], Y[rows], act, out, loss,
+                                               None if sw is None else sw[rows])
+    assert total / m == pytest.approx(want_loss, rel=1e-12)
+    np.testing.assert_allclose(grads, naive.flatten(dWs, dbs), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("out,loss", PAIRS)
+@pytest.mark.parametrize("kind,maxparts", [("small", 1), ("network", 1), ("network", 2), ("network", DETERMINISTIC)])
+def test_predict_and_evaluate_kernels_match_the_reference(kind, maxparts, out, loss):
+    sizes = SMALL_SIZES if kind == "small" else BIG_SIZES
+    lay, params, net = network(sizes, "tanh", out, loss, True, seed=3)
+    data, Y, sw = batch_data(300, sizes, loss, True, seed=4)
+    cap = 64 if kind == "small" else 128           # several blocks, the last partial
+    work = workspace_arrays(sizes, cap, np.float64, 8)
+    P, P2 = np.empty((300, sizes[-1])), np.empty((300, sizes[-1]))
+    if kind == "small":
+        E.predict_rows_small(P, params, net, data, work)
+        total, correct = E.evaluate_rows_small(P2, params, net, data, work)
+    else:
+        E.predict_rows(P, params, net, data, work, maxparts)
+        total, correct = E.evaluate_rows(P2, params, net, data, work, maxparts)
+    Ws, bs = naive.unflatten(params, sizes, True)
+    want = naive.forward(Ws, bs, data.X, "tanh", out)[0][-1]
+    np.testing.assert_allclose(P, want, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(P2, P, rtol=1e-15, atol=1e-17)   # the loss kernels' softmax divides, predict's multiplies
+    li, _, _ = naive.loss_and_dP(loss, want, Y, None)
+    assert total == pytest.approx((li * sw).sum(), rel=1e-12)
+    if loss == "cross_entropy":
+        assert correct == (want.argmax(1) == Y.argmax(1)).sum()
+
+
+@pytest.mark.parametrize("kind,maxparts", [("small", 1), ("network", 2)])
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_train_steps_kernels_replay_the_reference(kind, maxparts, opt):
+    """train_steps(_small): minibatches of a given row order, one update each, against the
+    reference's gradients and optimizer, step by step; step losses and the update count too."""
+    sizes = SMALL_SIZES if kind == "small" else BIG_SIZES
+    lay, params, net = network(sizes, "relu", "softmax", "cross_entropy", True, seed=5)
+    data, Y, _ = batch_data(300, sizes, "cross_entropy", False, seed=6)
+    order = np.random.default_rng(7).permutation(300)
+    batch, first, last = 64 if kind == "small" else 128, 1, 3      # minibatches 1 and 2 (the last partial)
+    work = workspace_arrays(sizes, batch, np.float64, 8)
+    h = np.zeros(O.N_HYPER)
+    h[[O.H_LR, O.H_BETA1, O.H_BETA2, O.H_EPS]] = 0.05, 0.9, 0.999, 1e-8
+    code, n_states = (O.SGD, 0) if opt == "sgd" else (O.ADAM, 2)
+    state = np.zeros((n_states, lay.size))
+    kopt = Opt(code, h, state, np.array([4], np.int64), 0.0)     # 4 updates done before
+    ref = naive.SGD(0.05) if opt == "sgd" else naive.Adam(0.05)
+    if opt == "adam":
+        ref.t = 4
+    want = params.copy()
+    losses = np.zeros(5)
+    for s in range(first, last):
+        rows = order[s * batch:(s + 1) * batch]
+        Ws, bs = naive.unflatten(want, sizes, True)
+        losses[s], dWs, dbs = naive.loss_and_grads(Ws, bs, data.X[rows], Y[rows], "relu", "softmax", "cross_entropy")
+        losses[s] *= len(rows)
+        want = ref.step(want, naive.flatten(dWs, dbs))
+    step_loss, step_correct = np.zeros(5), np.zeros(5)
+    grads = np.zeros(lay.size)
+    if kind == "small":
+        done = E.train_steps_small(step_loss, step_correct, params, grads, kopt, net, data, order, first, last, batch,
+                                   work)
+    else:
+        done = E.train_steps(step_loss, step_correct, params, grads, kopt, net, data, order, first, last, batch, work,
+                             maxparts)
+    assert done == last - first and kopt.step[0] == 4 + done
+    np.testing.assert_allclose(step_loss, losses, rtol=1e-12)
+    np.testing.assert_allclose(params, want, rtol=1e-9, atol=1e-12)

@@ -37,6 +37,7 @@ def one_thread():
     fastbp.set_num_threads(saved)
 
 
+@pytest.mark.slow
 def test_rss_stays_flat_over_1000_fit_predict_calls(tmp_path, one_thread):
     rng = np.random.default_rng(0)
     X = np.asfortranarray(rng.standard_normal((1024, 16)))        # float64, F order: converted every call

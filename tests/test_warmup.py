@@ -35,6 +35,7 @@ def _cache_files(folder):
     return {os.path.join(d, f) for d, _, files in os.walk(folder) for f in files}
 
 
+@pytest.mark.slow
 def test_after_fastbp_compile_other_nets_compile_nothing(tmp_path):
     """From an empty cache, ``fastbp compile --dtype float32`` fills it with every kernel: a session
     with other sizes, activations, losses, optimizer, batch sizes, validation data, sample weights

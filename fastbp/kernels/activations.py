@@ -4,21 +4,34 @@ Passing the activation as an integer (not a function) keeps one compiled kernel 
 branch on the code sits outside the element loop. Derivatives are written from the activation's
 output (sigmoid: a(1-a), tanh: 1-a^2, relu: a>0), so backward needs only post-activations.
 """
-from .jit import kernel
+from .jit import IEEE_NOCHECK, kernel
 from .mathfn import fexp, fsigmoid, ftanh
+from .registry import Entry, Registry
 
 LINEAR, SIGMOID, TANH, RELU, SOFTMAX = 0, 1, 2, 3, 4
 
-HIDDEN = {"linear": LINEAR, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU}
-OUTPUT = {"linear": LINEAR, "sigmoid": SIGMOID, "softmax": SOFTMAX}
+# init: the initializer init="auto" picks for a layer with this activation.
+HIDDEN = Registry("activation", [
+    Entry("linear", LINEAR, init="glorot"),
+    Entry("sigmoid", SIGMOID, init="glorot"),
+    Entry("tanh", TANH, init="glorot"),
+    Entry("relu", RELU, init="he"),
+])
+OUTPUT = Registry("output", [
+    Entry("linear", LINEAR),
+    Entry("sigmoid", SIGMOID),
+    Entry("softmax", SOFTMAX),
+])
 
 
-@kernel(error_model="numpy")
-def bias_act_forward(Z, zoff, b, boff, has_bias, rows, cols, act):
-    """Z[rows, cols] (flat at zoff) <- act(Z + b) in place; b is (cols,) at boff in the flat b."""
+@kernel(flags=IEEE_NOCHECK)
+def bias_act_forward(Z, zoff, rows, cols, params, boff, act):
+    """Z (rows, cols) at flat offset zoff <- act(Z + b) in place; b (cols,) at boff in params
+    (boff -1: no bias)."""
     # Row slices indexed by range variables: numba then drops its negative-index checks and
     # LLVM vectorizes the inner loops (flat arithmetic indexing runs ~30x slower).
-    bias = b[max(boff, 0):max(boff, 0) + cols]
+    has_bias = boff >= 0
+    bias = params[max(boff, 0):max(boff, 0) + cols]
     for i in range(rows):
         z = Z[zoff + i * cols:zoff + (i + 1) * cols]
         if has_bias:
@@ -48,12 +61,12 @@ def bias_act_forward(Z, zoff, b, boff, has_bias, rows, cols, act):
 
 
 @kernel
-def act_backward(G, goff, A, aoff, rows, cols, act):
-    """G[rows, cols] *= act'(.) evaluated from the layer's output A (same shape), in place."""
+def act_backward(dZ, doff, A, aoff, rows, cols, act):
+    """dZ (rows, cols) at doff *= act'(.) evaluated from the layer's output A (same shape) at aoff."""
     if act == LINEAR:
         return
     n = rows * cols
-    g = G[goff:goff + n]
+    g = dZ[doff:doff + n]
     a = A[aoff:aoff + n]
     if act == RELU:
         for j in range(n):

@@ -22,7 +22,7 @@ import llvmlite.binding as llvm
 from numba import types
 from numba.extending import overload
 
-from .jit import kernel, options
+from .jit import FMA, kernel, options
 
 _CYTHON_BLAS = "scipy.linalg.cython_blas"
 
@@ -117,7 +117,7 @@ def _blas_gemm_impl(ta, tb, m, n, k, A, aoff, lda, B, boff, ldb, beta, C, coff, 
     return impl
 
 
-@kernel(fastmath={"contract"})
+@kernel(flags=FMA)
 def loop_gemm(ta, tb, A, B, beta, C):
     """C = op(A) @ op(B) + beta*C on 2-D C-contiguous arrays, as loops (for small products).
 

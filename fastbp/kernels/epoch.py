@@ -1,19 +1,22 @@
-"""The compiled minibatch loop, and batched inference.
+"""The compiled minibatch loop, and batched inference: the entry points Python calls.
 
-`train_steps` runs minibatches [s0, s1) of an epoch — gather the shuffled rows, forward, loss,
-backward, optimizer update — with no Python in between, no allocation and no copy of the
-parameter buffer. Python calls it once per epoch (or per chunk of steps, so that Ctrl-C and
-progress bars are seen on long epochs).
+`train_steps` runs minibatches [first, last) of an epoch (gather the shuffled rows, forward,
+loss, backward, optimizer update) with no Python in between, no allocation and no copy of the
+parameter buffer. Python calls it once per epoch, or per chunk of steps so that Ctrl-C and
+progress bars are seen on long epochs.
+
+Each entry point has a twin for small networks (``*_small``) built only from the serial
+feature-major kernels of small.py: training a small net never compiles the parallel kernels
+(compile time is a user cost on a first run).
 """
 import numpy as np
-from numba import prange
 
+from .activations import bias_act_forward
 from .jit import kernel
-from .activations import LINEAR, bias_act_forward
-from .network import PARALLEL_MIN_WORK, _part, forward, forward_backward
 from .losses import output_loss
-from .optimizers import clip_scale, opt_update, opt_update_range
-from .small import small_forward, small_forward_backward
+from .network import batch_gradient, forward
+from .optimizers import apply_update, apply_update_serial
+from .small import small_batch_gradient, small_forward
 
 
 @kernel
@@ -43,191 +46,172 @@ def shuffled_order(order, seed):
 
 
 @kernel
-def _gather_rows(dst, doff, X, ridx, r0, r1):
-    n_in = X.shape[1]
-    for i in range(r0, r1):
-        _copy_row(dst, doff + i * n_in, X, ridx[i])
-
-
-@kernel
-def _copy_row(dst, doff, X, r):
-    # an explicit loop: a slice assignment would compile numba's shape-mismatch error path
-    # (string formatting, ~2 s on a first run) for a check that cannot fail here
-    src = X[r]
-    for j in range(src.shape[0]):
-        dst[doff + j] = src[j]
-
-
-@kernel(parallel=True)
-def _gather_parallel(dst, doff, X, ridx, m, parts):
-    for p in prange(parts):
-        r0, r1 = _part(m, parts, np.int64(p))
-        _gather_rows(dst, doff, X, ridx, r0, r1)
-
-
-@kernel
-def gather(dst, doff, X, ridx, m, maxparts):
-    """dst[doff:] as (m, X.shape[1]) <- X[ridx[:m]] (rows may come from a memmap)."""
-    if maxparts != 1 and m * X.shape[1] >= PARALLEL_MIN_WORK // 8:
-        _gather_parallel(dst, doff, X, ridx, m, max(1, min(maxparts if maxparts > 1 else 8, m // 16)))
-    else:
-        _gather_rows(dst, doff, X, ridx, np.int64(0), m)
-
-
-@kernel
-def _batch_rows(ridx, perm, s, batch):
-    """ridx[:m] <- the data rows of minibatch s of the epoch order ``perm``; returns m (the last
+def batch_rows(rows, order, s, batch):
+    """rows[:m] <- the data rows of minibatch s of the epoch order ``order``; returns m (the last
     minibatch may be partial)."""
     r0 = s * batch
-    m = min(perm.shape[0], r0 + batch) - r0
+    m = min(order.shape[0], r0 + batch) - r0
     for i in range(m):
-        ridx[i] = perm[r0 + i]
+        rows[i] = order[r0 + i]
     return m
 
 
+# ---- training ----------------------------------------------------------------------------------
 @kernel
-def train_steps(params, grads, s1, s2, opt, hyper, tstep, clipnorm,
-                X, Yf, yint, sw, perm, s0, s_end, batch,
-                sizes, woff, boff, act, out, loss,
-                acts, aoff, gbuf, rowloss, ridx, iw, fw, maxparts, steploss, stepcorrect):
-    """Minibatches s0 .. s_end-1 of the epoch whose row order is ``perm``; one update each.
+def train_steps(step_loss, step_correct, params, grads, opt, net, data, order, first, last, batch, work,
+                maxparts):
+    """Minibatches first .. last-1 of the epoch whose row order is ``order``; one update each.
 
-    tstep[0] is the optimizer's step count (incremented per update). steploss[s] receives the
-    weighted loss sum of minibatch s, stepcorrect[s] its count of correct rows. Stops early
-    after a minibatch whose loss is not finite; returns the number of minibatches run.
+    step_loss[s] receives minibatch s's weighted loss sum, step_correct[s] its count of correct
+    rows; opt.step[0] counts the updates. Stops after a minibatch whose loss is not finite
+    (without updating); returns the number of minibatches run.
     """
-    for s in range(s0, s_end):
-        m = _batch_rows(ridx, perm, s, batch)
-        gather(acts, aoff[0], X, ridx, m, maxparts)
-        total, correct = forward_backward(m, acts, aoff[0], params, grads, sizes, woff, boff, acts, aoff,
-                                          gbuf, act, out, loss, Yf, yint, ridx, sw, rowloss, iw, fw, maxparts)
-        steploss[s] = total
-        stepcorrect[s] = correct
+    for s in range(first, last):
+        m = batch_rows(work.rows, order, s, batch)
+        total, correct = batch_gradient(grads, params, net, data, work, m, maxparts)
+        step_loss[s] = total
+        step_correct[s] = correct
         if not np.isfinite(total):
-            return s - s0 + 1
-        tstep[0] += 1
-        opt_update(params, grads, s1, s2, opt, hyper, tstep[0], clip_scale(grads, clipnorm), maxparts)
-    return s_end - s0
+            return s - first + 1
+        apply_update(params, grads, opt, maxparts)
+    return last - first
 
 
 @kernel
-def train_steps_small(params, grads, s1, s2, opt, hyper, tstep, clipnorm,
-                      X, Yf, yint, sw, perm, s0, s_end, batch,
-                      sizes, woff, boff, act, out, loss,
-                      T, trow, G, rowloss, ridx, scratch, steploss, stepcorrect):
-    """train_steps for small networks: the feature-major kernels of small.py, all serial.
-
-    T, trow, G: the 2-D feature-major work buffers small_forward_backward takes. A separate
-    entry point, so that training a small net never compiles the parallel kernels (compile time
-    is a user cost on first run).
-    """
-    for s in range(s0, s_end):
-        m = _batch_rows(ridx, perm, s, batch)
-        total, correct = small_forward_backward(m, X, ridx, params, grads, sizes, woff, boff, T, trow, G,
-                                                act, out, loss, Yf, yint, sw, rowloss, scratch)
-        steploss[s] = total
-        stepcorrect[s] = correct
+def train_steps_small(step_loss, step_correct, params, grads, opt, net, data, order, first, last, batch, work):
+    """train_steps for small networks (serial, feature-major)."""
+    for s in range(first, last):
+        m = batch_rows(work.rows, order, s, batch)
+        total, correct = small_batch_gradient(grads, params, net, data, work, m)
+        step_loss[s] = total
+        step_correct[s] = correct
         if not np.isfinite(total):
-            return s - s0 + 1
-        tstep[0] += 1
-        opt_update_range(params, grads, s1, s2, opt, hyper, tstep[0], clip_scale(grads, clipnorm),
-                         0, params.shape[0])
-    return s_end - s0
+            return s - first + 1
+        apply_update_serial(params, grads, opt)
+    return last - first
 
 
 @kernel
-def predict_rows(P, X, params, sizes, woff, boff, act, out, acts, aoff, iw, fw, maxparts, cap):
-    """P (n, k) <- the network's predictions for X (n, s0), in blocks of ``cap`` rows."""
+def rows_gradient(grads, params, net, data, work, order, lo, hi, maxparts):
+    """(loss, correct) of data rows order[lo:hi] and their mean gradient into ``grads``: one
+    rank's share of a global minibatch, and ``loss_and_grad``'s batch. No rows: zeros."""
+    m = hi - lo
+    if m == 0:
+        grads[:] = 0.0
+        return 0.0, 0.0
+    for i in range(m):
+        work.rows[i] = order[lo + i]
+    return batch_gradient(grads, params, net, data, work, m, maxparts)
+
+
+@kernel
+def rows_gradient_small(grads, params, net, data, work, order, lo, hi):
+    """rows_gradient for small networks."""
+    m = hi - lo
+    if m == 0:
+        grads[:] = 0.0
+        return 0.0, 0.0
+    for i in range(m):
+        work.rows[i] = order[lo + i]
+    return small_batch_gradient(grads, params, net, data, work, m)
+
+
+# ---- inference -----------------------------------------------------------------------------------
+@kernel
+def predict_rows(P, params, net, data, work, maxparts):
+    """P (n, k) <- the network's predictions for data.X (n, s[0]), in blocks of cap rows."""
+    X = data.X
     n = X.shape[0]
-    L = sizes.shape[0] - 1
-    k = sizes[L]
+    cap = work.rows.shape[0]
+    L = net.sizes.shape[0] - 1
+    k = net.sizes[L]
+    o = work.acts_off[L]
     for r0 in range(0, n, cap):
         m = min(n, r0 + cap) - r0
-        # the block is copied in first, so the input has the same (writable) type as in training
-        # and the forward kernels compile once for both
         for i in range(m):
-            _copy_row(acts, aoff[0] + i * sizes[0], X, r0 + i)
-        forward(m, acts, aoff[0], params, sizes, woff, boff, acts, aoff, act, out, iw, fw, maxparts)
-        o = aoff[L]
+            work.rows[i] = r0 + i
+        forward(work, params, net, X, m, False, maxparts)
         for i in range(m):
             for j in range(k):
-                P[r0 + i, j] = acts[o + i * k + j]
+                P[r0 + i, j] = work.acts[o + i * k + j]
 
 
 @kernel
-def evaluate_rows(P, X, Yf, yint, sw, params, sizes, woff, boff, act, out, loss, acts, aoff, gbuf,
-                  rowloss, ridx, iw, fw, maxparts, cap):
+def evaluate_rows(P, params, net, data, work, maxparts):
     """Predictions into P; returns (weighted loss sum, correct count) over all rows (no gradient)."""
+    X = data.X
     n = X.shape[0]
-    L = sizes.shape[0] - 1
-    k = sizes[L]
+    cap = work.rows.shape[0]
+    L = net.sizes.shape[0] - 1
+    k = net.sizes[L]
+    o = work.acts_off[L]
     total = 0.0
     correct = 0.0
     for r0 in range(0, n, cap):
         m = min(n, r0 + cap) - r0
         for i in range(m):
-            _copy_row(acts, aoff[0] + i * sizes[0], X, r0 + i)
-        forward(m, acts, aoff[0], params, sizes, woff, boff, acts, aoff, act, np.int64(LINEAR), iw, fw, maxparts)
+            work.rows[i] = r0 + i
+        forward(work, params, net, X, m, True, maxparts)
+        correct += output_loss(work.deltas, np.int64(0), work.row_loss, work.acts, o, m, k, net.act[L - 1],
+                               net.loss, data, work.rows, 1.0, False)
         for i in range(m):
-            ridx[i] = r0 + i
-        correct += output_loss(acts, aoff[L], gbuf, np.int64(0), rowloss, m, k, out, loss, Yf, yint, ridx,
-                               np.int64(0), sw, 1.0, False)
-        for i in range(m):
-            total += rowloss[i]
-        o = aoff[L]
+            total += work.row_loss[i]
         for i in range(m):
             for j in range(k):
-                P[r0 + i, j] = acts[o + i * k + j]
+                P[r0 + i, j] = work.acts[o + i * k + j]
     return total, correct
 
 
-# ---- inference for small networks: the feature-major forward of small.py, serial, so that a
-# small net's predict and evaluate never compile the parallel kernels either
+# ---- inference for small networks: the feature-major forward of small.py, serial
 @kernel
-def _small_logits(r0, X, params, sizes, woff, boff, act, T, trow, ridx, zb):
-    """Rows r0 .. r0+m of X (m: as many as T's blocks hold) through the feature-major forward;
-    zb[:m*k] <- their logits, batch-major (m, k); ridx[:m] <- their row numbers. Returns m."""
+def _small_logits(zb, r0, params, net, X, work):
+    """Rows r0 .. r0+m of X (m: as many as the feature-major blocks hold) through the
+    feature-major forward; zb[:m*k] <- their logits, batch-major (m, k); work.rows[:m] <- their
+    row numbers. Returns m."""
+    T = work.fm_acts
     m = min(X.shape[0], r0 + T.shape[1]) - r0
     for i in range(m):
-        ridx[i] = r0 + i
-    small_forward(m, X, ridx, params, sizes, woff, boff, T, trow, act)
-    L = sizes.shape[0] - 1
-    k = sizes[L]
+        work.rows[i] = r0 + i
+    small_forward(work, params, net, X, m)
+    L = net.sizes.shape[0] - 1
+    k = net.sizes[L]
     for j in range(k):
-        t = trow[L] + j
+        t = work.fm_row[L] + j
         for i in range(m):
             zb[i * k + j] = T[t, i]
     return m
 
 
 @kernel
-def predict_rows_small(P, X, params, sizes, woff, boff, act, out, T, trow, ridx, scratch):
-    """predict_rows for small networks, in blocks of T.shape[1] rows."""
-    k = sizes[sizes.shape[0] - 1]
-    for r0 in range(0, X.shape[0], T.shape[1]):
-        m = _small_logits(r0, X, params, sizes, woff, boff, act, T, trow, ridx, scratch)
-        bias_act_forward(scratch, np.int64(0), params, np.int64(-1), np.bool_(False), m, k, out)
+def predict_rows_small(P, params, net, data, work):
+    """predict_rows for small networks, in blocks of cap rows."""
+    L = net.sizes.shape[0] - 1
+    k = net.sizes[L]
+    scratch = work.loss_scratch
+    for r0 in range(0, data.X.shape[0], work.fm_acts.shape[1]):
+        m = _small_logits(scratch, r0, params, net, data.X, work)
+        bias_act_forward(scratch, np.int64(0), m, k, params, np.int64(-1), net.act[L - 1])
         for i in range(m):
             for j in range(k):
                 P[r0 + i, j] = scratch[i * k + j]
 
 
 @kernel
-def evaluate_rows_small(P, X, Yf, yint, sw, params, sizes, woff, boff, act, out, loss, T, trow,
-                        rowloss, ridx, scratch):
+def evaluate_rows_small(P, params, net, data, work):
     """evaluate_rows for small networks: predictions into P; (weighted loss sum, correct count)."""
-    k = sizes[sizes.shape[0] - 1]
-    cap = T.shape[1]
-    zb = scratch[:cap * k]
-    gb = scratch[cap * k:2 * cap * k]   # the gradient block output_loss is handed (and does not fill)
+    L = net.sizes.shape[0] - 1
+    k = net.sizes[L]
+    cap = work.fm_acts.shape[1]
+    zb = work.loss_scratch[:cap * k]
+    gb = work.loss_scratch[cap * k:2 * cap * k]   # the gradient block output_loss is handed (and does not fill)
     total = 0.0
     correct = 0.0
-    for r0 in range(0, X.shape[0], cap):
-        m = _small_logits(r0, X, params, sizes, woff, boff, act, T, trow, ridx, zb)
-        correct += output_loss(zb, np.int64(0), gb, np.int64(0), rowloss, m, k, out, loss, Yf, yint, ridx,
-                               np.int64(0), sw, 1.0, False)
+    for r0 in range(0, data.X.shape[0], cap):
+        m = _small_logits(zb, r0, params, net, data.X, work)
+        correct += output_loss(gb, np.int64(0), work.row_loss, zb, np.int64(0), m, k, net.act[L - 1], net.loss,
+                               data, work.rows, 1.0, False)
         for i in range(m):
-            total += rowloss[i]
+            total += work.row_loss[i]
         for i in range(m):
             for j in range(k):
                 P[r0 + i, j] = zb[i * k + j]

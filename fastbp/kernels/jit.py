@@ -1,22 +1,61 @@
-"""How every kernel is compiled: numba's njit with its options pinned.
+"""How every kernel is compiled: numba's njit with its options pinned, and the named flag sets.
 
 numba compiles a callee with its caller's ``fastmath`` and ``error_model`` unless the callee
 states them, then reuses (and caches on disk) that copy for every later caller with the same
 argument types. A kernel shared by callers with different options would then round one way or
 the other depending on which caller happened to be compiled first, even in an earlier process.
-So every kernel states both: by default IEEE arithmetic (no fastmath) and numba's Python error
-model; a kernel that wants other options says so in its own decorator.
+So every kernel states both, by naming one of the flag sets below (IEEE by default).
 """
+import contextlib
+import sys
+
 from numba import njit
+from numba.core import event
+
+# The flag sets. None of them has nnan/ninf: NaN and inf checks must keep working.
+# IEEE arithmetic; integer division by zero raises as in Python.
+IEEE = {"fastmath": False, "error_model": "python"}
+# IEEE arithmetic; no division-by-zero checks (numpy's rules), so loops stay free of branches.
+IEEE_NOCHECK = {"fastmath": False, "error_model": "numpy"}
+# Fused multiply-adds allowed: polynomials and products get faster and no less accurate.
+FMA = {"fastmath": {"contract"}, "error_model": "python"}
+FMA_NOCHECK = {"fastmath": {"contract"}, "error_model": "numpy"}
+# Reassociation too: LLVM may vectorize reductions (in a fixed order for a given build).
+VECTORIZE = {"fastmath": {"contract", "reassoc"}, "error_model": "numpy"}
 
 
-def options(**overrides):
-    """jit options of a kernel: cached, fastmath off, Python error model, then ``overrides``."""
-    return {"cache": True, "fastmath": False, "error_model": "python", **overrides}
+def options(flags=IEEE, **overrides):
+    """jit options of a kernel: cached, the given flag set, then ``overrides``."""
+    return {"cache": True, **flags, **overrides}
 
 
-def kernel(fn=None, **overrides):
-    """``@kernel`` or ``@kernel(parallel=True, ...)``: njit with ``options(**overrides)``."""
+def kernel(fn=None, *, flags=IEEE, **overrides):
+    """``@kernel`` or ``@kernel(flags=VECTORIZE, parallel=True, ...)``: njit with ``options``."""
     if fn is None:
-        return njit(**options(**overrides))
-    return njit(fn, **options(**overrides))
+        return njit(**options(flags, **overrides))
+    return njit(fn, **options(flags, **overrides))
+
+
+class _FirstCompile(event.Listener):
+    """Prints one line when the first kernel of a block starts compiling (not when kernels load
+    from numba's on-disk cache, which raises no compile event)."""
+
+    def __init__(self, message, file):
+        self.message, self.file, self.seen = message, file, False
+
+    def on_start(self, ev):
+        if not self.seen:
+            self.seen = True
+            print(self.message, file=self.file, flush=True)
+
+    def on_end(self, ev):
+        pass
+
+
+@contextlib.contextmanager
+def compile_notice(message, file=None):
+    """Inside the block, the first kernel compilation prints ``message`` (once) to ``file``
+    (default: stderr). Yields an object whose ``seen`` says whether anything compiled."""
+    listener = _FirstCompile(message, file or sys.stderr)
+    with event.install_listener("numba:compile", listener):
+        yield listener

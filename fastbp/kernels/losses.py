@@ -8,30 +8,38 @@ Cross-entropies are computed from the logits (max shift / log-sum-exp), never fr
 import numpy as np
 
 from .jit import kernel
-from .activations import LINEAR, SIGMOID, SOFTMAX
+from .activations import SIGMOID, SOFTMAX
 from .mathfn import fexp, fsigmoid
+from .registry import Entry, Registry
 
 MSE, HALF_MSE, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = 0, 1, 2, 3
 
-LOSSES = {"mse": MSE, "half_mse": HALF_MSE, "cross_entropy": CROSS_ENTROPY,
-          "binary_cross_entropy": BINARY_CROSS_ENTROPY}
-# The output activations each loss is defined for.
-VALID_OUTPUTS = {MSE: (LINEAR, SIGMOID, SOFTMAX), HALF_MSE: (LINEAR, SIGMOID, SOFTMAX),
-                 CROSS_ENTROPY: (SOFTMAX,), BINARY_CROSS_ENTROPY: (SIGMOID,)}
+# outputs: the output activations the loss is defined for (the first is the natural one);
+# classifier: whether targets are classes (accuracy is reported).
+LOSSES = Registry("loss", [
+    Entry("mse", MSE, outputs=("linear", "sigmoid", "softmax"), classifier=False),
+    Entry("half_mse", HALF_MSE, outputs=("linear", "sigmoid", "softmax"), classifier=False),
+    Entry("cross_entropy", CROSS_ENTROPY, outputs=("softmax",), classifier=True),
+    Entry("binary_cross_entropy", BINARY_CROSS_ENTROPY, outputs=("sigmoid",), classifier=True),
+])
+# loss="auto": the loss of each output activation.
+AUTO = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy", "linear": "mse"}
 
 
 @kernel
-def output_loss(Z, zoff, G, goff, rowloss, rows, k, out, loss, Yf, yint, ridx, roff, sw, scale, need_grad):
+def output_loss(dZ, doff, row_loss, Z, zoff, rows, k, out, loss, data, ridx, scale, need_grad):
     """Loss and gradient for rows [0, rows) of the output block Z (rows, k) at flat offset zoff.
 
-    Z       logits in, predictions out (in place)
-    G       dL/dZ out at goff (rows, k), scaled by ``scale`` (1/batch), weighted by sw
-    rowloss per-row weighted loss out, at roff (float64)
+    dZ        dL/dZ out at doff (rows, k), scaled by ``scale`` (1/batch), weighted (only if need_grad)
+    row_loss  (rows,) float64 out: each row's weighted loss
+    Z         logits in, predictions out (in place)
+    data      Data: targets (n, k) float, or labels (n,) int (cross-entropy); weights (n,) or empty
+    ridx      ridx[i] is the data row of batch row i
     returns the number of correctly classified rows (cross-entropy: argmax; binary: each output
             thresholded at 0.5, as a fraction of the row's outputs); 0 for squared losses
-    Yf      targets (n, k) float, or yint (n,) int labels (cross-entropy); ridx[i] names the data row
-    sw      per-sample weights (n,) or empty
     """
+    Yf, yint, sw = data.targets, data.labels, data.weights
+    G, goff = dZ, doff
     use_int = yint.shape[0] > 0
     weighted = sw.shape[0] > 0
     correct = 0.0
@@ -125,5 +133,5 @@ def output_loss(Z, zoff, G, goff, rowloss, rows, k, out, loss, Yf, yint, ridx, r
                         dot += g[j] * z[j]
                     for j in range(k):
                         g[j] = z[j] * (g[j] - dot)
-        rowloss[roff + i] = l * w
+        row_loss[i] = l * w
     return correct

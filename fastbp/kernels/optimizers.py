@@ -1,8 +1,9 @@
 """Optimizer updates: one loop over the flat parameter, gradient and state buffers.
 
-    params, grads, s1, s2 are flat (N,) arrays of one layout; s1 is the velocity (momentum) or m
-    (Adam), s2 is v (Adam); unused states are empty arrays.
-    hyper is float64 [lr, momentum, beta1, beta2, eps, weight_decay, nesterov, decoupled].
+    params, grads  flat (N,) arrays of one layout
+    opt            Opt (kernels.args): code, hyper, state (n_states, N), step, clip
+    hyper          float64 [lr, momentum, beta1, beta2, eps, weight_decay, nesterov, decoupled]
+    state          Momentum: [velocity]; Adam: [m, v]; SGD: none (shape (0, N))
 
 Bias corrections are computed once per step, outside the element loop. Every element is
 independent, so the parallel version splits the buffer into fixed chunks with no reduction.
@@ -10,7 +11,7 @@ independent, so the parallel version splits the buffer into fixed chunks with no
 import numpy as np
 from numba import prange
 
-from .jit import kernel
+from .jit import IEEE_NOCHECK, kernel
 
 SGD, MOMENTUM, ADAM = 0, 1, 2
 H_LR, H_MOMENTUM, H_BETA1, H_BETA2, H_EPS, H_WD, H_NESTEROV, H_DECOUPLED = range(8)
@@ -20,13 +21,14 @@ CHUNK = 1 << 14          # elements per parallel chunk
 PARALLEL_MIN = 1 << 16   # below this many parameters the update runs serially
 
 
-@kernel(error_model="numpy")
-def opt_update_range(params, grads, s1, s2, opt, hyper, t, gscale, lo, hi):
-    """Apply one update of optimizer ``opt`` (step number t >= 1) to elements [lo, hi)."""
+@kernel(flags=IEEE_NOCHECK)
+def opt_update_range(params, grads, opt, t, gscale, lo, hi):
+    """Apply update number t >= 1 of optimizer ``opt`` to elements [lo, hi) of params (and its state)."""
     # Slices indexed by range variables let LLVM vectorize (see activations.bias_act_forward).
     p = params[lo:hi]
     g = grads[lo:hi]
     n = hi - lo
+    hyper = opt.hyper
     dt = params.dtype.type
     lr = dt(hyper[H_LR])
     wd = dt(hyper[H_WD])
@@ -34,11 +36,11 @@ def opt_update_range(params, grads, s1, s2, opt, hyper, t, gscale, lo, hi):
     l2 = wd if not decoupled else dt(0.0)
     decay = dt(1.0 - hyper[H_LR] * hyper[H_WD]) if decoupled else dt(1.0)
     gs = dt(gscale)
-    if opt == SGD:
+    if opt.code == SGD:
         for i in range(n):
             p[i] = p[i] * decay - lr * (g[i] * gs + l2 * p[i])
-    elif opt == MOMENTUM:
-        v = s1[lo:hi]
+    elif opt.code == MOMENTUM:
+        v = opt.state[0, lo:hi]
         mu = dt(hyper[H_MOMENTUM])
         if hyper[H_NESTEROV] != 0.0:
             for i in range(n):
@@ -53,8 +55,8 @@ def opt_update_range(params, grads, s1, s2, opt, hyper, t, gscale, lo, hi):
                 v[i] = vi
                 p[i] = p[i] * decay - lr * vi
     else:
-        m = s1[lo:hi]
-        v = s2[lo:hi]
+        m = opt.state[0, lo:hi]
+        v = opt.state[1, lo:hi]
         b1 = hyper[H_BETA1]
         b2 = hyper[H_BETA2]
         # torch.optim.Adam's arithmetic: p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
@@ -73,23 +75,23 @@ def opt_update_range(params, grads, s1, s2, opt, hyper, t, gscale, lo, hi):
 
 
 @kernel(parallel=True)
-def _opt_update_parallel(params, grads, s1, s2, opt, hyper, t, gscale):
+def _opt_update_parallel(params, grads, opt, t, gscale):
     n = params.shape[0]
     nchunks = (n + CHUNK - 1) // CHUNK
     for c in prange(nchunks):
-        opt_update_range(params, grads, s1, s2, opt, hyper, t, gscale, c * CHUNK, min(n, (c + 1) * CHUNK))
+        opt_update_range(params, grads, opt, t, gscale, c * CHUNK, min(n, (c + 1) * CHUNK))
 
 
 @kernel
-def opt_update(params, grads, s1, s2, opt, hyper, t, gscale, maxparts):
-    """One update over the whole buffer; parallel over fixed chunks when the buffer is large and
-    more than one thread is allowed (``maxparts`` as in network.n_parts: 1 means serial, so a
+def opt_update(params, grads, opt, t, gscale, maxparts):
+    """Update number t over the whole buffer; parallel over fixed chunks when the buffer is large
+    and more than one thread is allowed (``maxparts`` as in parts.n_parts: 1 means serial, so a
     1-thread fit starts no parallel region at all and idle workers can go to sleep)."""
     n = params.shape[0]
     if n < PARALLEL_MIN or maxparts == 1:
-        opt_update_range(params, grads, s1, s2, opt, hyper, t, gscale, np.int64(0), n)
+        opt_update_range(params, grads, opt, t, gscale, np.int64(0), n)
     else:
-        _opt_update_parallel(params, grads, s1, s2, opt, hyper, t, gscale)
+        _opt_update_parallel(params, grads, opt, t, gscale)
 
 
 @kernel
@@ -106,3 +108,17 @@ def clip_scale(grads, max_norm):
         s += g * g
     coef = max_norm / (np.sqrt(s) + 1e-6)
     return min(coef, 1.0)
+
+
+@kernel
+def apply_update(params, grads, opt, maxparts):
+    """One optimizer step from ``grads``: opt.step[0] += 1, global-norm clipping, the update."""
+    opt.step[0] += 1
+    opt_update(params, grads, opt, opt.step[0], clip_scale(grads, opt.clip), maxparts)
+
+
+@kernel
+def apply_update_serial(params, grads, opt):
+    """apply_update on one thread, without the parallel kernel (small networks never compile it)."""
+    opt.step[0] += 1
+    opt_update_range(params, grads, opt, opt.step[0], clip_scale(grads, opt.clip), np.int64(0), params.shape[0])

@@ -6,26 +6,26 @@ activations and deltas are stored feature-major — layer l is s[l] rows of a (r
 row j holding feature j for every sample of the batch — so every inner loop runs over the
 batch, contiguous.
 
-Same contract as network.forward_backward: the mean gradient into ``grads`` in the flat layout,
+Same contract as network.batch_gradient: the mean gradient into ``grads`` in the flat layout,
 the weighted loss sum and the correct count returned. Serial: such a step takes microseconds.
+The work buffers are a Work's feature-major views (args.py): work.fm_acts (sum of sizes, cap),
+layer l at rows work.fm_row[l]..; work.fm_deltas (2 * max width, cap); work.loss_scratch.
+Blocks are row ranges of these 2-D buffers (a reshape per view cost ~40 ns, a third of a
+step); W and dW are read and written through the flat buffers.
 """
 import numpy as np
 
-from .jit import kernel
 from .activations import LINEAR, RELU, SIGMOID, TANH
-from .mathfn import fsigmoid, ftanh
+from .jit import VECTORIZE, kernel
 from .losses import CROSS_ENTROPY, output_loss
-from .mathfn import fexp
+from .mathfn import fexp, fsigmoid, ftanh
 
 # Use this path when the largest layer product of a step has at most this many multiply-adds.
 SMALL_MAX_WORK = 32 * 32 * 64
 
-# reassoc lets LLVM vectorize the dot products over the batch (fixed order for a given build);
-# no nnan/ninf, so NaN checks keep working.
-_FLAGS = {"contract", "reassoc"}
 
-
-@kernel(fastmath=_FLAGS, error_model="numpy")
+# VECTORIZE: reassociation lets LLVM vectorize the dot products over the batch.
+@kernel(flags=VECTORIZE)
 def _softmax_ce_int(Z, G, m, yint, ridx, scale, mx, s, arg):
     """Softmax cross-entropy with int labels, vectorized over the batch (feature-major).
 
@@ -70,10 +70,12 @@ def _softmax_ce_int(Z, G, m, yint, ridx, scale, mx, s, arg):
     return total, correct
 
 
-@kernel(fastmath=_FLAGS, error_model="numpy", inline="always")
-def small_forward(m, X, ridx, params, sizes, woff, boff, T, trow, act):
-    """Forward pass of data rows ridx[:m] of X into the feature-major blocks of T (see
-    small_forward_backward); the output block T[trow[L]:] holds logits."""
+@kernel(flags=VECTORIZE, inline="always")
+def small_forward(work, params, net, X, m):
+    """Forward pass of data rows work.rows[:m] of X into the feature-major blocks of
+    work.fm_acts; the output block (rows fm_row[L]..) holds logits."""
+    sizes, woff, boff = net.sizes, net.woff, net.boff
+    T, trow, ridx = work.fm_acts, work.fm_row, work.rows
     L = sizes.shape[0] - 1
     n_in = sizes[0]
     zero = params.dtype.type(0.0)
@@ -88,7 +90,7 @@ def small_forward(m, X, ridx, params, sizes, woff, boff, T, trow, act):
         A = T[trow[l]:trow[l] + k]
         Z = T[trow[l + 1]:trow[l + 1] + n]
         w0 = woff[l]
-        a = act if l < L - 1 else LINEAR
+        a = net.act[l] if l < L - 1 else LINEAR
         for j in range(n):
             # the bias and the first input's term in one pass (the same fused multiply-add the
             # loop below would do first): a pass over the batch is a sizeable share of a step
@@ -111,21 +113,18 @@ def small_forward(m, X, ridx, params, sizes, woff, boff, T, trow, act):
                     Z[j, i] = fsigmoid(Z[j, i])
 
 
-@kernel(fastmath=_FLAGS, error_model="numpy")
-def small_forward_backward(m, X, ridx, params, grads, sizes, woff, boff, T, trow, G, act, out, loss,
-                           Yf, yint, sw, rowloss, scratch):
-    """One batch of m <= cap rows (data rows ridx[:m] of X): loss, correct count, mean gradient.
-
-    T        (sum s, cap) feature-major activations: layer l is rows trow[l] .. trow[l] + s[l]
-    G        (2 * max s, cap): two feature-major delta blocks used in turn
-    scratch  (max(2 * cap * s[L], 3 * cap),) room for the output layer's loss kernels
-    Blocks are row ranges of 2-D buffers (a reshape per view cost ~40 ns, a third of a step);
-    W and dW are read and written through the flat buffers.
-    """
+@kernel(flags=VECTORIZE)
+def small_batch_gradient(grads, params, net, data, work, m):
+    """(loss, correct) of the rows data[work.rows[:m]] (m <= cap) and the mean gradient into
+    ``grads``: network.batch_gradient for small networks."""
+    sizes, woff, boff = net.sizes, net.woff, net.boff
+    T, trow, G, ridx = work.fm_acts, work.fm_row, work.fm_deltas, work.rows
+    yint, sw, rowloss, scratch = data.labels, data.weights, work.row_loss, work.loss_scratch
     L = sizes.shape[0] - 1
+    out, loss = net.act[L - 1], net.loss
     cap = T.shape[1]
     zero = params.dtype.type(0.0)
-    small_forward(m, X, ridx, params, sizes, woff, boff, T, trow, act)
+    small_forward(work, params, net, data.X, m)
     k = sizes[L]
     Zo = T[trow[L]:trow[L] + k]
     half = G.shape[0] // 2
@@ -141,8 +140,7 @@ def small_forward_backward(m, X, ridx, params, grads, sizes, woff, boff, T, trow
         for i in range(m):
             for j in range(k):
                 zb[i * k + j] = Zo[j, i]
-        correct = output_loss(zb, np.int64(0), gb, np.int64(0), rowloss, m, k, out, loss, Yf, yint, ridx,
-                              np.int64(0), sw, 1.0 / m, True)
+        correct = output_loss(gb, np.int64(0), rowloss, zb, np.int64(0), m, k, out, loss, data, ridx, 1.0 / m, True)
         for i in range(m):
             for j in range(k):
                 Gc[j, i] = gb[i * k + j]
@@ -170,6 +168,7 @@ def small_forward_backward(m, X, ridx, params, grads, sizes, woff, boff, T, trow
         if l > 0:
             gnext = half - gcur
             Gp = G[gnext:gnext + k]
+            act = net.act[l - 1]       # of the layer whose output A is: its derivative, from A
             for p in range(k):
                 w = params[w0 + p * n]
                 for i in range(m):

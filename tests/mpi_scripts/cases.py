@@ -22,6 +22,10 @@ CASES = {
     "sgd_memmap": dict(sizes=[8, 5, 3], activation="relu", output="linear", loss="mse", dtype="float64",
                        n=150, batch=33, epochs=3, memmap=True, class_weight=False,
                        optimizer=("sgd", dict(lr=0.05, weight_decay=1e-3))),
+    # Wide enough for the batch-major BLAS kernels (the cases above take the small-network ones):
+    # 300 rows in batches of 40, 20 rows a rank.
+    "adam_blas": dict(sizes=[40, 96, 5], activation="relu", output="softmax", loss="cross_entropy",
+                      dtype="float64", n=300, batch=40, epochs=2, optimizer=("adam", dict(lr=1e-2))),
     # The library's default dtype; compared to float32 rounding, not 1e-12.
     "adam_float32": dict(sizes=[20, 16, 5], activation="relu", output="softmax", loss="cross_entropy",
                          dtype="float32", n=256, batch=41, epochs=2, optimizer=("adam", dict(lr=3e-3))),

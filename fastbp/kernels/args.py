@@ -1,0 +1,105 @@
+"""The argument groups the kernels take: namedtuples that numba passes as structs.
+
+Grouping keeps every kernel signature short and in llm.c's order (outputs, inputs, sizes). It
+costs no specialization: each field has one type per dtype, so one compiled kernel still serves
+every network shape, activation, loss and optimizer.
+
+    Net   the network: widths, where each W and b lives in the flat params, activation and loss codes
+    Data  the training (or evaluation) data as the kernels read it
+    Opt   an optimizer: its code, hyperparameters, state buffers and step count
+    Work  the work buffers of one model for batches of up to ``cap`` rows (see ``Workspace``)
+"""
+from collections import namedtuple
+
+import numpy as np
+
+Net = namedtuple("Net", ["sizes", "woff", "boff", "act", "loss"])
+Net.__doc__ = """The network as the kernels see it (L layers).
+
+sizes  (L+1,) int64  widths: input, hidden..., output
+woff   (L,) int64    offset of W_l (sizes[l], sizes[l+1]), row-major, in the flat params
+boff   (L,) int64    offset of b_l (sizes[l+1],) in the flat params; -1 without bias
+act    (L,) int64    activation code of each layer's output (the last is the output activation)
+loss   int           loss code
+"""
+
+Data = namedtuple("Data", ["X", "targets", "labels", "weights"])
+Data.__doc__ = """Rows the kernels read by index (read-only arrays; an unused one is empty).
+
+X        (n, sizes[0]) features
+targets  (n, k) float targets, or (0, 0)
+labels   (n,) int64 class labels (cross-entropy), or (0,)
+weights  (n,) per-sample weights, or (0,)
+"""
+
+Opt = namedtuple("Opt", ["code", "hyper", "state", "step", "clip"])
+Opt.__doc__ = """An optimizer as the kernels see it (see kernels.optimizers).
+
+code   int              optimizer code
+hyper  (N_HYPER,) float64  hyperparameters
+state  (n_states, N)    state buffers in the params layout (velocity; Adam's m and v)
+step   (1,) int64       updates applied so far; the kernels increment it
+clip   float            global-norm clipping threshold, 0 for none
+"""
+
+Work = namedtuple("Work", ["acts", "acts_off", "deltas", "row_loss", "rows", "blas_int", "blas_float",
+                           "loss_scratch", "fm_acts", "fm_row", "fm_deltas"])
+Work.__doc__ = """Work buffers for batches of up to cap rows (allocated once per model and batch size).
+
+Batch-major kernels (network.py):
+acts          flat; A_l (cap, sizes[l]) at acts_off[l]: A_0 the input rows, hidden A_l the
+              post-activations, A_L the logits, then the predictions
+acts_off      (L+2,) int64 offsets into acts
+deltas        flat; two (cap, max width) blocks of dL/dZ, used in turn by the backward pass
+row_loss      (cap,) float64 each batch row's weighted loss
+rows          (cap,) int64 the data row of each batch row
+blas_int      (parts, 8) int32 and blas_float (parts, 2): per-part scratch for BLAS's
+blas_float    by-reference arguments (see blas.py)
+loss_scratch  room for the output layer's loss kernels on a batch-major copy (small nets)
+Feature-major kernels for small nets (small.py), the same memory seen as 2-D:
+fm_acts       (sum of sizes, cap): layer l is rows fm_row[l] .. fm_row[l] + sizes[l]
+fm_row        (L+2,) int64
+fm_deltas     (2 * max width, cap): two delta blocks used in turn
+"""
+
+
+class Workspace:
+    """The work buffers of one model for batches of up to ``cap`` rows, allocated once and kept.
+
+    Attributes
+    ----------
+    cap : int
+        The most rows a batch may have.
+    small : bool
+        Whether batches of this size take the serial feature-major kernels (small.py) rather
+        than the batch-major BLAS ones (network.py).
+    arrays : Work
+        The buffers the kernels take.
+    grads : ndarray
+        A flat gradient buffer in the params layout.
+    steps_per_second : float or None
+        How fast training steps of this size ran last time (sizes the next chunks of minibatches).
+    """
+
+    def __init__(self, sizes, n_params, cap, dtype, small, parts):
+        self.cap = cap
+        self.small = small
+        self.arrays = workspace_arrays(sizes, cap, dtype, parts)
+        self.grads = np.zeros(n_params, dtype)
+        self.steps_per_second = None
+
+
+def workspace_arrays(sizes, cap, dtype, parts):
+    """A Work for batches of up to ``cap`` rows of a network with widths ``sizes``, with BLAS
+    scratch for ``parts`` parallel parts."""
+    acts_off = np.concatenate([[0], np.cumsum([cap * s for s in sizes])]).astype(np.int64)
+    widest = max(sizes[1:])
+    acts = np.empty(int(acts_off[-1]), dtype)
+    deltas = np.empty(2 * cap * widest, dtype)
+    return Work(acts=acts, acts_off=acts_off, deltas=deltas, row_loss=np.empty(cap),
+                rows=np.empty(cap, np.int64), blas_int=np.zeros((parts, 8), np.int32),
+                blas_float=np.zeros((parts, 2), dtype),
+                loss_scratch=np.empty(max(2 * cap * sizes[-1], 3 * cap), dtype),
+                fm_acts=acts.reshape(sum(sizes), cap),
+                fm_row=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+                fm_deltas=deltas.reshape(2 * widest, cap))

@@ -1,0 +1,475 @@
+"""The one training loop: ``MLP.fit`` in one process and on MPI ranks alike.
+
+A ``Run`` owns everything a fit needs while it runs: the checked data, the optimizer, the
+callbacks and history, the divergence snapshot, Ctrl-C handling; the model keeps only the
+network (and the Keras-style ``optimizer``, ``history`` and ``stop_training`` that callbacks
+read). The loop talks to a communicator (fastbp.comm): locally every collective is a no-op.
+
+An epoch runs in chunks of minibatches of about CHUNK_SECONDS, so Ctrl-C, the progress bar and
+the release of a memmap's pages are seen during long epochs while short epochs stay one call.
+In one process a chunk is one call of the compiled minibatch loop (kernels.epoch.train_steps).
+Under MPI (data parallel) every rank holds the whole model and reads the whole dataset (arrays,
+or memmaps of the same files); minibatch s of an epoch is the same rows as in one process with
+the same seed, and rank r computes the gradient of the r-th contiguous share of them, scaled to
+a mean over the global batch. One in-place Allreduce per step sums the gradient buffer, whose
+four extra slots carry the loss sum, the count of correct rows and two status flags; every rank
+then applies the same update. Rank 0's state is broadcast at the start, its hyperparameters at
+every epoch, its params at the end; callbacks, progress and checkpoints run on rank 0; an error
+on any rank is raised on every rank (see fastbp.comm).
+"""
+import contextlib
+import json
+import os
+import time
+import warnings
+
+import numpy as np
+
+from . import _memmap
+from . import data as D
+from . import io
+from . import threads
+from ._interrupt import DeferredSigint
+from .callbacks import CallbackList, History, ProgressBar
+from .comm import as_communicator, is_collective, mark_collective
+from .errors import TrainingDiverged
+from .kernels import epoch as E
+from .kernels import optimizers as K
+from .kernels.jit import compile_notice
+from .optim import get_optimizer
+from .validation import check_bool, check_int, check_unit_interval
+
+ON_NAN = ("raise", "stop", "ignore")
+CHUNK_SECONDS = 0.25
+# Extra slots after the gradient in the buffer a distributed step reduces.
+LOSS, CORRECT, FAILED, INTERRUPTED = range(4)
+N_EXTRA = 4
+# Model settings every rank must share (seed and init may differ: rank 0's params are broadcast).
+SAME_CONFIG = ("sizes", "activation", "output", "loss", "bias", "dtype")
+COMPILE_MESSAGE = ("fastbp: compiling kernels for {dtype} (once per install; "
+                   "'fastbp compile' does it ahead of time)...")
+
+
+class _Interrupted(Exception):
+    """Ctrl-C seen at a point where every rank stops alike."""
+
+
+def check_fit_arguments(epochs, batch_size, shuffle, initial_epoch, verbose, on_nan, validation_split, optimizer):
+    """fit's scalar arguments, checked; returns them converted, the optimizer as an Optimizer."""
+    epochs = check_int("epochs", epochs, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    shuffle = check_bool("shuffle", shuffle)
+    initial_epoch = check_int("initial_epoch", initial_epoch, 0)
+    verbose = check_int("verbose", verbose, 0)
+    if on_nan not in ON_NAN:
+        raise ValueError(f"on_nan: unknown value {on_nan!r}; expected one of {list(ON_NAN)}")
+    validation_split = check_unit_interval("validation_split", validation_split, open_right=True)
+    return epochs, batch_size, shuffle, initial_epoch, verbose, validation_split, get_optimizer(optimizer)
+
+
+def fit(model, X, y, epochs=1, batch_size=32, optimizer="adam", shuffle=True, validation_data=None,
+        validation_split=0.0, sample_weight=None, class_weight=None, callbacks=None, verbose=1,
+        initial_epoch=0, on_nan="raise", resume_from=None, comm=None):
+    """Train ``model``; see ``MLP.fit`` for the arguments. Returns the History."""
+    comm = as_communicator(comm)
+    with comm.guard():
+        run = Run(model, comm)
+        run.setup(X, y, epochs, batch_size, optimizer, shuffle, validation_data, validation_split, sample_weight,
+                  class_weight, callbacks, verbose, initial_epoch, on_nan, resume_from)
+        return run.train()
+
+
+class Run:
+    """One fit of a model: its data, optimizer, callbacks and the loop's state.
+
+    Attributes (what callbacks may read)
+    ----------
+    model : MLP
+    comm : LocalComm or MPIComm
+    optimizer : Optimizer
+    history : History
+    callbacks : list of Callback
+        The user's callbacks, in fit's order.
+    epoch : int or None
+        The epoch running (0-based).
+    """
+
+    def __init__(self, model, comm):
+        self.model = model
+        self.comm = comm
+        self.epoch = None
+        self.timing = {"compile": 0.0, "train": 0.0, "validate": 0.0}
+        if comm.size > 1:
+            self.timing["allreduce"] = 0.0
+
+    # ---- setup: check everything before any state changes ---------------------------------------
+    def setup(self, X, y, epochs, batch_size, optimizer, shuffle, validation_data, validation_split,
+              sample_weight, class_weight, callbacks, verbose, initial_epoch, on_nan, resume_from):
+        model, comm = self.model, self.comm
+        share = comm.share if comm.size > 1 else None
+        with comm.together():
+            epochs, batch_size, shuffle, initial_epoch, verbose, validation_split, opt = check_fit_arguments(
+                epochs, batch_size, shuffle, initial_epoch, verbose, on_nan, validation_split, optimizer)
+            stream = _memmap.read_only_mapping(X)
+            data = D.prepare(model, X, y, sample_weight, share=share)
+            if stream is not None and not _memmap.backs(data.X, stream):
+                stream = None                # converted into memory: nothing to stream
+            if class_weight is not None:
+                data = D.with_class_weight(model, data, class_weight)
+            data, val = D.split_validation(model, data, validation_data, validation_split, share=share)
+            n = data.X.shape[0]
+            opt.check_params(model.params)   # raises now if the optimizer holds another model's state
+            history = History()
+            progress = ProgressBar(verbose, epochs, n) if verbose and comm.is_root else None
+            cbs = CallbackList(callbacks, model=model, history=history, progress=progress, run=self)
+            start, callback_states = initial_epoch, []
+            if resume_from is not None and comm.is_root:   # validates the whole file before changing anything
+                start, callback_states = io.restore_checkpoint(resume_from, model, opt, history, cbs.user)
+        _memmap.advise_random(stream)
+        self.data, self.val, self.n, self.stream = data, val, n, stream
+        self.epochs, self.batch, self.shuffle, self.on_nan, self.verbose = epochs, batch_size, shuffle, on_nan, verbose
+        self.optimizer, self.history, self.cbs, self.callbacks = opt, history, cbs, cbs.user
+        self.callback_states, self.start = callback_states, start
+        if comm.size > 1:
+            self._adopt_root_state(initial_epoch, validation_split, resume_from)
+        # Work buffers: a rank gets at most its share of a global minibatch.
+        cap = batch_size if comm.size == 1 else max(1, -(-min(batch_size, n) // comm.size))
+        self.ws = model.workspace(cap)
+        self.maxparts = model.max_parts()
+        self.grads = self.ws.grads
+        if comm.size > 1:
+            self.reduced = np.zeros(model.n_params + N_EXTRA, model.dtype)   # gradient, then the slots
+            self.grads = self.reduced[:model.n_params]
+
+    def _adopt_root_state(self, initial_epoch, validation_split, resume_from):
+        """Every rank must run the same loop: compare with rank 0, then take its state."""
+        model, comm, opt = self.model, self.comm, self.optimizer
+        cfg = model.config()
+        mine = {"model": {k: cfg[k] for k in SAME_CONFIG},
+                "fit": {"epochs": self.epochs, "batch_size": self.batch, "shuffle": self.shuffle,
+                        "on_nan": self.on_nan, "initial_epoch": initial_epoch, "validation_split": validation_split,
+                        "resume_from": resume_from is not None, "optimizer": type(opt).__name__},
+                "data": {"samples": self.n, "validation samples": 0 if self.val is None else self.val.X.shape[0],
+                         "sample weights": bool(self.data.weights.size), "integer labels": bool(self.data.labels.size)}}
+        root = None
+        if comm.is_root:
+            root = dict(mine, start=self.start, rng=model.rng.bit_generator.state, iterations=opt.iterations,
+                        history={"history": self.history.history, "epoch": self.history.epoch})
+        root = json.loads(comm.bcast_bytes(json.dumps(root).encode() if comm.is_root else b""))
+        with comm.together():
+            for part in ("model", "fit", "data"):
+                for key, value in mine[part].items():
+                    theirs = root[part][key]
+                    if value != theirs:
+                        raise ValueError(f"{key}: {value!r} on rank {comm.rank} but {theirs!r} on rank 0; every rank "
+                                         "must call fit with the same model, data and arguments")
+            rng = np.random.default_rng()
+            rng.bit_generator.state = root["rng"]       # checks the state before the model takes it
+        model.rng.bit_generator.state = root["rng"]
+        self.start = int(root["start"])
+        opt.iterations = int(root["iterations"])
+        if not comm.is_root:
+            self.history.history = {k: list(v) for k, v in root["history"]["history"].items()}
+            self.history.epoch = list(root["history"]["epoch"])
+        self._bcast_state()
+        ranks_here = comm.local_ranks()
+        nthreads = threads.get_num_threads()
+        cores = os.cpu_count() or 1
+        own = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+        if comm.is_root and (ranks_here * nthreads > cores or nthreads > own):
+            warnings.warn(f"{ranks_here} ranks on this node each run {nthreads} threads, on {cores} cores "
+                          f"({own} for rank 0); set NUMBA_NUM_THREADS={max(1, min(own, cores // ranks_here))} "
+                          "(or fastbp.set_num_threads) per rank to avoid oversubscription", RuntimeWarning, stacklevel=5)
+
+    def _bcast_state(self):
+        """Rank 0's params and optimizer state on every rank."""
+        self.comm.bcast(self.model.params)
+        state = self.optimizer.state_for(self.model.params)
+        if state.size:
+            self.comm.bcast(state)
+
+    # ---- the loop ---------------------------------------------------------------------------------
+    def train(self):
+        model, opt, history, cbs, comm = self.model, self.optimizer, self.history, self.cbs, self.comm
+        model.optimizer = opt
+        model.history = history
+        model.stop_training = False
+        params = dict(epochs=self.epochs, steps=-(-self.n // self.batch), batch_size=self.batch, samples=self.n)
+        if comm.size > 1:
+            params["ranks"] = comm.size
+        history.set_params(params)
+        history.timing = self.timing
+        began = False
+        sigint = DeferredSigint().start()        # Ctrl-C sets a flag, read between chunks
+        try:
+            with comm.together():
+                if comm.is_root:
+                    cbs.on_train_begin()
+                    for cb, state in self.callback_states:
+                        cb._restore_state(state)
+                    began = True
+            self._load_kernels()
+            for epoch in range(self.start, self.epochs):
+                if comm.size == 1 and sigint.hit:
+                    raise _Interrupted
+                self.epoch = epoch
+                with comm.together():
+                    if comm.is_root:
+                        cbs.on_epoch_begin(epoch)
+                logs = self._epoch(epoch, sigint)
+                if logs is None:                 # diverged with on_nan="stop"
+                    break
+                if self.val is not None:
+                    t0 = time.perf_counter()
+                    logs.update({"val_" + k: v for k, v in self._validate().items()})
+                    self.timing["validate"] += time.perf_counter() - t0
+                with comm.together():
+                    if comm.is_root:
+                        cbs.on_epoch_end(epoch, logs)
+                    else:
+                        history.on_epoch_end(epoch, logs)
+                # a callback on rank 0 stops everyone; Ctrl-C on any rank stops every rank
+                flags = np.array([comm.is_root and model.stop_training, sigint.hit], np.float64)
+                comm.allreduce_max(flags)
+                self._check_ranks_agree()
+                if flags[1]:
+                    raise _Interrupted
+                if flags[0]:
+                    model.stop_training = True
+                    break
+        except _Interrupted:
+            history.interrupted = True
+        except KeyboardInterrupt as e:
+            # A second Ctrl-C inside a step or a callback. Under MPI only when every rank agreed
+            # on it before any changed state; as in one process, return what was done.
+            if comm.size > 1 and not is_collective(e):
+                raise
+            history.interrupted = True
+        except BaseException:
+            if began:                           # on_train_end runs on errors too
+                began = False
+                cbs.on_train_end()
+            raise
+        finally:
+            history.interrupted = history.interrupted or (comm.size == 1 and sigint.hit)
+            sigint.stop()
+        with comm.together():
+            if began:
+                cbs.on_train_end()
+        comm.bcast(model.params)                # callbacks on rank 0 may have restored other params
+        return history
+
+    def _load_kernels(self):
+        """Compile (or load from numba's cache) every kernel this fit calls, before the clock
+        of the first epoch starts; one line says so when something compiles."""
+        model, ws, comm = self.model, self.ws, self.comm
+        message = COMPILE_MESSAGE.format(dtype=model.dtype.name)
+        notice = compile_notice(message) if self.verbose and comm.is_root else contextlib.nullcontext()
+        t0 = time.perf_counter()
+        with notice:
+            none = np.zeros(0, np.float64)
+            order = np.zeros(0, np.int64)
+            opt = self.opt_args = self.optimizer.kernel_args(model.params)
+            empty = D.select(self.data, 0, 0)
+            if comm.size == 1:
+                self._steps(none, none, order, 0, 0)
+            else:
+                P = model.params[:0]
+                idle = opt._replace(state=opt.state[:, :0], step=np.zeros(1, np.int64))
+                with self._blas():
+                    if ws.small:
+                        E.rows_gradient_small(P, P, model.net, empty, ws.arrays, order, 0, 0)
+                    else:
+                        E.rows_gradient(P, P, model.net, empty, ws.arrays, order, 0, 0, self.maxparts)
+                    K.apply_update(P, P, idle, self.maxparts)
+            if self.val is not None:
+                lo, hi = comm.share(self.val.X.shape[0])
+                model.evaluate_data(D.select(self.val, 0, 0), cap=model.block_rows(max(1, hi - lo)))
+        self.timing["compile"] += time.perf_counter() - t0
+
+    def _blas(self):
+        # the small-network kernels never call BLAS: no need to hold its threads
+        return contextlib.nullcontext() if self.ws.small else threads.single_threaded_blas()
+
+    def _epoch_order(self, n):
+        """The row order of the next epoch: a permutation seeded from the model's random stream
+        (one draw), or rows in order."""
+        order = np.empty(n, np.int64)
+        if not self.shuffle:
+            order[:] = np.arange(n)
+            return order
+        E.shuffled_order(order, np.uint64(self.model.rng.bit_generator.random_raw()))
+        return order
+
+    def _epoch(self, epoch, sigint):
+        """One epoch; its logs, or None after divergence with on_nan="stop"."""
+        model, opt, comm, ws = self.model, self.optimizer, self.comm, self.ws
+        n, batch = self.n, self.batch
+        steps = -(-n // batch)
+        order = self._epoch_order(n)
+        # rank 0's hyperparameters: a callback there may have changed lr
+        ctl = np.append(opt.hyper(), opt.clip_norm or 0.0)
+        comm.bcast(ctl)
+        if not comm.is_root:
+            opt.lr, opt.clip_norm = float(ctl[K.H_LR]), float(ctl[-1]) or None
+        self.opt_args = opt.kernel_args(model.params)._replace(hyper=ctl[:-1].copy(), clip=float(ctl[-1]))
+        state = self.opt_args.state
+        snapshot = None if self.on_nan == "ignore" else (model.params.copy(), state.copy(), opt.iterations)
+        step_loss = np.zeros(steps)
+        step_correct = np.zeros(steps)
+        # Chunks of about CHUNK_SECONDS, sized from the speed of earlier chunks (kept with the
+        # workspace, so later fits of this model and batch size start right).
+        chunk = max(1, int(CHUNK_SECONDS * ws.steps_per_second)) if ws.steps_per_second else max(1, steps // 50)
+        chunk_cap = steps
+        if self.stream is not None:
+            chunk_cap = _memmap.max_chunk_steps(batch, self.data.X.shape[1] * self.data.X.itemsize)
+        chunk = min(chunk, chunk_cap)
+        progress = self.cbs.progress
+        self.sigint, self.interrupted = sigint, False
+        s = 0
+        with self._blas():
+            while s < steps:
+                end = min(steps, s + chunk)
+                t0 = time.perf_counter()
+                try:
+                    done = self._steps(step_loss, step_correct, order, s, end)
+                finally:
+                    opt.iterations = int(self.opt_args.step[0])
+                dt = time.perf_counter() - t0
+                self.timing["train"] += dt
+                start, s = s, s + done
+                if s < end and not self.interrupted and self.on_nan != "ignore":   # a non-finite loss
+                    return self._diverged(epoch, s - 1, snapshot)
+                if progress is not None:
+                    progress.update(min(n, s * batch), step_loss[:s].sum() / min(n, s * batch))
+                ws.steps_per_second = (s - start) / max(dt, 1e-9)
+                chunk = min(chunk_cap, max(1, int(CHUNK_SECONDS * ws.steps_per_second)))
+                _memmap.release(self.stream)
+                if self.interrupted or (s < steps and comm.size == 1 and sigint.hit):
+                    raise _Interrupted           # params hold the last completed update
+        logs = {"loss": step_loss.sum() / n}
+        if model.is_classifier:
+            logs["accuracy"] = step_correct.sum() / n
+        if self.on_nan == "ignore":
+            return logs
+        if not np.isfinite(logs["loss"]):
+            return self._diverged(epoch, steps - 1, snapshot)
+        # A finite loss can still come with an update that overflowed: never keep such an epoch.
+        if not (np.isfinite(model.params).all() and np.isfinite(state).all()):
+            return self._diverged(epoch, steps - 1, snapshot,
+                                  reason="an update made the params or optimizer state NaN or inf")
+        return logs
+
+    def _steps(self, step_loss, step_correct, order, first, last):
+        """Minibatches first .. last-1 (one update each); stops after one whose loss is not
+        finite, or (MPI) at a Ctrl-C; returns how many ran."""
+        model, ws, opt = self.model, self.ws, self.opt_args
+        if self.comm.size > 1:
+            return self._reduced_steps(step_loss, step_correct, order, first, last)
+        if ws.small:
+            return E.train_steps_small(step_loss, step_correct, model.params, self.grads, opt, model.net, self.data,
+                                       order, first, last, self.batch, ws.arrays)
+        return E.train_steps(step_loss, step_correct, model.params, self.grads, opt, model.net, self.data, order,
+                             first, last, self.batch, ws.arrays, self.maxparts)
+
+    def _reduced_steps(self, step_loss, step_correct, order, first, last):
+        """_steps under MPI: per step, this rank's share of the gradient, one Allreduce, the update."""
+        model, comm, ws, opt = self.model, self.comm, self.ws, self.opt_args
+        red, grads, P = self.reduced, self.grads, model.n_params
+        n, batch = self.n, self.batch
+        for s in range(first, last):
+            r0 = s * batch
+            m = min(n, r0 + batch) - r0
+            lo, hi = comm.share(m)
+            exc = None
+            try:
+                if ws.small:
+                    total, correct = E.rows_gradient_small(grads, model.params, model.net, self.data, ws.arrays,
+                                                           order, r0 + lo, r0 + hi)
+                else:
+                    total, correct = E.rows_gradient(grads, model.params, model.net, self.data, ws.arrays, order,
+                                                     r0 + lo, r0 + hi, self.maxparts)
+                if hi - lo != m:
+                    grads *= (hi - lo) / m       # the kernel's mean is over this rank's rows; the step's over m
+            except BaseException as e:           # reported through the Allreduce, raised on every rank
+                exc, total, correct = e, 0.0, 0.0
+            red[P + LOSS] = total
+            red[P + CORRECT] = correct
+            red[P + FAILED] = exc is not None
+            red[P + INTERRUPTED] = self.sigint.hit
+            t0 = time.perf_counter()
+            comm.allreduce_sum(red)
+            self.timing["allreduce"] += time.perf_counter() - t0
+            if red[P + FAILED] > 0:
+                comm.agree(exc)
+            total = float(red[P + LOSS])
+            step_loss[s] = total
+            step_correct[s] = red[P + CORRECT]
+            if not np.isfinite(total):
+                return s - first + 1
+            K.apply_update(model.params, grads, opt, self.maxparts)
+            if red[P + INTERRUPTED] > 0:         # every rank sees it at the same step
+                self.interrupted = True
+                return s - first + 1
+        return last - first
+
+    def _diverged(self, epoch, step, snapshot, reason=None):
+        """Restore the params and optimizer state of the end of the last finite epoch, then raise
+        TrainingDiverged (on_nan="raise") or warn and stop (on_nan="stop", returns None). Every
+        rank decides on the same reduced loss, so every rank does the same."""
+        model, opt = self.model, self.optimizer
+        params, state, t = snapshot
+        model.params[...] = params
+        opt.state_for(model.params)[...] = state
+        opt.iterations = t
+        what = reason or f"the loss became NaN or inf at minibatch {step}"
+        msg = (f"training diverged in epoch {epoch} (0-based, as in history.epoch): {what}. Params and "
+               f"optimizer state were restored to the end of the last finite epoch "
+               + (f"(epoch {epoch - 1}). " if epoch > 0 else "(here: as they were before this epoch). ")
+               + f"Try a smaller learning rate (now {opt.lr:g}) or clip_norm on the optimizer.")
+        if self.on_nan == "raise":
+            raise mark_collective(TrainingDiverged(msg, epoch=epoch, step=step))
+        if self.comm.is_root:
+            warnings.warn(msg, RuntimeWarning, stacklevel=4)
+        model.stop_training = True
+        return None
+
+    def _validate(self):
+        """Validation loss (and accuracy) over every rank's share of the validation rows."""
+        model, comm = self.model, self.comm
+        nv = self.val.X.shape[0]
+        lo, hi = comm.share(nv)
+        sums = np.zeros(3)
+        exc = None
+        try:
+            if hi > lo:
+                _, sums[0], sums[1] = model.evaluate_data(D.select(self.val, lo, hi))
+        except BaseException as e:
+            exc = e
+        sums[2] = exc is not None
+        comm.allreduce_sum(sums)
+        if sums[2] > 0:
+            comm.agree(exc)
+        logs = {"loss": sums[0] / nv}
+        if model.is_classifier:
+            logs["accuracy"] = sums[1] / nv
+        return logs
+
+    def _check_ranks_agree(self):
+        """Once per epoch under MPI: are params and optimizer state still the same bits on every
+        rank? They are when Allreduce gives every rank the same bits, which MPI recommends but
+        does not promise; if some rank drifted, rank 0's state is broadcast again."""
+        comm = self.comm
+        if comm.size == 1:
+            return
+        if not comm.same_everywhere([self.model.params, self.optimizer.state_for(self.model.params)]):
+            if comm.is_root:
+                warnings.warn("params differed between ranks after an epoch (this MPI's Allreduce does not give "
+                              "every rank the same bits); rank 0's were broadcast again", RuntimeWarning, stacklevel=4)
+            self._bcast_state()
+
+    def save_checkpoint(self, path, epoch):
+        """Write the whole training state after ``epoch`` (0-based, completed) to ``path``:
+        params, optimizer state, the model's random stream, history and callback states, which
+        ``fit(resume_from=path)`` continues from."""
+        io.save_checkpoint(path, self.model, self.optimizer, epoch, self.history, self.callbacks)
