@@ -123,13 +123,11 @@ def worker_parts(args):
             rows = np.arange(b)
 
             def step(b=b, ws=ws, rows=rows):      # what a rank does for its b rows (a distributed step)
-                if ws.small:
-                    E.rows_gradient_small(grads, model.params, model.net, data, ws.arrays, rows, 0, b)
-                else:
-                    E.rows_gradient(grads, model.params, model.net, data, ws.arrays, rows, 0, b, model.max_parts())
+                E.run(E.GRADIENT, model.params, model.net, ws, data, grads=grads, order=rows, last=b,
+                      maxparts=model.kernel_parts(b))
             out[f"gradient_ms_{b}_rows"] = 1e3 * best_of(step)
         opt = fastbp.Adam(lr=1e-9).kernel_args(model.params)
-        out["update_ms"] = 1e3 * best_of(lambda: K.opt_update(model.params, grads, opt, 1, 1.0, model.max_parts()))
+        out["update_ms"] = 1e3 * best_of(lambda: K.apply_update(model.params, grads, opt, model.kernel_parts(1)))
     if comm is not None:
         from mpi4py import MPI
         buf = np.ones(L.size + 4, np.float32)

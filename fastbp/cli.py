@@ -661,7 +661,7 @@ def _compile_cache_dir():
     import numba
     from .kernels import epoch as E
     try:
-        return E.train_steps._cache._cache_path
+        return E.run_batches._cache._cache_path
     except AttributeError:
         return numba.config.CACHE_DIR or "(numba default)"
 

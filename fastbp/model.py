@@ -196,6 +196,14 @@ class MLP:
         in deterministic mode, else at most the thread count."""
         return parts.DETERMINISTIC if self.deterministic else threads.get_num_threads()
 
+    def kernel_parts(self, rows, total_rows=None):
+        """The kernels' ``maxparts`` for batches of up to ``rows`` rows (training, or inference
+        of ``total_rows`` rows): max_parts(), or None when no work is split (see
+        kernels.parts.kernel_parts)."""
+        if total_rows is not None:
+            return parts.kernel_parts(self.max_parts(), self.sizes, rows, total_rows=total_rows)
+        return parts.kernel_parts(self.max_parts(), self.sizes, rows, self.n_params)
+
     def workspace(self, cap):
         """The kernels' work buffers for batches of up to ``cap`` rows (a kernels.args.Workspace),
         allocated once and reused."""
@@ -225,13 +233,11 @@ class MLP:
     def predict(self, X, batch_size=None):
         """Outputs for X (n, in): probabilities for softmax/sigmoid, values for linear; (n, out)."""
         data = D.inputs(self, X)
-        ws = self.workspace(self.block_rows(data.X.shape[0], batch_size))
-        P = np.empty((data.X.shape[0], self.sizes[-1]), self.dtype)
-        if ws.small:
-            E.predict_rows_small(P, self.params, self.net, data, ws.arrays)
-            return P
-        with threads.single_threaded_blas():
-            E.predict_rows(P, self.params, self.net, data, ws.arrays, self.max_parts())
+        n = data.X.shape[0]
+        ws = self.workspace(self.block_rows(n, batch_size))
+        P = np.empty((n, self.sizes[-1]), self.dtype)
+        with threads.single_threaded_blas(ws.small):
+            E.run(E.PREDICT, self.params, self.net, ws, data, out=P, last=n, maxparts=self.kernel_parts(ws.cap, n))
         return P
 
     def predict_classes(self, X, batch_size=None):
@@ -247,11 +253,9 @@ class MLP:
         n = data.X.shape[0]
         ws = self.workspace(cap or self.block_rows(n))
         P = np.empty((n, self.sizes[-1]), self.dtype)
-        if ws.small:
-            total, correct = E.evaluate_rows_small(P, self.params, self.net, data, ws.arrays)
-        else:
-            with threads.single_threaded_blas():
-                total, correct = E.evaluate_rows(P, self.params, self.net, data, ws.arrays, self.max_parts())
+        with threads.single_threaded_blas(ws.small):
+            _, total, correct = E.run(E.EVALUATE, self.params, self.net, ws, data, out=P, last=n,
+                                      maxparts=self.kernel_parts(ws.cap, n))
         return P, total, correct
 
     def evaluate(self, X, y, sample_weight=None, batch_size=None):
@@ -269,13 +273,9 @@ class MLP:
         """Mean loss over the rows of ``data`` and their mean gradient, in a workspace's grads."""
         m = data.X.shape[0]
         ws = self.workspace(m)
-        rows = np.arange(m)
-        with threads.single_threaded_blas():
-            if ws.small:
-                total, _ = E.rows_gradient_small(ws.grads, self.params, self.net, data, ws.arrays, rows, 0, m)
-            else:
-                total, _ = E.rows_gradient(ws.grads, self.params, self.net, data, ws.arrays, rows, 0, m,
-                                           self.max_parts())
+        with threads.single_threaded_blas(ws.small):
+            _, total, _ = E.run(E.GRADIENT, self.params, self.net, ws, data, order=np.arange(m), last=m,
+                                maxparts=self.kernel_parts(m))
         return total / m, ws.grads
 
     def loss_and_grad(self, X, y, sample_weight=None):

@@ -13,6 +13,7 @@ import numpy as np
 from . import threads
 from .kernels import optimizers as K
 from .kernels.args import Opt
+from .kernels.parts import PARALLEL_MIN_PARAMS
 from .kernels.registry import Entry, Registry
 from .validation import check_flat_pair, check_positive, check_nonnegative, check_unit_interval
 
@@ -92,7 +93,8 @@ class Optimizer:
         """Update ``params`` in place from ``grads`` (flat float arrays of one shape and dtype)."""
         check_flat_pair(params, grads)
         opt = self.kernel_args(params)
-        K.apply_update(params, grads, opt, threads.get_num_threads())
+        nthreads = threads.get_num_threads()
+        K.apply_update(params, grads, opt, nthreads if nthreads > 1 and params.shape[0] >= PARALLEL_MIN_PARAMS else None)
         self.iterations = int(opt.step[0])
         return params
 

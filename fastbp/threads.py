@@ -13,6 +13,7 @@ import numpy as np
 
 from .kernels import optimizers as K
 from .kernels.args import Opt
+from .kernels.parts import PARALLEL_MIN_PARAMS
 
 _lock = threading.Lock()
 _blas_libs = None
@@ -42,8 +43,12 @@ def _blas_controllers():
 
 
 @contextlib.contextmanager
-def single_threaded_blas():
-    """Hold every loaded BLAS at one thread for the duration (cheap: a few C calls)."""
+def single_threaded_blas(skip=False):
+    """Hold every loaded BLAS at one thread for the duration (cheap: a few C calls); ``skip``:
+    do nothing (the small-network kernels never call BLAS)."""
+    if skip:
+        yield
+        return
     libs = _blas_controllers()
     with _lock:
         saved = [lib.get_num_threads() for lib in libs]
@@ -62,7 +67,7 @@ def single_threaded_blas():
 def threading_layer():
     """The name of the threading layer numba runs fastbp's parallel kernels on ("omp", "tbb",
     "workqueue"). numba picks it when a parallel kernel first runs, so this runs a tiny one."""
-    n = 2 * K.PARALLEL_MIN
+    n = 2 * PARALLEL_MIN_PARAMS
     z = np.zeros(n)
     K.apply_update(z, np.zeros(n), Opt(K.SGD, np.zeros(K.N_HYPER), np.zeros((0, n)), np.zeros(1, np.int64), 0.0), 2)
     return numba.threading_layer()

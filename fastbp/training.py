@@ -7,7 +7,7 @@ read). The loop talks to a communicator (fastbp.comm): locally every collective 
 
 An epoch runs in chunks of minibatches of about CHUNK_SECONDS, so Ctrl-C, the progress bar and
 the release of a memmap's pages are seen during long epochs while short epochs stay one call.
-In one process a chunk is one call of the compiled minibatch loop (kernels.epoch.train_steps).
+In one process a chunk is one call of the compiled minibatch loop (kernels.network.run_batches).
 Under MPI (data parallel) every rank holds the whole model and reads the whole dataset (arrays,
 or memmaps of the same files); minibatch s of an epoch is the same rows as in one process with
 the same seed, and rank r computes the gradient of the r-th contiguous share of them, scaled to
@@ -135,7 +135,7 @@ class Run:
         # Work buffers: a rank gets at most its share of a global minibatch.
         cap = batch_size if comm.size == 1 else max(1, -(-min(batch_size, n) // comm.size))
         self.ws = model.workspace(cap)
-        self.maxparts = model.max_parts()
+        self.maxparts = model.kernel_parts(cap)
         self.grads = self.ws.grads
         if comm.size > 1:
             self.reduced = np.zeros(model.n_params + N_EXTRA, model.dtype)   # gradient, then the slots
@@ -261,35 +261,29 @@ class Run:
 
     def _load_kernels(self):
         """Compile (or load from numba's cache) every kernel this fit calls, before the clock
-        of the first epoch starts; one line says so when something compiles."""
+        of the first epoch starts; one line says so when something compiles. A workspace
+        remembers what it has loaded (its kernels' argument types are fixed by the model)."""
         model, ws, comm = self.model, self.ws, self.comm
+        need = ("distributed" if comm.size > 1 else "local", self.val is not None)
+        if need in ws.loaded:
+            return
         message = COMPILE_MESSAGE.format(dtype=model.dtype.name)
         notice = compile_notice(message) if self.verbose and comm.is_root else contextlib.nullcontext()
         t0 = time.perf_counter()
         with notice:
-            none = np.zeros(0, np.float64)
-            order = np.zeros(0, np.int64)
             opt = self.opt_args = self.optimizer.kernel_args(model.params)
-            empty = D.select(self.data, 0, 0)
-            if comm.size == 1:
-                self._steps(none, none, order, 0, 0)
-            else:
+            # calls that run no batch: they only load (or compile) the kernels
+            mode = E.TRAIN if comm.size == 1 else E.GRADIENT
+            E.run(mode, model.params, model.net, ws, self.data, opt=opt, order=np.zeros(0, np.int64),
+                  maxparts=self.maxparts)
+            if comm.size > 1:
                 P = model.params[:0]
-                idle = opt._replace(state=opt.state[:, :0], step=np.zeros(1, np.int64))
-                with self._blas():
-                    if ws.small:
-                        E.rows_gradient_small(P, P, model.net, empty, ws.arrays, order, 0, 0)
-                    else:
-                        E.rows_gradient(P, P, model.net, empty, ws.arrays, order, 0, 0, self.maxparts)
-                    K.apply_update(P, P, idle, self.maxparts)
+                K.apply_update(P, P, opt._replace(state=opt.state[:, :0], step=np.zeros(1, np.int64)), self.maxparts)
             if self.val is not None:
                 lo, hi = comm.share(self.val.X.shape[0])
                 model.evaluate_data(D.select(self.val, 0, 0), cap=model.block_rows(max(1, hi - lo)))
         self.timing["compile"] += time.perf_counter() - t0
-
-    def _blas(self):
-        # the small-network kernels never call BLAS: no need to hold its threads
-        return contextlib.nullcontext() if self.ws.small else threads.single_threaded_blas()
+        ws.loaded.add(need)
 
     def _epoch_order(self, n):
         """The row order of the next epoch: a permutation seeded from the model's random stream
@@ -307,12 +301,13 @@ class Run:
         n, batch = self.n, self.batch
         steps = -(-n // batch)
         order = self._epoch_order(n)
-        # rank 0's hyperparameters: a callback there may have changed lr
-        ctl = np.append(opt.hyper(), opt.clip_norm or 0.0)
-        comm.bcast(ctl)
-        if not comm.is_root:
-            opt.lr, opt.clip_norm = float(ctl[K.H_LR]), float(ctl[-1]) or None
-        self.opt_args = opt.kernel_args(model.params)._replace(hyper=ctl[:-1].copy(), clip=float(ctl[-1]))
+        self.opt_args = opt.kernel_args(model.params)
+        if comm.size > 1:       # rank 0's hyperparameters: a callback there may have changed lr
+            ctl = np.append(self.opt_args.hyper, self.opt_args.clip)
+            comm.bcast(ctl)
+            if not comm.is_root:
+                opt.lr, opt.clip_norm = float(ctl[K.H_LR]), float(ctl[-1]) or None
+            self.opt_args = self.opt_args._replace(hyper=ctl[:-1].copy(), clip=float(ctl[-1]))
         state = self.opt_args.state
         snapshot = None if self.on_nan == "ignore" else (model.params.copy(), state.copy(), opt.iterations)
         step_loss = np.zeros(steps)
@@ -327,7 +322,7 @@ class Run:
         progress = self.cbs.progress
         self.sigint, self.interrupted = sigint, False
         s = 0
-        with self._blas():
+        with threads.single_threaded_blas(ws.small):
             while s < steps:
                 end = min(steps, s + chunk)
                 t0 = time.perf_counter()
@@ -363,14 +358,12 @@ class Run:
     def _steps(self, step_loss, step_correct, order, first, last):
         """Minibatches first .. last-1 (one update each); stops after one whose loss is not
         finite, or (MPI) at a Ctrl-C; returns how many ran."""
-        model, ws, opt = self.model, self.ws, self.opt_args
         if self.comm.size > 1:
             return self._reduced_steps(step_loss, step_correct, order, first, last)
-        if ws.small:
-            return E.train_steps_small(step_loss, step_correct, model.params, self.grads, opt, model.net, self.data,
-                                       order, first, last, self.batch, ws.arrays)
-        return E.train_steps(step_loss, step_correct, model.params, self.grads, opt, model.net, self.data, order,
-                             first, last, self.batch, ws.arrays, self.maxparts)
+        done, _, _ = E.run(E.TRAIN, self.model.params, self.model.net, self.ws, self.data, grads=self.grads,
+                           opt=self.opt_args, order=order, first=first, last=last, batch=self.batch,
+                           step_loss=step_loss, step_correct=step_correct, maxparts=self.maxparts)
+        return done
 
     def _reduced_steps(self, step_loss, step_correct, order, first, last):
         """_steps under MPI: per step, this rank's share of the gradient, one Allreduce, the update."""
@@ -383,12 +376,8 @@ class Run:
             lo, hi = comm.share(m)
             exc = None
             try:
-                if ws.small:
-                    total, correct = E.rows_gradient_small(grads, model.params, model.net, self.data, ws.arrays,
-                                                           order, r0 + lo, r0 + hi)
-                else:
-                    total, correct = E.rows_gradient(grads, model.params, model.net, self.data, ws.arrays, order,
-                                                     r0 + lo, r0 + hi, self.maxparts)
+                _, total, correct = E.run(E.GRADIENT, model.params, model.net, ws, self.data, grads=grads, order=order,
+                                          first=r0 + lo, last=r0 + hi, maxparts=self.maxparts)
                 if hi - lo != m:
                     grads *= (hi - lo) / m       # the kernel's mean is over this rank's rows; the step's over m
             except BaseException as e:           # reported through the Allreduce, raised on every rank

@@ -282,11 +282,17 @@ def batch_data(n, sizes, loss, weighted, seed=1):
 SMALL_SIZES, BIG_SIZES = [4, 16, 8, 3], [64, 128, 96, 5]     # BIG: products over PARALLEL_MIN_WORK
 
 
+def no_opt():
+    """An optimizer argument for the modes that make no update."""
+    return Opt(-1, np.zeros(1), np.zeros((0, 0)), np.zeros(1, np.int64), 0.0)
+
+
 @pytest.mark.parametrize("out,loss", PAIRS)
 @pytest.mark.parametrize("act", ["linear", "sigmoid", "tanh", "relu"])
-@pytest.mark.parametrize("kind,maxparts", [("small", 1), ("network", 1), ("network", 2), ("network", DETERMINISTIC)])
+@pytest.mark.parametrize("kind,maxparts", [("small", None), ("network", None), ("network", 2),
+                                           ("network", DETERMINISTIC)])
 def test_batch_gradient_kernels_match_the_reference(kind, maxparts, act, out, loss):
-    """network.batch_gradient (serial, 2 parts, deterministic parts) and small.small_batch_gradient:
+    """run_batches' GRADIENT mode (serial, 2 parts, deterministic parts) and run_batches_small's:
     the loss and the mean gradient of a batch of rows picked out of the data in any order."""
     sizes = SMALL_SIZES if kind == "small" else BIG_SIZES
     bias, weighted = act != "tanh", act == "sigmoid"
@@ -296,10 +302,12 @@ def test_batch_gradient_kernels_match_the_reference(kind, maxparts, act, out, lo
     rows = np.random.default_rng(2).permutation(300)[:m]
     work = workspace_arrays(sizes, m, np.float64, 8)
     grads = np.full(lay.size, np.nan)
+    args = (E.GRADIENT, np.zeros((0, sizes[-1])), np.zeros(0), np.zeros(0), params, grads, no_opt(), net, data,
+            rows, 0, m, m, work)
     if kind == "small":
-        total, _ = E.rows_gradient_small(grads, params, net, data, work, rows, 0, m)
+        _, total, _ = E.run_batches_small(*args)
     else:
-        total, _ = E.rows_gradient(grads, params, net, data, work, rows, 0, m, maxparts)
+        _, total, _ = E.run_batches(*args, maxparts)
     Ws, bs = naive.unflatten(params, sizes, bias)
     want_loss, dWs, dbs = naive.loss_and_grads(Ws, bs, data.X[rows], Y[rows], act, out, loss,
                                                None if sw is None else sw[rows])
@@ -308,7 +316,8 @@ def test_batch_gradient_kernels_match_the_reference(kind, maxparts, act, out, lo
 
 
 @pytest.mark.parametrize("out,loss", PAIRS)
-@pytest.mark.parametrize("kind,maxparts", [("small", 1), ("network", 1), ("network", 2), ("network", DETERMINISTIC)])
+@pytest.mark.parametrize("kind,maxparts", [("small", None), ("network", None), ("network", 2),
+                                           ("network", DETERMINISTIC)])
 def test_predict_and_evaluate_kernels_match_the_reference(kind, maxparts, out, loss):
     sizes = SMALL_SIZES if kind == "small" else BIG_SIZES
     lay, params, net = network(sizes, "tanh", out, loss, True, seed=3)
@@ -316,12 +325,11 @@ def test_predict_and_evaluate_kernels_match_the_reference(kind, maxparts, out, l
     cap = 64 if kind == "small" else 128           # several blocks, the last partial
     work = workspace_arrays(sizes, cap, np.float64, 8)
     P, P2 = np.empty((300, sizes[-1])), np.empty((300, sizes[-1]))
-    if kind == "small":
-        E.predict_rows_small(P, params, net, data, work)
-        total, correct = E.evaluate_rows_small(P2, params, net, data, work)
-    else:
-        E.predict_rows(P, params, net, data, work, maxparts)
-        total, correct = E.evaluate_rows(P2, params, net, data, work, maxparts)
+    for mode, dest in ((E.PREDICT, P), (E.EVALUATE, P2)):
+        args = (mode, dest, np.zeros(0), np.zeros(0), params, np.zeros(lay.size), no_opt(), net, data,
+                np.zeros(0, np.int64), 0, 300, 1, work)
+        blocks, total, correct = E.run_batches_small(*args) if kind == "small" else E.run_batches(*args, maxparts)
+        assert blocks == -(-300 // cap)
     Ws, bs = naive.unflatten(params, sizes, True)
     want = naive.forward(Ws, bs, data.X, "tanh", out)[0][-1]
     np.testing.assert_allclose(P, want, rtol=1e-12, atol=1e-15)
@@ -332,11 +340,12 @@ def test_predict_and_evaluate_kernels_match_the_reference(kind, maxparts, out, l
         assert correct == (want.argmax(1) == Y.argmax(1)).sum()
 
 
-@pytest.mark.parametrize("kind,maxparts", [("small", 1), ("network", 2)])
+@pytest.mark.parametrize("kind,maxparts", [("small", None), ("network", None), ("network", 2)])
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
 def test_train_steps_kernels_replay_the_reference(kind, maxparts, opt):
-    """train_steps(_small): minibatches of a given row order, one update each, against the
-    reference's gradients and optimizer, step by step; step losses and the update count too."""
+    """run_batches(_small) in TRAIN mode: minibatches of a given row order, one update each,
+    against the reference's gradients and optimizer, step by step; step losses and the update
+    count too."""
     sizes = SMALL_SIZES if kind == "small" else BIG_SIZES
     lay, params, net = network(sizes, "relu", "softmax", "cross_entropy", True, seed=5)
     data, Y, _ = batch_data(300, sizes, "cross_entropy", False, seed=6)
@@ -361,12 +370,9 @@ def test_train_steps_kernels_replay_the_reference(kind, maxparts, opt):
         want = ref.step(want, naive.flatten(dWs, dbs))
     step_loss, step_correct = np.zeros(5), np.zeros(5)
     grads = np.zeros(lay.size)
-    if kind == "small":
-        done = E.train_steps_small(step_loss, step_correct, params, grads, kopt, net, data, order, first, last, batch,
-                                   work)
-    else:
-        done = E.train_steps(step_loss, step_correct, params, grads, kopt, net, data, order, first, last, batch, work,
-                             maxparts)
+    args = (E.TRAIN, np.zeros((0, sizes[-1])), step_loss, step_correct, params, grads, kopt, net, data, order,
+            first, last, batch, work)
+    done, _, _ = E.run_batches_small(*args) if kind == "small" else E.run_batches(*args, maxparts)
     assert done == last - first and kopt.step[0] == 4 + done
     np.testing.assert_allclose(step_loss, losses, rtol=1e-12)
     np.testing.assert_allclose(params, want, rtol=1e-9, atol=1e-12)

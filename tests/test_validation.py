@@ -441,8 +441,8 @@ def test_conversion_happens_once_and_memmaps_are_read_in_place(tmp_path, monkeyp
         return kernel
 
     # every compiled entry that takes the data (the minibatch loops for each network size, inference)
-    entries = [name for name in dir(E) if name.startswith(("train_steps", "predict_rows"))]
-    assert "train_steps" in entries and "predict_rows" in entries
+    entries = [name for name in dir(E) if name.startswith("run_batches")]
+    assert entries == ["run_batches", "run_batches_small"]
     for name in entries:
         monkeypatch.setattr(E, name, spy(getattr(E, name)))
     monkeypatch.setattr(M, "CHUNK_SECONDS", 1e-12)          # one minibatch per kernel call

@@ -4,7 +4,7 @@ Passing the activation as an integer (not a function) keeps one compiled kernel 
 branch on the code sits outside the element loop. Derivatives are written from the activation's
 output (sigmoid: a(1-a), tanh: 1-a^2, relu: a>0), so backward needs only post-activations.
 """
-from .jit import IEEE_NOCHECK, kernel
+from .jit import kernel
 from .mathfn import fexp, fsigmoid, ftanh
 from .registry import Entry, Registry
 
@@ -24,7 +24,7 @@ OUTPUT = Registry("output", [
 ])
 
 
-@kernel(flags=IEEE_NOCHECK)
+@kernel(inline="always")
 def bias_act_forward(Z, zoff, rows, cols, params, boff, act):
     """Z (rows, cols) at flat offset zoff <- act(Z + b) in place; b (cols,) at boff in params
     (boff -1: no bias)."""
@@ -60,7 +60,7 @@ def bias_act_forward(Z, zoff, rows, cols, params, boff, act):
                 z[j] *= inv
 
 
-@kernel
+@kernel(inline="always")
 def act_backward(dZ, doff, A, aoff, rows, cols, act):
     """dZ (rows, cols) at doff *= act'(.) evaluated from the layer's output A (same shape) at aoff."""
     if act == LINEAR:

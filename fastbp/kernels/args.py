@@ -13,6 +13,9 @@ from collections import namedtuple
 
 import numpy as np
 
+# What network.run_batches and small.run_batches_small do with their batches.
+TRAIN, GRADIENT, EVALUATE, PREDICT = 0, 1, 2, 3
+
 Net = namedtuple("Net", ["sizes", "woff", "boff", "act", "loss"])
 Net.__doc__ = """The network as the kernels see it (L layers).
 
@@ -79,6 +82,8 @@ class Workspace:
         A flat gradient buffer in the params layout.
     steps_per_second : float or None
         How fast training steps of this size ran last time (sizes the next chunks of minibatches).
+    loaded : set
+        Which kinds of fit have loaded their kernels for this workspace (fastbp.training).
     """
 
     def __init__(self, sizes, n_params, cap, dtype, small, parts):
@@ -87,6 +92,7 @@ class Workspace:
         self.arrays = workspace_arrays(sizes, cap, dtype, parts)
         self.grads = np.zeros(n_params, dtype)
         self.steps_per_second = None
+        self.loaded = set()
 
 
 def workspace_arrays(sizes, cap, dtype, parts):

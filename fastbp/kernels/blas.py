@@ -154,17 +154,19 @@ def loop_gemm(ta, tb, A, B, beta, C):
                 C[i, j] += s
 
 
-@kernel
+@kernel(inline="always")
 def _mat(X, off, rows, cols):
     return X[off:off + rows * cols].reshape(rows, cols)
 
 
-@kernel
+@kernel(inline="always")
 def gemm(ta, tb, m, n, k, A, aoff, lda, B, boff, ldb, beta, C, coff, ldc, iw, fw):
     """Row-major C[m,n] = op(A) @ op(B) + beta*C: loops when small (and unstrided), else BLAS."""
     arows, acols = (k, m) if ta else (m, k)
     brows, bcols = (n, k) if tb else (k, n)
     if m * n * k <= LOOP_MAX_WORK and lda == acols and ldb == bcols and ldc == n:
-        loop_gemm(ta, tb, _mat(A, aoff, arows, acols), _mat(B, boff, brows, bcols), beta, _mat(C, coff, m, n))
+        # np.bool_: one compiled loop kernel for every transpose pattern (each literal is a type)
+        loop_gemm(np.bool_(ta), np.bool_(tb), _mat(A, aoff, arows, acols), _mat(B, boff, brows, bcols), beta,
+                  _mat(C, coff, m, n))
     else:
         blas_gemm(ta, tb, m, n, k, A, aoff, lda, B, boff, ldb, beta, C, coff, ldc, iw, fw)

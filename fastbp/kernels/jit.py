@@ -5,6 +5,12 @@ states them, then reuses (and caches on disk) that copy for every later caller w
 argument types. A kernel shared by callers with different options would then round one way or
 the other depending on which caller happened to be compiled first, even in an earlier process.
 So every kernel states both, by naming one of the flag sets below (IEEE by default).
+
+numba compiles every kernel called from another kernel on its own, then again into each caller
+(it links the callee's code into the caller's module and generates machine code for the whole
+module), so a deep call tree is compiled over and over on a first run. Helpers therefore carry
+``inline="always"``: their code is compiled only inside the entry points that use them. Only
+a callee with other flags, or a parallel region, must stay a kernel of its own.
 """
 import contextlib
 import sys
@@ -12,14 +18,13 @@ import sys
 from numba import njit
 from numba.core import event
 
-# The flag sets. None of them has nnan/ninf: NaN and inf checks must keep working.
-# IEEE arithmetic; integer division by zero raises as in Python.
-IEEE = {"fastmath": False, "error_model": "python"}
-# IEEE arithmetic; no division-by-zero checks (numpy's rules), so loops stay free of branches.
-IEEE_NOCHECK = {"fastmath": False, "error_model": "numpy"}
+# The flag sets. None has nnan/ninf, so NaN and inf checks keep working, and all take numpy's
+# error model: no division-by-zero checks (a kernel never relies on Python's ZeroDivisionError),
+# so loops stay free of branches and kernels of the same set can be inlined into one another.
+# IEEE arithmetic.
+IEEE = {"fastmath": False, "error_model": "numpy"}
 # Fused multiply-adds allowed: polynomials and products get faster and no less accurate.
-FMA = {"fastmath": {"contract"}, "error_model": "python"}
-FMA_NOCHECK = {"fastmath": {"contract"}, "error_model": "numpy"}
+FMA = {"fastmath": {"contract"}, "error_model": "numpy"}
 # Reassociation too: LLVM may vectorize reductions (in a fixed order for a given build).
 VECTORIZE = {"fastmath": {"contract", "reassoc"}, "error_model": "numpy"}
 

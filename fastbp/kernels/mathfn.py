@@ -11,11 +11,11 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from .jit import FMA_NOCHECK, kernel, options
+from .jit import FMA, kernel, options
 
 # Pinned (not inherited from the caller, see jit.py): contractions to fused multiply-add make the
 # polynomials faster and no less accurate; no divisions here can be by zero.
-MATHFN_OPTIONS = options(FMA_NOCHECK)
+MATHFN_OPTIONS = options(FMA)
 _LOG2E = 1.4426950408889634
 _LN2_HI = 0.693145751953125          # ln 2 split so that n * _LN2_HI is exact
 _LN2_LO = 1.4286068203094172321e-06

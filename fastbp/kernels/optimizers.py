@@ -11,17 +11,17 @@ independent, so the parallel version splits the buffer into fixed chunks with no
 import numpy as np
 from numba import prange
 
-from .jit import IEEE_NOCHECK, kernel
+from .jit import kernel
+from .parts import PARALLEL_MIN_PARAMS
 
 SGD, MOMENTUM, ADAM = 0, 1, 2
 H_LR, H_MOMENTUM, H_BETA1, H_BETA2, H_EPS, H_WD, H_NESTEROV, H_DECOUPLED = range(8)
 N_HYPER = 8
 
 CHUNK = 1 << 14          # elements per parallel chunk
-PARALLEL_MIN = 1 << 16   # below this many parameters the update runs serially
 
 
-@kernel(flags=IEEE_NOCHECK)
+@kernel(inline="always")
 def opt_update_range(params, grads, opt, t, gscale, lo, hi):
     """Apply update number t >= 1 of optimizer ``opt`` to elements [lo, hi) of params (and its state)."""
     # Slices indexed by range variables let LLVM vectorize (see activations.bias_act_forward).
@@ -82,19 +82,19 @@ def _opt_update_parallel(params, grads, opt, t, gscale):
         opt_update_range(params, grads, opt, t, gscale, c * CHUNK, min(n, (c + 1) * CHUNK))
 
 
-@kernel
+@kernel(inline="always")
 def opt_update(params, grads, opt, t, gscale, maxparts):
     """Update number t over the whole buffer; parallel over fixed chunks when the buffer is large
-    and more than one thread is allowed (``maxparts`` as in parts.n_parts: 1 means serial, so a
+    and more than one thread is allowed (``maxparts`` as in parts.py: None or 1 means serial, so a
     1-thread fit starts no parallel region at all and idle workers can go to sleep)."""
     n = params.shape[0]
-    if n < PARALLEL_MIN or maxparts == 1:
+    if maxparts is None or n < PARALLEL_MIN_PARAMS or maxparts == 1:
         opt_update_range(params, grads, opt, t, gscale, np.int64(0), n)
     else:
         _opt_update_parallel(params, grads, opt, t, gscale)
 
 
-@kernel
+@kernel(inline="always")
 def clip_scale(grads, max_norm):
     """Scale factor that brings the global L2 norm of grads to at most max_norm (torch's rule).
 
@@ -110,14 +110,14 @@ def clip_scale(grads, max_norm):
     return min(coef, 1.0)
 
 
-@kernel
+@kernel(inline="always")
 def apply_update(params, grads, opt, maxparts):
     """One optimizer step from ``grads``: opt.step[0] += 1, global-norm clipping, the update."""
     opt.step[0] += 1
     opt_update(params, grads, opt, opt.step[0], clip_scale(grads, opt.clip), maxparts)
 
 
-@kernel
+@kernel(inline="always")
 def apply_update_serial(params, grads, opt):
     """apply_update on one thread, without the parallel kernel (small networks never compile it)."""
     opt.step[0] += 1

@@ -4,6 +4,8 @@ A part is one single-threaded product or loop over a block of rows (or of a weig
 input features); no two parts write the same element. Parts are fixed by the shapes and
 ``maxparts`` only, so a result does not depend on which thread ran which part.
 
+    maxparts is None           everything serial, and no parallel kernel is even compiled: numba
+                               drops the branches that test ``maxparts is None`` when it is None
     maxparts == DETERMINISTIC  parts depend on the shapes alone, never on the thread count
     maxparts == 1              everything serial
     maxparts > 1               at most maxparts parts (the thread count)
@@ -13,6 +15,12 @@ from .jit import kernel
 # A product with fewer multiply-adds than this (~10 us of BLAS on one core) runs on one thread:
 # starting a parallel region costs a few microseconds. Parts never get fewer rows than MIN_PART_ROWS.
 PARALLEL_MIN_WORK = 1 << 20
+# An optimizer update over fewer parameters than this runs on one thread.
+PARALLEL_MIN_PARAMS = 1 << 16
+# Predicting or evaluating fewer multiply-adds than this in all runs on one thread: a few
+# milliseconds of work, where splitting saves less than a first run spends compiling the
+# parallel kernels.
+PARALLEL_MIN_INFERENCE = 1 << 26
 MIN_PART_ROWS = 16
 # Deterministic parts hold about DET_PART_ROWS rows each (BLAS repacks the other operand for
 # every part), 2 to DET_MAX_PARTS of them.
@@ -21,19 +29,37 @@ DET_PART_ROWS = 256
 DET_MAX_PARTS = 8
 
 
-@kernel
+@kernel(inline="always")
 def n_parts(rows, work, maxparts):
     """How many parts a product of ``work`` multiply-adds over ``rows`` splittable rows gets."""
-    if work < PARALLEL_MIN_WORK:
+    if maxparts is None or work < PARALLEL_MIN_WORK:
         return 1
     if maxparts == DETERMINISTIC:
         return max(2, min(DET_MAX_PARTS, rows // DET_PART_ROWS))
     return max(1, min(maxparts, rows // MIN_PART_ROWS))
 
 
-@kernel
+@kernel(inline="always")
 def part_range(rows, parts, p):
     """Rows [r0, r1) of part p when ``rows`` rows are split into ``parts`` parts."""
     chunk = (rows + parts - 1) // parts
     r0 = min(rows, p * chunk)
     return r0, min(rows, r0 + chunk)
+
+
+def kernel_parts(maxparts, sizes, rows, n_params=None, total_rows=None):
+    """``maxparts`` for kernels that run batches of up to ``rows`` rows of a net with widths
+    ``sizes``, or None when none of their work would be split (every product under
+    PARALLEL_MIN_WORK, the update of ``n_params`` parameters under PARALLEL_MIN_PARAMS, or one
+    thread), so that a run compiles and calls only serial code. Results are the same bits
+    either way. Inference (``total_rows`` given, no update) also runs serially when all of it
+    is under PARALLEL_MIN_INFERENCE."""
+    if maxparts == 1:
+        return None
+    if total_rows is not None and total_rows * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) < PARALLEL_MIN_INFERENCE:
+        return None
+    if n_params is not None and n_params >= PARALLEL_MIN_PARAMS:
+        return maxparts
+    if any(rows * a * b >= PARALLEL_MIN_WORK for a, b in zip(sizes[:-1], sizes[1:])):
+        return maxparts
+    return None

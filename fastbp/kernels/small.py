@@ -15,10 +15,12 @@ step); W and dW are read and written through the flat buffers.
 """
 import numpy as np
 
-from .activations import LINEAR, RELU, SIGMOID, TANH
+from .activations import LINEAR, RELU, SIGMOID, TANH, bias_act_forward
+from .args import GRADIENT, PREDICT, TRAIN
 from .jit import VECTORIZE, kernel
 from .losses import CROSS_ENTROPY, output_loss
 from .mathfn import fexp, fsigmoid, ftanh
+from .optimizers import apply_update_serial
 
 # Use this path when the largest layer product of a step has at most this many multiply-adds.
 SMALL_MAX_WORK = 32 * 32 * 64
@@ -140,7 +142,7 @@ def small_batch_gradient(grads, params, net, data, work, m):
         for i in range(m):
             for j in range(k):
                 zb[i * k + j] = Zo[j, i]
-        correct = output_loss(gb, np.int64(0), rowloss, zb, np.int64(0), m, k, out, loss, data, ridx, 1.0 / m, True)
+        correct = output_loss(gb, np.int64(0), rowloss, zb, np.int64(0), m, k, out, loss, data, ridx, 1.0 / m, np.bool_(True))
         for i in range(m):
             for j in range(k):
                 Gc[j, i] = gb[i * k + j]
@@ -189,3 +191,76 @@ def small_batch_gradient(grads, params, net, data, work, m):
                         Gp[p, i] *= A[p, i] * (1.0 - A[p, i])
             gcur = gnext
     return total, correct
+
+
+@kernel(inline="always")
+def _small_logits(zb, r0, params, net, X, work):
+    """Rows r0 .. r0+m of X (m: as many as the feature-major blocks hold) through the
+    feature-major forward; zb[:m*k] <- their logits, batch-major (m, k); work.rows[:m] <- their
+    row numbers. Returns m."""
+    T = work.fm_acts
+    m = min(X.shape[0], r0 + T.shape[1]) - r0
+    for i in range(m):
+        work.rows[i] = r0 + i
+    small_forward(work, params, net, X, m)
+    L = net.sizes.shape[0] - 1
+    k = net.sizes[L]
+    for j in range(k):
+        t = work.fm_row[L] + j
+        for i in range(m):
+            zb[i * k + j] = T[t, i]
+    return m
+
+
+@kernel
+def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, net, data, order, first, last, batch,
+                      work):
+    """network.run_batches for small networks: the same modes and results, with the serial
+    feature-major kernels, so that a small net never compiles the parallel ones. Inference
+    runs in blocks of work.fm_acts.shape[1] rows."""
+    L = net.sizes.shape[0] - 1
+    k = net.sizes[L]
+    rows = work.rows
+    if mode == TRAIN:
+        for s in range(first, last):
+            r0 = s * batch
+            m = min(order.shape[0], r0 + batch) - r0
+            for i in range(m):
+                rows[i] = order[r0 + i]
+            total, correct = small_batch_gradient(grads, params, net, data, work, m)
+            step_loss[s] = total
+            step_correct[s] = correct
+            if not np.isfinite(total):
+                return s - first + 1, 0.0, 0.0
+            apply_update_serial(params, grads, opt)
+        return last - first, 0.0, 0.0
+    if mode == GRADIENT:
+        m = last - first
+        if m == 0:
+            grads[:] = 0.0
+            return 0, 0.0, 0.0
+        for i in range(m):
+            rows[i] = order[first + i]
+        total, correct = small_batch_gradient(grads, params, net, data, work, m)
+        return 1, total, correct
+    cap = work.fm_acts.shape[1]
+    zb = work.loss_scratch[:cap * k]
+    gb = work.loss_scratch[cap * k:2 * cap * k]   # the gradient block output_loss is handed (and does not fill)
+    total = 0.0
+    correct = 0.0
+    n_blocks = 0
+    for r0 in range(first, last, cap):
+        m = _small_logits(zb, r0, params, net, data.X, work)
+        m = min(m, last - r0)
+        if mode == PREDICT:
+            bias_act_forward(zb, np.int64(0), m, k, params, np.int64(-1), net.act[L - 1])
+        else:
+            correct += output_loss(gb, np.int64(0), work.row_loss, zb, np.int64(0), m, k, net.act[L - 1], net.loss,
+                                   data, rows, 1.0, np.bool_(False))
+            for i in range(m):
+                total += work.row_loss[i]
+        for i in range(m):
+            for j in range(k):
+                out[r0 + i, j] = zb[i * k + j]
+        n_blocks += 1
+    return n_blocks, total, correct
