@@ -1,10 +1,8 @@
-"""Matrix products for the compiled kernels: scipy's BLAS, called from numba, plus a loop kernel.
+"""Matrix products for the compiled kernels: scipy's BLAS, called from numba.
 
-`gemm` is the only matrix product the training and inference kernels use. Large products go to
-the `sgemm`/`dgemm` that scipy exports for Cython (the same BLAS numba's own ``np.dot`` uses),
-called through a symbol registered with LLVM, so the compiled kernels stay cacheable (a ctypes
-pointer would not be). Small products run a plain loop: a BLAS call costs a fraction of a
-microsecond, which is the whole budget of a 32x4x16 product.
+`gemm` is the only matrix product the batch-major kernels use: the `sgemm`/`dgemm` that scipy
+exports for Cython (the same BLAS numba's own ``np.dot`` uses), called through a symbol
+registered with LLVM, so the compiled kernels stay cacheable (a ctypes pointer would not be).
 
 All matrices are row-major and addressed as (flat array, offset, leading dimension), so a kernel
 can name a block of rows or columns of a layer inside the flat parameter or work buffers without
@@ -22,7 +20,7 @@ import llvmlite.binding as llvm
 from numba import types
 from numba.extending import overload
 
-from .jit import FMA, kernel, options
+from .jit import options
 
 _CYTHON_BLAS = "scipy.linalg.cython_blas"
 
@@ -67,15 +65,12 @@ llvm.add_symbol("fastbp_dgemm", _function_address(_blas, "dgemm"))
 _sgemm = types.ExternalFunction("fastbp_sgemm", types.void(*([types.voidptr] * 13)))
 _dgemm = types.ExternalFunction("fastbp_dgemm", types.void(*([types.voidptr] * 13)))
 
-# Below this many multiply-adds a product runs the loop kernel instead of BLAS (measured on
-# the tiny workload: a BLAS call costs ~0.2 us, a 32x16x16 loop ~0.3 us).
-LOOP_MAX_WORK = 24 * 1024
-
 _N, _T = 78, 84  # ord("N"), ord("T")
 
 
-def blas_gemm(ta, tb, m, n, k, A, aoff, lda, B, boff, ldb, beta, C, coff, ldc, iw, fw):
-    """Row-major C[m,n] = op(A) @ op(B) + beta*C through BLAS (numpy when JIT is disabled).
+def gemm(ta, tb, m, n, k, A, aoff, lda, B, boff, ldb, beta, C, coff, ldc, iw, fw):
+    """Row-major C[m,n] = op(A) @ op(B) + beta*C through BLAS (this numpy version runs only
+    with numba's JIT disabled; kernels get the overload below).
 
     A, B, C are flat arrays; op(X) is X or its transpose as ``ta``/``tb`` say. ``iw`` (int32, 8)
     and ``fw`` (C's dtype, 2) are scratch for the by-reference Fortran arguments.
@@ -93,8 +88,8 @@ def _view(X, off, ld, rows, cols):
     return np.lib.stride_tricks.as_strided(X[off:], (rows, cols), (ld * X.itemsize, X.itemsize))
 
 
-@overload(blas_gemm, jit_options=options())
-def _blas_gemm_impl(ta, tb, m, n, k, A, aoff, lda, B, boff, ldb, beta, C, coff, ldc, iw, fw):
+@overload(gemm, jit_options=options())
+def _gemm_impl(ta, tb, m, n, k, A, aoff, lda, B, boff, ldb, beta, C, coff, ldc, iw, fw):
     fn = _sgemm if C.dtype == types.float32 else _dgemm
 
     def impl(ta, tb, m, n, k, A, aoff, lda, B, boff, ldb, beta, C, coff, ldc, iw, fw):
@@ -115,58 +110,3 @@ def _blas_gemm_impl(ta, tb, m, n, k, A, aoff, lda, B, boff, ldb, beta, C, coff, 
            B[boff:].ctypes, iw[5:].ctypes, A[aoff:].ctypes, iw[6:].ctypes, fw[1:].ctypes,
            C[coff:].ctypes, iw[7:].ctypes)
     return impl
-
-
-@kernel(flags=FMA)
-def loop_gemm(ta, tb, A, B, beta, C):
-    """C = op(A) @ op(B) + beta*C on 2-D C-contiguous arrays, as loops (for small products).
-
-    Indexing 2-D views with range variables lets numba skip negative-index checks and LLVM
-    vectorize the contiguous inner loops.
-    """
-    m, n = C.shape
-    k = A.shape[0] if ta else A.shape[1]
-    for i in range(m):
-        if beta == 0.0:
-            for j in range(n):
-                C[i, j] = 0.0
-        elif beta != 1.0:
-            for j in range(n):
-                C[i, j] *= beta
-    if not tb:
-        # axpy form, C[i, :] += op(A)[i, p] * B[p, :]: contiguous in B and C
-        for i in range(m):
-            for p in range(k):
-                a = A[p, i] if ta else A[i, p]
-                for j in range(n):
-                    C[i, j] += a * B[p, j]
-    else:
-        # dot form, C[i, j] += op(A)[i, :] . B[j, :]
-        for i in range(m):
-            for j in range(n):
-                s = C[i, j] * 0.0
-                if ta:
-                    for p in range(k):
-                        s += A[p, i] * B[j, p]
-                else:
-                    for p in range(k):
-                        s += A[i, p] * B[j, p]
-                C[i, j] += s
-
-
-@kernel(inline="always")
-def _mat(X, off, rows, cols):
-    return X[off:off + rows * cols].reshape(rows, cols)
-
-
-@kernel(inline="always")
-def gemm(ta, tb, m, n, k, A, aoff, lda, B, boff, ldb, beta, C, coff, ldc, iw, fw):
-    """Row-major C[m,n] = op(A) @ op(B) + beta*C: loops when small (and unstrided), else BLAS."""
-    arows, acols = (k, m) if ta else (m, k)
-    brows, bcols = (n, k) if tb else (k, n)
-    if m * n * k <= LOOP_MAX_WORK and lda == acols and ldb == bcols and ldc == n:
-        # np.bool_: one compiled loop kernel for every transpose pattern (each literal is a type)
-        loop_gemm(np.bool_(ta), np.bool_(tb), _mat(A, aoff, arows, acols), _mat(B, boff, brows, bcols), beta,
-                  _mat(C, coff, m, n))
-    else:
-        blas_gemm(ta, tb, m, n, k, A, aoff, lda, B, boff, ldb, beta, C, coff, ldc, iw, fw)

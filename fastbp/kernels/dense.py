@@ -46,7 +46,7 @@ def dense_forward(work, params, net, X, l, act, r0, r1, p):
     if l == 0:
         for i in range(r0, r1):
             _copy_row(acts, off[0] + i * n_in, X, work.rows[i])
-    gemm(False, False, r1 - r0, n_out, n_in, acts, off[l] + r0 * n_in, n_in, params, net.woff[l], n_out,
+    gemm(np.bool_(False), np.bool_(False), r1 - r0, n_out, n_in, acts, off[l] + r0 * n_in, n_in, params, net.woff[l], n_out,
          0.0, acts, off[l + 1] + r0 * n_out, n_out, work.blas_int[p], work.blas_float[p])
     bias_act_forward(acts, off[l + 1] + r0 * n_out, r1 - r0, n_out, params, net.boff[l], act)
 
@@ -59,7 +59,7 @@ def dense_backward_weights(grads, work, net, l, m, dcur, p, parts):
     n_out = net.sizes[l + 1]
     acts, deltas = work.acts, work.deltas
     i0, i1 = part_range(n_in, parts, p)
-    gemm(True, False, i1 - i0, n_out, m, acts, work.acts_off[l] + i0, n_in, deltas, dcur, n_out,
+    gemm(np.bool_(True), np.bool_(False), i1 - i0, n_out, m, acts, work.acts_off[l] + i0, n_in, deltas, dcur, n_out,
          0.0, grads, net.woff[l] + i0 * n_out, n_out, work.blas_int[p], work.blas_float[p])
     if net.boff[l] >= 0:
         c0, c1 = part_range(n_out, parts, p)
@@ -78,7 +78,7 @@ def dense_backward_input(work, params, net, l, dcur, dnext, r0, r1, p):
     n_in = net.sizes[l]
     n_out = net.sizes[l + 1]
     deltas = work.deltas
-    gemm(False, True, r1 - r0, n_in, n_out, deltas, dcur + r0 * n_out, n_out, params, net.woff[l], n_out,
+    gemm(np.bool_(False), np.bool_(True), r1 - r0, n_in, n_out, deltas, dcur + r0 * n_out, n_out, params, net.woff[l], n_out,
          0.0, deltas, dnext + r0 * n_in, n_in, work.blas_int[p], work.blas_float[p])
     act_backward(deltas, dnext + r0 * n_in, work.acts, work.acts_off[l] + r0 * n_in, r1 - r0, n_in, net.act[l - 1])
 
