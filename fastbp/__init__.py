@@ -9,6 +9,8 @@ from .callbacks import (Callback, EarlyStopping, History, LearningRateScheduler,
                         ReduceLROnPlateau)
 from .errors import TrainingDiverged
 from .io import load
+from .loggers import CSVLogger, TensorBoard
+from . import metrics
 from .model import MLP
 from .optim import SGD, Adam, AdamW, Momentum, Nesterov, Optimizer
 from .threads import get_num_threads, set_num_threads
