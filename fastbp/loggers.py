@@ -42,13 +42,13 @@ def _as_float(key, value):
 
 
 class CSVLogger(Callback):
-    """Write one CSV row per epoch: ``epoch`` (0-based, as the callbacks see it), then every
-    History key in sorted order (Keras' ``CSVLogger``).
+    """Write one CSV row per epoch, with Keras' ``CSVLogger`` columns.
 
-    The file is opened when training begins, flushed after every row and closed when training
-    ends. The columns are the sorted keys of the first epoch; as in Keras, a column whose key
-    is missing from a later epoch gets ``NA``, and a key that first appears in a later epoch
-    gets no column (fastbp warns once, naming it). Values are written as Python writes floats
+    The columns are ``epoch`` (0-based, as the callbacks see it), then the History keys of
+    the first epoch in sorted order. As in Keras, a column whose key is missing from a later
+    epoch gets ``NA``, and a key that first appears in a later epoch gets no column (fastbp
+    warns once, naming it). The file is opened when training begins, flushed after every row
+    and closed when training ends. Values are written as Python writes floats
     (``repr``: every digit of a float64).
 
     Parameters
@@ -136,12 +136,12 @@ def _tensorboardX():
 
 
 class TensorBoard(Callback):
-    """Write every History value of each epoch as a TensorBoard scalar
-    (``tensorboard --logdir LOG_DIR`` shows them).
+    """Write every History value of each epoch as a TensorBoard scalar.
 
-    The layout is Keras': training values go to the run ``LOG_DIR/train`` as ``epoch_<key>``,
-    validation values (``val_<key>``) to ``LOG_DIR/validation`` as ``epoch_<key>``, so
-    TensorBoard draws ``loss`` and ``val_loss`` in one chart. The step is the 0-based epoch.
+    ``tensorboard --logdir LOG_DIR`` shows them. The layout is Keras': training values go to
+    the run ``LOG_DIR/train`` as ``epoch_<key>``, validation values (``val_<key>``) to
+    ``LOG_DIR/validation`` as ``epoch_<key>``, so TensorBoard draws ``loss`` and ``val_loss``
+    in one chart. The step is the 0-based epoch.
     The learning rate goes to ``train`` as ``epoch_lr``: the History key ``lr`` when the logs
     have one, else the optimizer's ``lr`` read at the epoch's end (before any callback listed
     after this one changes it). Event files are flushed after every epoch and closed when

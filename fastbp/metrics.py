@@ -332,6 +332,19 @@ def _r2(d):
 class Metric:
     """A named metric: ``metric(y_true, y_pred, sample_weight=None, output=None) -> float``.
 
+    Parameters
+    ----------
+    name : str
+        The registry name.
+    fn : callable
+        The implementation, a function of the checked inputs.
+    greater_is_better : bool
+        Whether larger values are better.
+    classification : bool
+        Whether it needs class probabilities.
+    sklearn : str
+        The scikit-learn function it equals.
+
     Attributes
     ----------
     name : str
@@ -407,6 +420,7 @@ def get(name):
     Returns
     -------
     Metric
+        The registry's metric: callable, with ``greater_is_better``.
 
     Raises
     ------
@@ -424,8 +438,9 @@ def get(name):
 
 
 def check_names(names, output=None):
-    """Validate a ``metrics=`` argument before any training: known, distinct names that apply to
-    the model's ``output``.
+    """Validate a ``metrics=`` argument before any training.
+
+    The names must be known, distinct, and apply to the model's ``output``.
 
     Parameters
     ----------
@@ -475,8 +490,14 @@ def compute(names, y_true, y_pred, sample_weight=None, *, output=None):
     ----------
     names : str or sequence of str
         Metric names (see `check_names`).
-    y_true, y_pred, sample_weight, output
-        As for a `Metric` call.
+    y_true : array-like of shape (n,) or (n, k)
+        Targets, as for a `Metric` call.
+    y_pred : array-like of shape (n, k) or (n,)
+        The model's outputs.
+    sample_weight : array-like of shape (n,), optional
+        Non-negative row weights with a positive sum.
+    output : {"softmax", "sigmoid", "linear", "exp"}, optional
+        The model's output activation (see `Metric`).
 
     Returns
     -------
@@ -497,21 +518,30 @@ def compute(names, y_true, y_pred, sample_weight=None, *, output=None):
 
 
 def is_maximized(key):
-    """Whether a callback monitoring History key ``key`` should maximize it: keys ending in
-    auc, accuracy, f1 or r2 (``val_auc``, ``accuracy``, ...); every other key is minimized."""
+    """Whether a callback monitoring a History key should maximize it.
+
+    Parameters
+    ----------
+    key : str
+        A History key such as ``"val_auc"`` or ``"loss"``.
+
+    Returns
+    -------
+    bool
+        True for keys ending in auc, accuracy, f1 or r2; every other key is minimized.
+    """
     if not isinstance(key, str):
         raise TypeError(f"key: expected a History key like 'val_loss', got {_describe(key)}")
     return key.endswith(("auc", "accuracy", "f1", "r2"))
 
 
 class TrainingMetrics:
-    """Training metrics from each row's prediction at the step it was trained on (Keras: no
-    second pass over the data).
+    """Training metrics from each row's prediction at the step it was trained on.
 
-    The training loop allocates one per fit, writes, during each epoch, the prediction of
-    the i-th row it trains into ``predictions[i]`` (the output-layer values of the forward
-    pass, before that minibatch's update), and calls `result` with the data row of each
-    position at the end of the epoch.
+    Keras computes them so, with no second pass over the data. The training loop allocates
+    one per fit, writes, during each epoch, the prediction of the i-th row it trains into
+    ``predictions[i]`` (the output-layer values of the forward pass, before that minibatch's
+    update), and calls `result` with the data row of each position at the end of the epoch.
 
     Parameters
     ----------
@@ -520,7 +550,7 @@ class TrainingMetrics:
     y_true : ndarray of shape (n,) or (n, k)
         The training targets, indexed by data row.
     n_outputs : int
-        k, the model's output width.
+        The model's output width k.
     output : {"softmax", "sigmoid", "linear", "exp"}
         The model's output activation.
     sample_weight : ndarray of shape (n,), optional
@@ -549,6 +579,11 @@ class TrainingMetrics:
             ``rows[i]`` is the data row trained at position i of the epoch (the epoch's order).
         count : int, optional
             Positions filled (an epoch cut short); default all.
+
+        Returns
+        -------
+        dict
+            ``{name: float}`` in the order of ``names``.
         """
         c = len(rows) if count is None else count
         rows = np.asarray(rows[:c])
