@@ -8,6 +8,8 @@ from ._version import __version__
 from .callbacks import (Callback, EarlyStopping, History, LearningRateScheduler, ModelCheckpoint,
                         ReduceLROnPlateau)
 from .errors import TrainingDiverged
+from . import metrics
+from .loggers import CSVLogger, TensorBoard
 from .model import MLP, load
 from .optim import SGD, Adam, AdamW, Momentum, Nesterov, Optimizer
 from .threads import get_num_threads, set_num_threads
@@ -16,4 +18,4 @@ from .warmup import compile_kernels
 __all__ = ["MLP", "SGD", "Momentum", "Nesterov", "Adam", "AdamW", "Optimizer", "load",
            "set_num_threads", "get_num_threads", "Callback", "History", "EarlyStopping",
            "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau", "TrainingDiverged",
-           "compile_kernels", "__version__"]
+           "compile_kernels", "CSVLogger", "TensorBoard", "metrics", "__version__"]
