@@ -11,10 +11,11 @@ from .errors import TrainingDiverged
 from .io import load
 from .model import MLP
 from .optim import SGD, Adam, AdamW, Momentum, Nesterov, Optimizer
+from .tables import TablePreprocessor
 from .threads import get_num_threads, set_num_threads
 from .warmup import compile_kernels
 
 __all__ = ["MLP", "SGD", "Momentum", "Nesterov", "Adam", "AdamW", "Optimizer", "load",
            "set_num_threads", "get_num_threads", "Callback", "History", "EarlyStopping",
            "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau", "TrainingDiverged",
-           "compile_kernels", "__version__"]
+           "compile_kernels", "TablePreprocessor", "__version__"]
