@@ -1,33 +1,41 @@
 """The ``fastbp`` command: train on a data file (or an embedded dataset), predict, evaluate, info.
 
-    fastbp train [DATA] [--target COL] [--layers 64,32] [--activation relu] [--task auto]
-                 [--loss auto] [--optimizer adam] [--lr 1e-3] [--epochs 20] [--batch-size auto]
-                 [--val-split 0.1] [--seed 0] [--threads N] [--out model.fbp] [--plot curves.png]
+    fastbp train [DATA] [--target COL] [--drop COL,...] [--max-categories 256] [--layers 64,32]
+                 [--activation relu] [--task auto] [--loss auto] [--optimizer adam] [--lr 1e-3]
+                 [--epochs 20] [--batch-size auto] [--val-split 0.1] [--seed 0] [--threads N]
+                 [--out model.fbp] [--plot curves.png]
     fastbp predict MODEL DATA [-o preds.csv]
     fastbp evaluate MODEL DATA
     fastbp info
 
-DATA is a CSV file (header row; ``--target`` names the target column, default the last), a
-``.npz`` holding arrays ``X`` and ``y``, or a ``.npy`` 2-D array (``--target`` is a column index,
-default the last); with no DATA, ``train`` uses the embedded digits dataset. ``train`` standardizes
-the features (and regression targets) with the training split's statistics and folds that
-scaling into the first (and last) layer before saving, so a saved model takes raw data.
+DATA is a table (``.csv``, ``.csv.gz``, ``.tsv``, ``.tsv.gz`` with a header row, or ``.parquet``;
+``--target`` names the target column, default the last), a ``.npz`` holding arrays ``X`` and
+``y``, a ``.npy`` 2-D array (``--target`` is a column index, default the last), a scipy sparse
+matrix saved by ``scipy.sparse.save_npz`` (targets: a 1-D ``.npy`` named by ``--target``, default
+the file beside it named ``<stem>.y.npy``), or an svmlight/libsvm file (``.svm``, ``.svmlight``,
+``.libsvm``; needs scikit-learn). With no DATA, ``train`` uses the embedded digits dataset.
+
+A table's columns go through ``fastbp.TablePreprocessor`` (text columns one-hot encoded, numeric
+gaps filled with the mean plus a "was missing" column, rows without a target dropped, text
+targets classified by name), fitted on the training split and saved in the model file, so
+``predict`` and ``evaluate`` take raw tables with the columns in any order. ``train``
+standardizes the numeric features (and regression targets) with the training split's statistics
+and folds that scaling into the first (and last) layer before saving, so a saved model takes raw
+data.
 
 Every error a user can cause (missing file, bad column, non-numeric data, wrong widths, bad
 option) prints one line ``fastbp: error: ...`` and exits non-zero; no tracebacks.
 """
 import argparse
-import csv
-import gzip
 import io
 import math
 import os
 import sys
 import time
-import warnings
 
 import numpy as np
 
+from . import tables
 from ._version import __version__
 
 DEFAULT_DATASET = "digits"
@@ -36,6 +44,10 @@ MAX_AUTO_CLASSES = 100
 # batch size "auto": 256, lowered on small data so an epoch has at least this many updates.
 MIN_STEPS_PER_EPOCH = 50
 MIN_AUTO_BATCH = 16
+# Sparse inputs (scipy .npz, svmlight) are densified until fit and predict take CSR end to end;
+# past this many bytes of float64 the command refuses rather than exhaust memory.
+SPARSE_DENSIFY_MAX_BYTES = 1 << 30
+SVMLIGHT_SUFFIXES = (".svm", ".svmlight", ".libsvm")
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
@@ -100,6 +112,13 @@ def _layers_type(text):
     return out
 
 
+def _names_type(text):
+    names = [part.strip() for part in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated column names like id,date, got {text!r}")
+    return names
+
+
 def _batch_type(text):
     if text == "auto":
         return "auto"
@@ -118,12 +137,22 @@ def build_parser():
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model on a data file or an embedded dataset",
-                       description="Train an MLP. DATA: a .csv (header row), .npz (arrays X and y) or .npy "
-                                   f"(2-D) file, or an embedded dataset ({', '.join(sorted(DATASETS))}); "
-                                   f"default: {DEFAULT_DATASET}.")
+                       description="Train an MLP. DATA: a table (.csv, .csv.gz, .tsv, .tsv.gz with a header "
+                                   "row, or .parquet; text columns are one-hot encoded, numeric gaps filled, "
+                                   "and that preprocessing is saved with the model), a .npz (arrays X and y), "
+                                   "a .npy (2-D), a scipy sparse .npz (scipy.sparse.save_npz; targets in a "
+                                   ".npy beside it, NAME.y.npy, or named by --target), an svmlight/libsvm file "
+                                   "(.svm, .svmlight, .libsvm; needs scikit-learn), or an embedded dataset "
+                                   f"({', '.join(sorted(DATASETS))}); default: {DEFAULT_DATASET}.")
     t.add_argument("data", nargs="?", metavar="DATA", help=f"data file or dataset name (default: {DEFAULT_DATASET})")
     t.add_argument("--target", metavar="COL",
-                   help="target column: a CSV header name, or a column index for .npy (default: the last)")
+                   help="target: a table's column name, a column index for .npy (default: the last column), "
+                        "or for a sparse .npz the .npy file of targets (default: NAME.y.npy beside NAME.npz)")
+    t.add_argument("--drop", type=_names_type, default=[], metavar="COL,...",
+                   help="table columns to leave out (identifiers, dates, empty columns)")
+    t.add_argument("--max-categories", type=_int_type("max categories", 1), default=tables.MAX_CATEGORIES,
+                   metavar="N", help="the most distinct values a text column may have; more is an error "
+                                     f"(default: {tables.MAX_CATEGORIES})")
     t.add_argument("--layers", type=_layers_type, default=[64, 32], metavar="W1,W2,...",
                    help="hidden layer widths (default: 64,32; '' for none)")
     t.add_argument("--activation", default="relu", choices=sorted(HIDDEN), help="hidden activation (default: relu)")
@@ -150,17 +179,23 @@ def build_parser():
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     pr = sub.add_parser("predict", help="write a model's predictions for a data file",
-                        description="Predict with a saved model. DATA holds the model's input columns "
-                                    "(plus, optionally, one target column, which is dropped).")
+                        description="Predict with a saved model. For a model trained on a table, DATA is a "
+                                    "table holding its columns by name, in any order (other columns are "
+                                    "ignored); for other models, DATA holds the model's input columns in "
+                                    "order (plus, optionally, one target column, which is dropped).")
     pr.add_argument("model", metavar="MODEL", help="a .fbp file written by 'fastbp train' or MLP.save")
-    pr.add_argument("data", metavar="DATA", help="a .csv, .npz or .npy file")
-    pr.add_argument("--target", metavar="COL", help="the column to drop if DATA has one (default: the last)")
+    pr.add_argument("data", metavar="DATA", help="a table (.csv, .csv.gz, .tsv, .tsv.gz, .parquet), .npz, .npy, "
+                                                 "sparse .npz or svmlight file")
+    pr.add_argument("--target", metavar="COL", help="for a model without table preprocessing: the column to drop "
+                                                    "if DATA has one (default: the last)")
     pr.add_argument("-o", "--output", metavar="CSV", help="write predictions here (default: standard output)")
 
     ev = sub.add_parser("evaluate", help="loss and accuracy of a saved model on a data file")
     ev.add_argument("model", metavar="MODEL")
     ev.add_argument("data", metavar="DATA")
-    ev.add_argument("--target", metavar="COL", help="target column (default: the last)")
+    ev.add_argument("--target", metavar="COL",
+                    help="target column (default: the one the model was trained on, else the last), or for a "
+                         "sparse .npz the .npy file of targets (default: NAME.y.npy)")
 
     sub.add_parser("info", help="version, threads, threading layer, BLAS, compile cache")
     co = sub.add_parser("compile", help="compile every kernel into numba's cache now (for an image or a shared "
@@ -172,14 +207,16 @@ def build_parser():
 
 # ---- reading data --------------------------------------------------------------------------------
 class Table:
-    """Numeric data read from a file: ``data`` (n, c) float64 and column ``names``; or X and y."""
+    """Numeric data read from a file: ``data`` (n, c) float64 and column ``names``; or X and y
+    (``sparse``: X came from a sparse file, whose targets are not named by a column)."""
 
-    def __init__(self, source, names=None, data=None, X=None, y=None):
+    def __init__(self, source, names=None, data=None, X=None, y=None, sparse=False):
         self.source = source
         self.names = names
         self.data = data
         self.X = X
         self.y = y
+        self.sparse = sparse
 
 
 def _check_path(path, what="DATA"):
@@ -189,68 +226,125 @@ def _check_path(path, what="DATA"):
         raise CLIError(f"{what}: expected a file, got the directory {path!r}")
 
 
-def read_table(path):
-    """A Table from a .csv (.csv.gz), .npz or .npy file; CLIError naming the bad row and column."""
+def read_data(path, target=None, need_target=True, n_features=None):
+    """The data in ``path``: a pyarrow Table for table files, else a Table of arrays.
+
+    ``target`` and ``need_target`` matter for a sparse .npz only, whose targets live in a
+    separate .npy; ``n_features`` (predict, evaluate) fixes an svmlight file's width.
+    """
     _check_path(path)
     low = path.lower()
-    if low.endswith((".csv", ".csv.gz", ".txt")):
-        return _read_csv(path)
+    if tables.table_kind(path) is not None:
+        return _read_frame(path)
     if low.endswith(".npz"):
+        if _is_sparse_npz(path):
+            return _read_sparse_npz(path, target, need_target)
         return _read_npz(path)
     if low.endswith(".npy"):
         return _read_npy(path)
-    raise CLIError(f"DATA: expected a .csv, .npz or .npy file, got {os.path.basename(path)!r}")
+    if low.endswith(tuple(s + z for s in SVMLIGHT_SUFFIXES for z in ("", ".gz", ".bz2"))):
+        return _read_svmlight(path, n_features)
+    raise CLIError(f"DATA: expected a .csv, .csv.gz, .tsv, .tsv.gz, .parquet, .npz, .npy or "
+                   f"{'/'.join(SVMLIGHT_SUFFIXES)} file, got {os.path.basename(path)!r}")
 
 
-def _open_text(path):
-    if path.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+def _is_frame(data):
+    return not isinstance(data, Table)
 
 
-def _read_csv(path):
+def _read_frame(path):
     try:
-        with _open_text(path) as f:
-            header = next(csv.reader([f.readline()]), [])
-            names = [h.strip() for h in header]
-            if not names or names == [""]:
-                raise CLIError(f"DATA: {path!r} is empty; expected a header row of column names")
-            try:      # fast path: numpy's C parser
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")         # "input contained no data": reported below
-                    data = np.loadtxt(f, delimiter=",", ndmin=2, dtype=np.float64, encoding=None)
-            except ValueError:
-                data = None
-        if data is None:
-            _explain_csv(path, names)        # raises with the first bad cell
-            raise CLIError(f"DATA: {path!r} could not be parsed as numeric CSV")
-    except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as e:
-        raise CLIError(f"DATA: cannot read {path!r} ({e})") from None
-    if data.shape[0] == 0 or data.size == 0:
-        raise CLIError(f"DATA: {path!r} has a header but no data rows")
-    if data.shape[1] != len(names):
-        raise CLIError(f"DATA: {path!r} has {len(names)} header names but {data.shape[1]} values per row")
-    _check_finite(path, data, names)
-    return Table(path, names=names, data=data)
+        return tables.read_table(path)
+    except ValueError as e:
+        raise CLIError(f"DATA: {e}") from None
+    except OSError as e:
+        raise CLIError(f"DATA: cannot read {path!r} ({e.strerror or e})") from None
 
 
-def _explain_csv(path, names):
-    """Find the first cell numpy could not parse and raise a CLIError that points at it."""
-    with _open_text(path) as f:
-        reader = csv.reader(f)
-        next(reader, None)
-        for line, row in enumerate(reader, start=2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(names):
-                raise CLIError(f"DATA: {path!r} line {line}: expected {len(names)} values like the header, got {len(row)}")
-            for name, cell in zip(names, row):
-                try:
-                    float(cell)
-                except ValueError:
-                    shown = cell if len(cell) <= 30 else cell[:27] + "..."
-                    raise CLIError(f"DATA: {path!r} line {line}, column {name!r}: expected a number, got {shown!r}"
-                                   + (" (an empty cell)" if not cell.strip() else "")) from None
+def _data_error(path, e):
+    """A CLIError for a ValueError from fastbp.tables about the data in ``path``."""
+    if isinstance(e, tables.TooManyCategories):
+        return CLIError(f"DATA: {path!r} column {e.column!r} has {e.count} categories, more than --max-categories "
+                        f"{e.limit}; raise the limit, or --drop the column if it holds identifiers")
+    msg = str(e)
+    return CLIError(f"DATA: {path!r}: {msg[len('frame: '):] if msg.startswith('frame: ') else msg}")
+
+
+def _frame_target(frame, target, source):
+    """The target column's name: ``target`` if the table has it, else the last column's."""
+    names = frame.column_names
+    if target is None:
+        return names[-1]
+    if target not in names:
+        shown = names if len(names) <= 12 else names[:6] + ["..."] + names[-5:]
+        raise CLIError(f"--target: no column {target!r} in {source!r}; columns are {shown}")
+    return target
+
+
+def _is_sparse_npz(path):
+    """Whether a .npz was written by scipy.sparse.save_npz (it stores 'format' and 'shape')."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.keys())
+    except (OSError, ValueError, EOFError) as e:
+        raise CLIError(f"DATA: cannot read {path!r} as .npz ({e})") from None
+    return {"format", "shape", "data"} <= keys
+
+
+def _densify(path, X):
+    """A sparse matrix as a dense float64 array, if that fits SPARSE_DENSIFY_MAX_BYTES."""
+    # TODO(sparse kernels): pass the CSR matrix itself once fit and predict take CSR end to end.
+    n, d = X.shape
+    if n * d * 8 > SPARSE_DENSIFY_MAX_BYTES:
+        raise CLIError(f"DATA: {path!r} is a sparse {n} x {d} matrix; its dense form needs {n * d * 8 / 2**30:.1f} "
+                       f"GiB, more than the {SPARSE_DENSIFY_MAX_BYTES / 2**30:g} GiB this command densifies")
+    X = X.toarray().astype(np.float64, copy=False)
+    _check_finite(path, X)
+    return X
+
+
+def _read_sparse_npz(path, target, need_target):
+    import scipy.sparse as sp
+    if target is not None and not target.lower().endswith(".npy"):
+        raise CLIError(f"--target: for a sparse .npz, expected the .npy file of its targets, got {target!r}")
+    try:
+        X = sp.load_npz(path)
+    except (OSError, ValueError, EOFError, KeyError) as e:
+        raise CLIError(f"DATA: cannot read {path!r} as a scipy sparse .npz ({e})") from None
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise CLIError(f"DATA: {path!r} holds a sparse matrix of shape {X.shape}; expected (n_samples, n_features)")
+    _numeric(path, "data", X.data)
+    X = _densify(path, X.tocsr())
+    y_path = target if target is not None else (path[:-len(".npz")] + ".y.npy")
+    if not need_target and target is None:
+        return Table(path, X=X, sparse=True)
+    if not os.path.exists(y_path):
+        raise CLIError(f"DATA: {path!r} is a sparse matrix; its targets go in a 1-D .npy beside it, "
+                       f"{os.path.basename(y_path)!r}, or named by --target; no such file: {y_path!r}")
+    try:
+        y = np.load(y_path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise CLIError(f"--target: cannot read {y_path!r} as .npy ({e})") from None
+    y = _numeric(y_path, "targets", y)
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise CLIError(f"--target: {y_path!r} holds shape {y.shape}; expected ({X.shape[0]},) to match {path!r}")
+    _check_finite(y_path, y.astype(np.float64).reshape(-1, 1), ["y"])
+    return Table(path, X=X, y=y, sparse=True)
+
+
+def _read_svmlight(path, n_features=None):
+    try:
+        from sklearn.datasets import load_svmlight_file
+    except ImportError:
+        raise CLIError('DATA: reading svmlight/libsvm files needs scikit-learn: pip install "fastbp[sklearn]"') from None
+    try:
+        X, y = load_svmlight_file(path, n_features=n_features, dtype=np.float64)
+    except (ValueError, OSError, EOFError, UnicodeDecodeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CLIError(f"DATA: {path!r} is not a readable svmlight/libsvm file ({first})") from None
+    if X.shape[0] == 0:
+        raise CLIError(f"DATA: {path!r} has no rows")
+    return Table(path, X=_densify(path, X), y=y, sparse=True)
 
 
 def _check_finite(source, data, names=None):
@@ -333,7 +427,7 @@ def split_xy(table, target, need_target=True, n_features=None):
     """
     if table.X is not None:                      # .npz
         X, y = table.X, table.y
-        if target is not None and target not in ("y", "-1"):
+        if target is not None and target not in ("y", "-1") and not table.sparse:
             raise CLIError(f"--target: a .npz file names its target array 'y'; got --target {target!r}")
         if n_features is not None and X.shape[1] != n_features:
             raise CLIError(f"DATA: {table.source!r} has {X.shape[1]} features; the model expects {n_features}")
@@ -456,6 +550,32 @@ def _load_model(path):
         raise CLIError(f"MODEL: {e}") from None
 
 
+def _table_target(frame, path, args):
+    """(frame without the dropped columns and target-less rows, y, target name, class names or None,
+    rows dropped) for ``train`` on a table file."""
+    import pyarrow as pa
+    for col in args.drop:
+        if col not in frame.column_names:
+            raise CLIError(f"--drop: no column {col!r} in {path!r}")
+    target = _frame_target(frame, args.target, path)
+    if target in args.drop:
+        raise CLIError(f"--drop: {target!r} is the target column")
+    frame = frame.drop_columns(args.drop) if args.drop else frame
+    if frame.num_columns < 2:
+        raise CLIError(f"DATA: {path!r} has {frame.num_columns} column; expected feature columns plus a target column")
+    for col, column in zip(frame.column_names, frame.columns):
+        if col != target and column.null_count == len(column):
+            raise CLIError(f"DATA: {path!r} column {col!r} is empty (no value in any row); --drop it")
+    try:
+        y, dropped, classes = tables.encode_target(frame, target)
+    except ValueError as e:
+        raise _data_error(path, e) from None
+    n_dropped = int(dropped.sum())
+    if n_dropped:
+        frame = frame.filter(pa.array(~dropped))
+    return frame, y.astype(np.float64), target, classes, n_dropped
+
+
 # ---- commands ------------------------------------------------------------------------------------
 def cmd_train(args, out, err):
     import fastbp
@@ -478,6 +598,8 @@ def cmd_train(args, out, err):
 
     # -- data --
     name = args.data or DEFAULT_DATASET
+    frame = classes = None               # a table file: its columns, and a text target's class names
+    n_dropped = 0
     if args.data is None or (not os.path.exists(name) and name in datasets.DATASETS):
         ds = datasets.load(name)
         X, y = ds.X.astype(np.float64), ds.y.astype(np.float64)
@@ -485,11 +607,26 @@ def cmd_train(args, out, err):
         if args.target is not None:
             raise CLIError(f"--target: the embedded dataset {name!r} has its own target; --target is for data files")
     else:
-        table = read_table(name)
-        X, y, feature_names, target_name = split_xy(table, args.target)
+        data = read_data(name, args.target)
         source = name
-    n, d = X.shape
-    task, k = decide_task(args.task, y, target_name)
+        if _is_frame(data):
+            frame, y, target_name, classes, n_dropped = _table_target(data, name, args)
+            X = None
+        else:
+            X, y, feature_names, target_name = split_xy(data, None if data.sparse else args.target)
+    if args.drop and frame is None:
+        raise CLIError(f"--drop: leaves out columns of a table file (.csv, .tsv, .parquet); {source!r} is not one")
+    n = len(y)
+    if classes is not None:
+        if args.task == "regress":
+            raise CLIError(f"--task regress: target {target_name!r} holds class names such as {classes[0]!r}; "
+                           "use --task classify or auto")
+        task, k = "classify", len(classes)
+    else:
+        task, k = decide_task(args.task, y, target_name)
+        if task == "classify" and np.unique(y).size < 2:
+            raise CLIError(f"target {target_name!r} has one class ({y[0]:g}) in all {n} samples; classification "
+                           "needs at least two")
 
     # -- model choices --
     loss = args.loss
@@ -515,9 +652,22 @@ def cmd_train(args, out, err):
     if args.val_split > 0 and (n_val < 1 or n_val >= n):
         raise CLIError(f"--val-split: {args.val_split:g} of {n} samples leaves no training or no validation data")
     tr, va = perm[: n - n_val], perm[n - n_val:]
+    encoder = None
+    if frame is not None:                # learned from the training rows (in file order), applied to all
+        encoder = tables.TablePreprocessor(max_categories=args.max_categories)
+        try:
+            encoder.fit(frame.take(np.sort(tr)), target_name, classes=classes)
+            X = encoder.transform(frame)
+        except ValueError as e:
+            raise _data_error(name, e) from None
+    d = X.shape[1]
     Xtr, ytr, Xva, yva = X[tr], y[tr], X[va], y[va]
 
     mu, sd = _standardizer(Xtr)
+    if encoder is not None:              # 0/1 indicator and one-hot columns stay as they are (and sparse)
+        flags = np.ones(d, bool)
+        flags[encoder.numeric_features_out] = False
+        mu[flags], sd[flags] = 0.0, 1.0
     ymu, ysd = (0.0, 1.0)
     if task == "regress":
         ymu, ysd = float(ytr.mean()), float(ytr.std()) or 1.0
@@ -525,19 +675,22 @@ def cmd_train(args, out, err):
     model = fastbp.MLP([d] + args.layers + [k_out], activation=args.activation, output=output, loss=loss,
                        seed=args.seed, dtype=args.dtype)
 
-    def prep(Xp, yp):
+    def scaled(Xp, yp):
         Xs = ((Xp - mu) / sd).astype(model.dtype)
         if task == "regress":
             return Xs, ((yp - ymu) / ysd).astype(model.dtype)
         return Xs, model_targets(model, yp)
 
-    Xs, ys = prep(Xtr, ytr)
-    val = prep(Xva, yva) if n_val else None
+    Xs, ys = scaled(Xtr, ytr)
+    val = scaled(Xva, yva) if n_val else None
     batch = auto_batch(len(tr)) if args.batch_size == "auto" else args.batch_size
     opt = OPTIMIZERS.get(args.optimizer).cls(lr=args.lr)
 
     say(f"data: {source}: {n} samples x {d} features, target {target_name!r}, "
         + (f"classify ({k} classes)" if task == "classify" else "regress"))
+    if encoder is not None:
+        say(encoder.report() + (f"; {n_dropped} row{'s' if n_dropped != 1 else ''} with a missing target dropped"
+                             if n_dropped else ""))
     say(f"model: {' -> '.join(map(str, model.sizes))}, {args.activation}/{output}, loss {loss}, "
         f"{model.n_params:,} params; {args.optimizer} lr {args.lr:g}, batch {batch}, {args.epochs} epochs, "
         f"{fastbp.get_num_threads()} threads" + (f", {comm.Get_size()} MPI ranks" if comm is not None else ""))
@@ -554,6 +707,8 @@ def cmd_train(args, out, err):
     fold_input_scaling(model, mu, sd)
     if task == "regress":
         fold_output_scaling(model, ymu, ysd)
+    if encoder is not None:
+        model.preprocessor = encoder     # saved in the model file; predict and evaluate apply it
     rate = len(tr) * epochs_run / dt if dt > 0 else float("inf")
     if task == "regress":
         say("(training losses above are on standardized targets; below, on the data's own scale)")
@@ -567,7 +722,8 @@ def cmd_train(args, out, err):
             model.save(args.out)
         except OSError as e:
             raise CLIError(f"--out: cannot write {args.out!r} ({e.strerror or e})") from None
-        say(f"model saved to {args.out} (takes raw features; 'fastbp predict {args.out} DATA')")
+        say(f"model saved to {args.out} (takes raw {'columns, by name' if encoder is not None else 'features'}; "
+            f"'fastbp predict {args.out} DATA')")
         if args.plot:
             try:
                 hist.plot(args.plot)
@@ -579,48 +735,100 @@ def cmd_train(args, out, err):
     return 0
 
 
+def _model_inputs(model, data, path, target, need_target):
+    """(X, y or None, rows dropped for a missing target) for ``model`` from what read_data(path) returned."""
+    prep = getattr(model, "preprocessor", None)
+    if _is_frame(data) and prep is not None:        # a table model: columns by name
+        try:
+            if not need_target:
+                return prep.transform(data), None, 0
+            X, y, dropped = prep.transform_xy(data, target)
+        except ValueError as e:
+            raise _data_error(path, e) from None
+        if y.size == 0:
+            raise CLIError(f"DATA: {path!r}: every row's target is missing")
+        return X, y.astype(np.float64), int(dropped.sum())
+    if _is_frame(data):                              # an array model: every column a number, in order
+        try:
+            M = tables.numeric_matrix(data)
+        except ValueError as e:
+            raise _data_error(path, e) from None
+        data = Table(path, names=data.column_names, data=M)
+    X, y, _, _ = split_xy(data, None if data.sparse else target, need_target=need_target,
+                          n_features=model.sizes[0])
+    return X, y, 0
+
+
+def _csv_cell(text):
+    """``text`` as one CSV cell (quoted when it holds a comma, quote, line break or edge spaces)."""
+    if any(c in text for c in ',"\r\n') or text != text.strip():
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def cmd_predict(args, out, err):
     model = _load_model(args.model)
-    table = read_table(args.data)
-    X, _, _, _ = split_xy(table, args.target, need_target=False, n_features=model.sizes[0])
+    data = read_data(args.data, args.target, need_target=False, n_features=model.sizes[0])
+    X, _, _ = _model_inputs(model, data, args.data, args.target, need_target=False)
     P = model.predict(X.astype(model.dtype))
+    prep = getattr(model, "preprocessor", None)
+    names = prep.classes_ if prep is not None else None
     classes = model.output in ("softmax", "sigmoid")
     k = P.shape[1]
+    labels = None                        # class names, one per row, when the model has them
     if classes and model.output == "softmax":
-        header = ["class"] + [f"p{j}" for j in range(k)]
-        cols = [model.predict_classes(X.astype(model.dtype))[:, None].astype(np.float64), P]
+        idx = P.argmax(1)
+        if names is not None:
+            header, labels, cols = ["class"] + [f"p_{c}" for c in names], [names[i] for i in idx], [P]
+        else:
+            header, cols = ["class"] + [f"p{j}" for j in range(k)], [idx[:, None].astype(np.float64), P]
     elif classes:
-        header = (["class", "p1"] if k == 1 else [f"class{j}" for j in range(k)] + [f"p{j}" for j in range(k)])
         C = (P > 0.5).astype(np.float64)
-        cols = [C, P]
+        if names is not None and k == 1:
+            header, labels, cols = ["class", f"p_{names[1]}"], [names[int(c)] for c in C[:, 0]], [P]
+        else:
+            header = (["class", "p1"] if k == 1 else [f"class{j}" for j in range(k)] + [f"p{j}" for j in range(k)])
+            cols = [C, P]
     else:
         header = ["prediction"] if k == 1 else [f"y{j}" for j in range(k)]
         cols = [P]
     fmt = "%.9g" if model.dtype == np.float32 else "%.17g"       # exact round trip of the stored floats
+    body = np.hstack([c.astype(np.float64) for c in cols])
+    fmts = [("%d" if h.startswith("class") else fmt) for h in (header[1:] if labels is not None else header)]
 
-    def write(f):
-        f.write(",".join(header) + "\n")
-        body = np.hstack([c.astype(np.float64) for c in cols])
-        np.savetxt(f, body, delimiter=",", fmt=[("%d" if h.startswith("class") else fmt) for h in header])
+    def chunks(rows_per_chunk=1 << 16):
+        """The CSV text in encoded blocks of rows, so a large output is never one string in memory."""
+        yield (",".join(_csv_cell(h) for h in header) + "\n").encode("utf-8")
+        for r0 in range(0, body.shape[0], rows_per_chunk):
+            block = io.StringIO()
+            np.savetxt(block, body[r0:r0 + rows_per_chunk], delimiter=",", fmt=fmts)
+            text = block.getvalue()
+            if labels is not None:
+                text = "".join(f"{_csv_cell(c)},{line}\n"
+                               for c, line in zip(labels[r0:r0 + rows_per_chunk], text.splitlines()))
+            yield text.encode("utf-8")
 
     if args.output:
+        from .io import atomic_write
         try:
-            with open(args.output, "w", newline="") as f:
-                write(f)
+            atomic_write(args.output, chunks())
         except OSError as e:
             raise CLIError(f"-o/--output: cannot write {args.output!r} ({e.strerror or e})") from None
         print(f"wrote {X.shape[0]} predictions to {args.output}", file=err)
     else:
-        write(out)
+        for chunk in chunks():
+            out.write(chunk.decode("utf-8"))
     return 0
 
 
 def cmd_evaluate(args, out, err):
     model = _load_model(args.model)
-    table = read_table(args.data)
-    X, y, _, target_name = split_xy(table, args.target, need_target=True, n_features=model.sizes[0])
+    data = read_data(args.data, args.target, need_target=True, n_features=model.sizes[0])
+    X, y, n_dropped = _model_inputs(model, data, args.data, args.target, need_target=True)
     m = metrics(model, X.astype(model.dtype), y)
-    print(f"{args.data}: {X.shape[0]} samples: {_fmt_metrics(m)}", file=out)
+    print(f"{args.data}: {X.shape[0]} samples: {_fmt_metrics(m)}"
+          + (f"  ({n_dropped} row{'s' if n_dropped != 1 else ''} with a missing target skipped)" if n_dropped else ""),
+          file=out)
     return 0
 
 

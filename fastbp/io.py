@@ -5,7 +5,7 @@ Layout of a ``.fbp`` file, version 1 (all integers little-endian):
     offset  size  content
     0       8     magic b"\\x89FASTBP\\n"
     8       4     uint32 format version (1)
-    12      4     uint32 header length H (at most MAX_HEADER = 1 MiB)
+    12      4     uint32 header length H (at most MAX_HEADER = 16 MiB)
     16      4     uint32 CRC-32 of the H header bytes
     20      H     header: a UTF-8 JSON object (standard JSON: no NaN or Infinity)
     20+H    P     zero bytes up to D, the next multiple of 64
@@ -16,6 +16,9 @@ The header holds ``kind`` ("model" or "checkpoint"), ``config`` (the MLP constru
 arguments), ``meta`` (for checkpoints: epoch, optimizer, RNG state, history), ``data_crc32``
 (CRC-32 of the whole data section) and ``arrays``:
 ``{name: {"dtype": "<f4" | "<f8", "shape": [...], "offset": bytes into the data section}}``.
+A model trained on a table adds ``preprocessing``: its ``TablePreprocessor.to_json()`` (column
+names, kinds, categories, means, class names), checked by ``TablePreprocessor.from_json`` and
+against the network's widths on reading.
 
 The reader checks, in this order and before it allocates anything sized by the file's own
 claims: the magic, the version, the header length against the limit and the file size, the
@@ -35,10 +38,11 @@ import zlib
 import numpy as np
 
 from ._version import __version__
+from .tables import TablePreprocessor
 
 MAGIC = b"\x89FASTBP\n"
 VERSION = 1
-MAX_HEADER = 1 << 20
+MAX_HEADER = 16 << 20          # room for a table model's categories and class names
 ALIGN = 64
 PREAMBLE = struct.Struct("<8sIII")          # magic, version, header length, header CRC-32
 _DTYPES = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
@@ -114,8 +118,9 @@ def _json(obj, what):
         raise ValueError(f"{what} cannot be stored as standard JSON ({e})") from None
 
 
-def write_file(path, kind, config, arrays, meta=None):
-    """Write named float arrays plus a JSON header (see the module docstring for the layout)."""
+def write_file(path, kind, config, arrays, meta=None, preprocessing=None):
+    """Write named float arrays plus a JSON header (see the module docstring for the layout);
+    ``preprocessing``, a JSON-able dict, goes into the header when given."""
     if kind not in _NAMES:
         raise ValueError(f"kind: expected one of {sorted(_NAMES)}, got {kind!r}")
     entries, parts, offset, crc = {}, [], 0, 0
@@ -135,8 +140,10 @@ def write_file(path, kind, config, arrays, meta=None):
         crc = zlib.crc32(pad, zlib.crc32(data, crc))
         parts += [data, pad]
         offset += len(data) + len(pad)
-    header = _json({"kind": kind, "config": config, "meta": meta or {}, "arrays": entries, "data_crc32": crc},
-                   "the header")
+    fields = {"kind": kind, "config": config, "meta": meta or {}, "arrays": entries, "data_crc32": crc}
+    if preprocessing is not None:
+        fields["preprocessing"] = preprocessing
+    header = _json(fields, "the header")
     if len(header) > MAX_HEADER:
         raise ValueError(f"header of {len(header)} bytes exceeds the {MAX_HEADER}-byte limit")
     pre = PREAMBLE.pack(MAGIC, VERSION, len(header), zlib.crc32(header))
@@ -306,12 +313,37 @@ def _model_from(path, header, arrays, model_class):
     except (TypeError, ValueError) as e:
         raise _bad(path, f"config does not describe a valid MLP ({e})") from None
     model.params[...] = p
+    if "preprocessing" in header:
+        model.preprocessor = _preprocessor_from(path, header["preprocessing"], model)
     return model
 
 
+def _preprocessor_from(path, obj, model):
+    """The TablePreprocessor a file's header describes, checked against the model it came with."""
+    try:
+        prep = TablePreprocessor.from_json(obj)
+    except ValueError as e:
+        raise _bad(path, str(e)) from None
+    problem = prep.model_problem(model.sizes, model.output)
+    if problem:
+        raise _bad(path, problem)
+    return prep
+
+
+def _preprocessing_of(model):
+    """model.preprocessor as JSON for the header, None without one; checked before anything is written."""
+    prep = getattr(model, "preprocessor", None)
+    if prep is None:
+        return None
+    if not isinstance(prep, TablePreprocessor):
+        raise TypeError(f"model.preprocessor: expected None or a fastbp.TablePreprocessor, got {type(prep).__name__}")
+    prep.check_model(model)
+    return prep.to_json()
+
+
 def save_model(path, model):
-    """Write the model's config and params to ``path`` atomically."""
-    write_file(path, "model", model.config(), {"params": model.params})
+    """Write the model's config and params (and its table preprocessing, if any) to ``path`` atomically."""
+    write_file(path, "model", model.config(), {"params": model.params}, preprocessing=_preprocessing_of(model))
 
 
 def load_model(path, model_class):
@@ -336,6 +368,7 @@ def save_checkpoint(path, model, optimizer, epoch, history, callbacks=()):
     """The whole training state after ``epoch`` (0-based, completed): params, optimizer state
     and step count, the model's RNG state (which shuffles the next epochs), the history, and
     the state of those ``callbacks`` (fit's list) that keep one."""
+    preprocessing = _preprocessing_of(model)
     arrays = {"params": model.params}
     arrays.update({"opt_" + k: v for k, v in optimizer.state_arrays().items()})
     kept = []
@@ -358,7 +391,7 @@ def save_checkpoint(path, model, optimizer, epoch, history, callbacks=()):
             "epoch": [int(e) for e in history.epoch]},
         "callbacks": kept,
     }
-    write_file(path, "checkpoint", model.config(), arrays, meta)
+    write_file(path, "checkpoint", model.config(), arrays, meta, preprocessing=preprocessing)
 
 
 def _check_int(path, what, v, minimum=0):

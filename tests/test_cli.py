@@ -354,12 +354,193 @@ def test_mpiexec_two_ranks_end_to_end(tmp_path):
     assert fastbp.load(tmp_path / "m.fbp").sizes == [4, 64, 32, 3]
 
 
+# ---- tables: mixed columns, gaps, class names ----------------------------------------------------------
+MIXED_COLUMNS = ["age", "city", "member", "income", "plan", "label"]
+TRAIN_MIXED = ["--target", "label", "--layers", "16", "--epochs", "4", "--seed", "5", "--quiet"]
+
+
+def mixed_rows(n, seed):
+    """Rows as a user's export holds them: blanks and NA spellings, booleans, quoted commas, a text target."""
+    rng = np.random.default_rng(seed)
+    cities = ["paris", "lyon", "nice, old town", "Zurich", "", "NA"]
+    rows = []
+    for _ in range(n):
+        age = int(rng.integers(18, 80))
+        city = cities[int(rng.integers(0, len(cities)))]
+        high = (age > 45) != (city == "paris")
+        rows.append([str(age) if rng.random() > 0.1 else "",
+                     city,
+                     str(rng.choice(["true", "false", ""])),
+                     f"{rng.normal(3000, 800):.2f}" if rng.random() > 0.07 else str(rng.choice(["", "n/a"])),
+                     str(rng.choice(["basic", "pro"])),
+                     ("high" if high else "low") if rng.random() > 0.03 else ""])
+    return rows
+
+
+def write_rows(path, names, rows):
+    import csv
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(names)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """`fastbp train FILE --target label` on a mixed CSV; the model, its output, the rows."""
+    d = tmp_path_factory.mktemp("mixed")
+    rows = mixed_rows(300, 0)
+    path = write_rows(d / "mixed.csv", MIXED_COLUMNS, rows)
+    code, out, err = run("train", path, *TRAIN_MIXED, "--out", d / "m.fbp")
+    return dict(dir=d, csv=path, rows=rows, model=d / "m.fbp", code=code, out=out, err=err)
+
+
+def test_train_on_a_mixed_csv_reports_what_it_did_with_the_columns(mixed):
+    assert mixed["code"] == 0, mixed["err"]
+    out = mixed["out"]
+    # the report, recomputed here from the rows: the split is the seeded permutation of the rows that
+    # have a target, the counts are those of its training part
+    kept = [r for r in mixed["rows"] if r[5] != ""]
+    n = len(kept)
+    perm = np.random.default_rng(5).permutation(n)
+    train = [kept[i] for i in sorted(perm[: n - int(round(n * 0.1))])]
+    blank = lambda v: v in ("", "NA", "n/a")                 # noqa: E731
+    gaps = [sum(blank(r[j]) for r in train) for j in (0, 2, 3)]
+    cats = len({r[1] for r in train if not blank(r[1])}) + len({r[4] for r in train})
+    assert f"data: {mixed['csv']}: {n} samples x " in out and "target 'label', classify (2 classes)" in out
+    assert (f"columns: 3 numeric ({sum(g > 0 for g in gaps)} with gaps, {sum(gaps)} cells filled), 2 categorical "
+            f"({cats} categories); {len(mixed['rows']) - n} rows with a missing target dropped") in out.splitlines()
+    assert "takes raw columns, by name" in out
+    model = fastbp.load(mixed["model"])
+    prep = model.preprocessor
+    assert prep.classes_ == ["high", "low"] and prep.target_ == "label"
+    assert prep.feature_names_in_ == MIXED_COLUMNS[:5]
+    assert model.sizes[0] == prep.n_features_out == 3 + sum(g > 0 for g in gaps) + cats
+
+
+def test_the_same_data_as_parquet_or_gzip_gives_the_same_model_bits(mixed, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    pd = pytest.importorskip("pandas")
+    import gzip
+    from fastbp import tables
+    pq.write_table(tables.read_table(mixed["csv"]), tmp_path / "arrow.parquet")
+    pd.read_csv(mixed["csv"]).to_parquet(tmp_path / "pandas.parquet")      # other column types, same values
+    with gzip.open(tmp_path / "m.csv.gz", "wb") as f:
+        f.write(mixed["csv"].read_bytes())
+    ref = fastbp.load(mixed["model"])
+    for name in ("arrow.parquet", "pandas.parquet", "m.csv.gz"):
+        code, out, err = run("train", tmp_path / name, *TRAIN_MIXED, "--out", tmp_path / "p.fbp")
+        assert code == 0, err
+        m = fastbp.load(tmp_path / "p.fbp")
+        assert m.params.tobytes() == ref.params.tobytes(), name
+        assert m.preprocessor.to_json() == ref.preprocessor.to_json(), name
+
+
+def test_predict_takes_columns_in_any_order_extra_ones_and_unseen_categories(mixed, tmp_path):
+    pd = pytest.importorskip("pandas")
+    from fastbp import tables
+    df = pd.read_csv(mixed["csv"])
+    df = df[list(reversed(df.columns))]
+    df["extra"] = "ignored"
+    df.loc[:9, "city"] = "atlantis"                      # never seen in training
+    df.loc[10:14, "age"] = np.nan
+    new = tmp_path / "new.csv"
+    df.to_csv(new, index=False)
+    code, out, err = run("predict", mixed["model"], new, "-o", tmp_path / "preds.csv")
+    assert code == 0, err
+    preds = pd.read_csv(tmp_path / "preds.csv")
+    assert list(preds.columns) == ["class", "p_high", "p_low"]
+    model = fastbp.load(mixed["model"])
+    for frame in (pd.read_csv(new), tables.read_table(new)):
+        P = tables.predict_frame(model, frame)
+        np.testing.assert_array_equal(preds[["p_high", "p_low"]].to_numpy().astype(np.float32), P)
+        np.testing.assert_array_equal(preds["class"].to_numpy(), tables.predict_labels_frame(model, frame))
+    code, out2, err = run("predict", mixed["model"], new)
+    assert code == 0 and out2 == (tmp_path / "preds.csv").read_text()
+
+
+def test_evaluate_a_raw_table(mixed):
+    from fastbp import tables
+    code, out, err = run("evaluate", mixed["model"], mixed["csv"])
+    assert code == 0, err
+    model = fastbp.load(mixed["model"])
+    X, y, dropped = model.preprocessor.transform_xy(tables.read_table(mixed["csv"]))
+    ev = model.evaluate(X, y)
+    assert f"{len(y)} samples: loss " in out and f"({dropped.sum()} rows with a missing target skipped)" in out
+    assert float(re.search(r"loss (\S+)", out).group(1)) == pytest.approx(ev["loss"], abs=5e-5)
+    assert float(re.search(r"accuracy (\S+)", out).group(1)) == pytest.approx(ev["accuracy"], abs=5e-5)
+
+
+def test_a_numeric_csv_trains_exactly_as_the_same_arrays(tmp_path):
+    X, y = load_iris(dtype="float64")
+    write_csv(tmp_path / "iris.csv", X, y, target="species")
+    np.savez(tmp_path / "iris.npz", X=X, y=y)
+    args = ["--epochs", "3", "--quiet", "--seed", "2"]
+    assert run("train", tmp_path / "iris.csv", *args, "--out", tmp_path / "c.fbp")[0] == 0
+    assert run("train", tmp_path / "iris.npz", *args, "--out", tmp_path / "n.fbp")[0] == 0
+    c, n = fastbp.load(tmp_path / "c.fbp"), fastbp.load(tmp_path / "n.fbp")
+    assert c.params.tobytes() == n.params.tobytes()
+    assert c.preprocessor.feature_names_out == [f"f{i}" for i in range(4)]
+    code, out, err = run("predict", tmp_path / "n.fbp", tmp_path / "iris.csv")     # an array model: by position
+    assert code == 0 and out.splitlines()[0] == "class,p0,p1,p2"
+
+
+def test_sparse_npz_with_targets_beside_it_and_svmlight(tmp_path, monkeypatch):
+    sp = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(0)
+    X = sp.random(200, 30, density=0.1, format="csr", random_state=1)
+    y = (np.asarray(X.sum(1)).ravel() > np.median(np.asarray(X.sum(1)))).astype(np.int64)
+    sp.save_npz(tmp_path / "s.npz", X)
+    np.save(tmp_path / "s.y.npy", y)
+    np.save(tmp_path / "other.npy", rng.integers(0, 3, 200))
+    np.savez(tmp_path / "dense.npz", X=X.toarray(), y=y)
+    args = ["--epochs", "3", "--quiet"]
+    code, out, err = run("train", tmp_path / "s.npz", *args, "--out", tmp_path / "s.fbp")
+    assert code == 0 and "200 samples x 30 features" in out and "2 classes" in out, err
+    assert run("train", tmp_path / "dense.npz", *args, "--out", tmp_path / "d.fbp")[0] == 0
+    model = fastbp.load(tmp_path / "s.fbp")
+    assert model.params.tobytes() == fastbp.load(tmp_path / "d.fbp").params.tobytes()
+    code, out, err = run("train", tmp_path / "s.npz", "--target", tmp_path / "other.npy", *args, "--out",
+                         tmp_path / "o.fbp")
+    assert code == 0 and "3 classes" in out, err
+    code, out, err = run("predict", tmp_path / "s.fbp", tmp_path / "s.npz")          # no targets needed
+    assert code == 0, err
+    P = np.array([line.split(",")[1:] for line in out.splitlines()[1:]], float).astype(np.float32)
+    np.testing.assert_array_equal(P, model.predict(X.toarray()))
+    code, out, err = run("evaluate", tmp_path / "s.fbp", tmp_path / "s.npz")
+    assert code == 0 and "200 samples" in out, err
+
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import dump_svmlight_file, load_svmlight_file
+    dump_svmlight_file(X, y, str(tmp_path / "s.svm"))
+    code, out, err = run("train", tmp_path / "s.svm", *args, "--out", tmp_path / "v.fbp")
+    assert code == 0 and "200 samples x 30 features" in out, err
+    Xv, _ = load_svmlight_file(str(tmp_path / "s.svm"), n_features=30)
+    code, out, err = run("predict", tmp_path / "v.fbp", tmp_path / "s.svm")
+    P = np.array([line.split(",")[1:] for line in out.splitlines()[1:]], float).astype(np.float32)
+    np.testing.assert_array_equal(P, fastbp.load(tmp_path / "v.fbp").predict(Xv.toarray()))
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    code, out, err = run("train", tmp_path / "s.svm", *args, "--out", tmp_path / "v.fbp")
+    assert code == 1 and err.strip() == ('fastbp: error: DATA: reading svmlight/libsvm files needs scikit-learn: '
+                                         'pip install "fastbp[sklearn]"')
+
+
+def test_large_sparse_input_is_refused_rather_than_densified(tmp_path, monkeypatch):
+    sp = pytest.importorskip("scipy.sparse")
+    sp.save_npz(tmp_path / "s.npz", sp.random(100, 40, density=0.1, format="csr", random_state=0))
+    np.save(tmp_path / "s.y.npy", np.arange(100) % 2)
+    monkeypatch.setattr(cli, "SPARSE_DENSIFY_MAX_BYTES", 100 * 40 * 8 - 1)
+    code, out, err = run("train", tmp_path / "s.npz", "--quiet")
+    assert code == 1 and "is a sparse 100 x 40 matrix; its dense form needs" in err
+
+
 # ---- errors: one line, non-zero exit, no traceback ------------------------------------------------
 @pytest.fixture(scope="module")
-def files(tmp_path_factory, trained):
+def files(tmp_path_factory, trained, mixed):
     d = tmp_path_factory.mktemp("bad")
     X, y = load_iris(dtype="float64")
-    f = {"model": trained["path"], "dir": d}
+    f = {"model": trained["path"], "dir": d, "table_model": mixed["model"]}
     f["iris"] = write_csv(d / "iris.csv", X, y, target="species")
     (d / "bad.csv").write_text("a,b,c\n1,2,3\n4,heavy,6\n")
     (d / "blank.csv").write_text("a,b,c\n1,2,3\n4,,6\n")
@@ -378,6 +559,23 @@ def files(tmp_path_factory, trained):
     np.savez(d / "strings.npz", X=np.array([["a", "b"]] * 3), y=np.zeros(3))
     np.save(d / "flat.npy", np.arange(5.0))
     (d / "broken.npy").write_bytes(b"\x93NUMPY garbage")
+    # tables
+    rows = "".join(f"{i},{i % 3},{'x' if i % 2 else 'y'}\n" for i in range(40))
+    (d / "allempty.csv").write_text("a,b,t\n" + "".join(f"{i},,{i % 2}\n" for i in range(40)))
+    (d / "oneclass.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 3},x\n" for i in range(40)))
+    (d / "oneclass_num.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 3},0\n" for i in range(40)))
+    (d / "text_target.csv").write_text("a,b,y\n" + rows)
+    (d / "cats.csv").write_text("a,c,y\n" + "".join(f"{i},c{i % 5},{i % 2}\n" for i in range(40)))
+    (d / "dates.csv").write_text("a,d,y\n" + "".join(f"{i},2020-01-{i % 28 + 1:02d},{i % 2}\n" for i in range(40)))
+    (d / "inf.csv").write_text("a,b,y\n" + "".join(f"{i},{'inf' if i == 7 else i},{i % 2}\n" for i in range(40)))
+    (d / "junk.csv").write_bytes(bytes(range(256)) * 4)
+    (d / "junk.parquet").write_bytes(b"PAR1" + bytes(range(256)))
+    (d / "missingcol.csv").write_text("age,member,income,plan\n30,true,100,pro\n")
+    mixed_text = mixed["csv"].read_text()
+    (d / "unknown_class.csv").write_text(mixed_text.replace(",high\n", ",medium\n", 1))
+    sp = pytest.importorskip("scipy.sparse")
+    sp.save_npz(d / "sp.npz", sp.csr_matrix(X))
+    (d / "bad.svm").write_text("1 1:0.5 2:x\n")
     return f
 
 
@@ -386,19 +584,24 @@ def P(name):
 
 
 M = lambda f: str(f["model"])          # noqa: E731
+TM = lambda f: str(f["table_model"])   # noqa: E731
 IRIS = lambda f: str(f["iris"])        # noqa: E731
 
 ERRORS = [
     # (argv builder, code, expected fragment of the single stderr line)
     (lambda f: ["train", P("nope.csv")(f)], 1, "DATA: no such file: "),
     (lambda f: ["train", str(f["dir"])], 1, "DATA: expected a file, got the directory"),
-    (lambda f: ["train", P("data.xlsx")(f)], 1, "DATA: expected a .csv, .npz or .npy file, got 'data.xlsx'"),
+    (lambda f: ["train", P("data.xlsx")(f)], 1, "DATA: expected a .csv, .csv.gz, .tsv, .tsv.gz, .parquet, .npz, .npy "
+                                                 "or .svm/.svmlight/.libsvm file, got 'data.xlsx'"),
     (lambda f: ["train", IRIS(f), "--target", "colour"], 1,
      "--target: no column 'colour' in"),
-    (lambda f: ["train", P("bad.csv")(f)], 1, "line 3, column 'b': expected a number, got 'heavy'"),
-    (lambda f: ["train", P("blank.csv")(f)], 1, "line 3, column 'b': expected a number, got '' (an empty cell)"),
-    (lambda f: ["train", P("ragged.csv")(f)], 1, "line 3: expected 3 values like the header, got 2"),
-    (lambda f: ["train", P("nan.csv")(f)], 1, "row 2, column 'b': expected a finite number, got nan"),
+    # a model trained on arrays takes tables of numbers only, by position
+    (lambda f: ["predict", M(f), P("bad.csv")(f)], 1,
+     "column 'b' holds text such as 'heavy'; this model takes numbers only"),
+    (lambda f: ["predict", M(f), P("blank.csv")(f)], 1, "column 'b' row 2 is empty; this model takes numbers only"),
+    (lambda f: ["predict", M(f), P("nan.csv")(f)], 1, "column 'b' row 2 is empty"),
+    (lambda f: ["train", P("ragged.csv")(f)], 1, "not a CSV table (CSV parse error: Expected 3 columns, got 2"),
+    (lambda f: ["train", P("inf.csv")(f)], 1, "column 'b' row 8: expected a finite number or a blank, got inf"),
     (lambda f: ["train", P("empty.csv")(f)], 1, "is empty; expected a header row of column names"),
     (lambda f: ["train", P("header.csv")(f)], 1, "has a header but no data rows"),
     (lambda f: ["train", P("one.csv")(f)], 1, "has 1 column; expected feature columns plus a target column"),
@@ -427,7 +630,32 @@ ERRORS = [
      "has 5 columns; expected the model's 64 feature columns (or 65 with a target column)"),
     (lambda f: ["predict", M(f), P("wide.csv")(f)], 1, "has 70 columns; expected the model's 64"),
     (lambda f: ["evaluate", M(f), IRIS(f)], 1, "expected the model's 64 feature columns plus one target column"),
-    (lambda f: ["evaluate", M(f), P("bad.csv")(f)], 1, "expected a number, got 'heavy'"),
+    (lambda f: ["evaluate", M(f), P("bad.csv")(f)], 1, "column 'b' holds text such as 'heavy'"),
+    # tables
+    (lambda f: ["predict", TM(f), P("missingcol.csv")(f)], 1, "missingcol.csv': no column 'city'; the preprocessing "
+                                                               "reads ['age', 'city', 'member', 'income', 'plan']"),
+    (lambda f: ["evaluate", TM(f), P("missingcol.csv")(f)], 1, "no column 'label'"),
+    (lambda f: ["evaluate", TM(f), P("unknown_class.csv")(f)], 1,
+     "holds class 'medium', which is not among the model's classes ['high', 'low']"),
+    (lambda f: ["train", P("allempty.csv")(f)], 1, "allempty.csv' column 'b' is empty (no value in any row); --drop it"),
+    (lambda f: ["train", P("oneclass.csv")(f)], 1,
+     "target column 'y' has one class ('x'); classification needs at least two"),
+    (lambda f: ["train", P("oneclass_num.csv")(f)], 1,
+     "target 'y' has one class (0) in all 40 samples; classification needs at least two"),
+    (lambda f: ["train", P("text_target.csv")(f), "--task", "regress"], 1,
+     "--task regress: target 'y' holds class names such as 'x'"),
+    (lambda f: ["train", P("junk.csv")(f)], 1, "junk.csv: holds binary data (NUL bytes), not CSV text"),
+    (lambda f: ["train", P("junk.parquet")(f)], 1, "junk.parquet: not a Parquet table"),
+    (lambda f: ["train", P("cats.csv")(f), "--max-categories", "3"], 1,
+     "column 'c' has 5 categories, more than --max-categories 3; raise the limit, or --drop the column"),
+    (lambda f: ["train", P("dates.csv")(f)], 1, "column 'd' has type date32[day]; expected numbers, booleans or text"),
+    (lambda f: ["train", IRIS(f), "--drop", "colour"], 1, "--drop: no column 'colour' in"),
+    (lambda f: ["train", IRIS(f), "--drop", "species"], 1, "--drop: 'species' is the target column"),
+    (lambda f: ["train", "iris", "--drop", "x"], 1, "--drop: leaves out columns of a table file"),
+    (lambda f: ["train", P("sp.npz")(f)], 1, "is a sparse matrix; its targets go in a 1-D .npy beside it, 'sp.y.npy'"),
+    (lambda f: ["train", P("sp.npz")(f), "--target", "y.txt"], 1,
+     "--target: for a sparse .npz, expected the .npy file of its targets, got 'y.txt'"),
+    (lambda f: ["train", P("bad.svm")(f)], 1, "is not a readable svmlight/libsvm file"),
     # usage errors (argparse), exit code 2
     (lambda f: ["train", "--epochs", "x"], 2, "argument --epochs: expected an integer, got 'x'"),
     (lambda f: ["train", "--epochs", "0"], 2, "argument --epochs: expected an integer >= 1, got 0"),
@@ -436,6 +664,8 @@ ERRORS = [
     (lambda f: ["train", "--layers", "64,x"], 2, "argument --layers: expected comma-separated widths >= 1"),
     (lambda f: ["train", "--val-split", "1"], 2, "argument --val-split: expected a number < 1, got 1"),
     (lambda f: ["train", "--batch-size", "0"], 2, "argument --batch-size: expected an integer >= 1, got 0"),
+    (lambda f: ["train", "--max-categories", "0"], 2, "argument --max-categories: expected an integer >= 1, got 0"),
+    (lambda f: ["train", "--drop", "a,,b"], 2, "argument --drop: expected comma-separated column names"),
     (lambda f: ["train", "--activation", "swish"], 2, "argument --activation: invalid choice: 'swish'"),
     (lambda f: ["train", "--optimizer", "lbfgs"], 2, "argument --optimizer: invalid choice: 'lbfgs'"),
     (lambda f: ["predict", M(f)], 2, "the following arguments are required: DATA"),

@@ -107,7 +107,7 @@ def test_file_follows_the_documented_layout(tmp_path):
     raw = (tmp_path / "m.fbp").read_bytes()
     assert raw[:8] == MAGIC
     version, hlen, hcrc = struct.unpack("<III", raw[8:20])
-    assert version == 1 and hlen <= 1 << 20
+    assert version == 1 and hlen <= 16 << 20
     header = raw[20:20 + hlen]
     assert zlib.crc32(header) == hcrc
     h = json.loads(header)
@@ -175,8 +175,9 @@ def test_save_is_atomic_and_keeps_umask_permissions(tmp_path):
 
 
 def test_header_size_limit_on_write(tmp_path):
-    with pytest.raises(ValueError, match="header of .* bytes exceeds the 1048576-byte limit"):
-        io.write_file(tmp_path / "h.fbp", "model", {"x": "a" * (1 << 20)}, {})
+    assert io.MAX_HEADER == 16 << 20                   # the documented limit (DESIGN: 16 MiB)
+    with pytest.raises(ValueError, match="header of .* bytes exceeds the 16777216-byte limit"):
+        io.write_file(tmp_path / "h.fbp", "model", {"x": "a" * (16 << 20)}, {})
     assert not (tmp_path / "h.fbp").exists()
 
 
@@ -191,8 +192,8 @@ def _malformed():
         "empty": (b"", "shorter than the 20-byte preamble"),
         "magic": (craft(h, good, magic=b"PK\x03\x04\0\0\0\0"), "wrong magic"),
         "version": (craft(h, good, version=2), "format version 2"),
-        "header over limit": (MAGIC + struct.pack("<III", 1, (1 << 20) + 1, 0) + b"{}",
-                              "exceeds the 1048576-byte limit"),
+        "header over limit": (MAGIC + struct.pack("<III", 1, (16 << 20) + 1, 0) + b"{}",
+                              "exceeds the 16777216-byte limit"),
         "header past end": (MAGIC + struct.pack("<III", 1, 5000, 0) + b"{}", "runs past the end"),
         "header crc": (craft(h, good, hcrc=12345), "header checksum"),
         "not json": (craft(b"{not json", good), "not valid JSON"),
