@@ -128,23 +128,25 @@ def human(v):
     return text + units[i][1]
 
 
-def _cell(run, workload, system):
+def _cell(run, workload, system, space=" "):
     c = run["cells"].get((workload, system))
     if c is None:
         return "—"
     if c["status"] != "ok":
         return c["status"]
     value = f"{c['value']:.3f} s" if run["mode"] == "startup" else human(c["value"])
+    value = value.replace(" ", space)
     if system == "fastbp" or c["ratio"] is None:
         return value
     return f"{value} ({c['ratio']:.2f}×)"
 
 
-def table_rows(run):
-    """Header and rows of the summary table: one row per workload, one column per system."""
+def table_rows(run, space=" "):
+    """Header and rows of the summary table: one row per workload, one column per system.
+    ``space`` goes between a number and its unit (a no-break space keeps them on one line)."""
     systems = sorted(run["systems"], key=lambda s: s != "fastbp")         # fastbp first, then file order
     header = ["workload"] + [NAMES.get(s, s) for s in systems]
-    rows = [[w] + [_cell(run, w, s) for s in systems] for w in run["workloads"]]
+    rows = [[w] + [_cell(run, w, s, space) for s in systems] for w in run["workloads"]]
     return header, rows
 
 
@@ -166,7 +168,7 @@ def caption(run):
 
 def rst_table(run):
     """The summary table as a reStructuredText fragment (caption, command, list-table)."""
-    header, rows = table_rows(run)
+    header, rows = table_rows(run, space="\u00a0")
     out = [caption(run) + ":", "", ".. code-block:: bash", "", "   " + run["command"], "",
            ".. list-table::", "   :header-rows: 1", ""]
     for row in [header] + rows:

@@ -36,6 +36,8 @@ root_doc = "index"
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "_generated"]
 
+# `name` in a docstring links to name's page when it has one, else it is set in italics.
+default_role = "autolink"
 autosummary_generate = True
 autosummary_imported_members = False
 autodoc_default_options = {"members": True}
@@ -49,6 +51,8 @@ html_theme = "alabaster"
 html_theme_options = {
     "description": "Multi-layer perceptrons trained fast on multicore CPUs",
     "fixed_sidebar": True,
+    "page_width": "1180px",
+    "sidebar_width": "230px",
     "show_powered_by": False,
 }
 html_static_path = []
