@@ -2,7 +2,7 @@
 """fastbp against its peers in float64: the same MLP, data and optimizer, measured side by side.
 
 A benchmark script, not part of the asv suite (it defines no asv benchmarks; importing it runs
-nothing). The float64 counterpart of the team's float32 peer comparison (README, "Speed"), with
+nothing). The float64 counterpart of the team's float32 peer comparison (docs/performance.rst), with
 its own code. Run from the project root, with fastbp importable by the current python and the
 peers (jax, optax, torch, scikit-learn) in a python of their own:
 

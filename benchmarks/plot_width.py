@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Training throughput against layer width, fastbp and its peers: the README's figure.
+"""Training throughput against layer width, fastbp and its peers: the figure of docs/performance.rst.
 
 Network 784-w-10 (one relu hidden layer of width w, softmax cross-entropy), float32, Adam
 (lr 1e-3), batch 256, the same seeded Gaussian data for every system. Each system runs in a

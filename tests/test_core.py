@@ -231,7 +231,7 @@ def test_same_seed_gives_bit_identical_params():
 @pytest.mark.parametrize("sizes", [(64, 128, 64, 10), (512, 512, 256, 10), (4, 16, 3)])
 def test_deterministic_params_do_not_depend_on_thread_count(sizes):
     # deterministic=True splits every product by its shape alone; the default splits by thread
-    # count, which changes OpenBLAS's rounding (README, "Speed").
+    # count, which changes OpenBLAS's rounding (docs/user_guide/training.rst, "Threads and determinism").
     import numba
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs 2 threads")

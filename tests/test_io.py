@@ -1,7 +1,7 @@
 """The .fbp format: documented layout, strict loader, no code execution, fuzzed.
 
 Files here are built two ways: by fastbp (save, ModelCheckpoint) and by `craft`, an independent
-writer of the layout documented in the README, so the tests check the documented format and
+writer of the layout documented in docs/file_format.rst, so the tests check the documented format and
 not only that fastbp agrees with itself. Every damaged file must raise ValueError, quickly,
 allocating no more than the file's size (plus a small constant for the parsed header).
 """
@@ -27,7 +27,7 @@ SLACK = 256 * 1024           # bytes a failing load may allocate beyond the file
 
 
 def craft(header, data=b"", *, version=1, magic=MAGIC, hcrc=None, data_crc=None, pad_byte=b"\0"):
-    """A file laid out as the README says; header is a dict (data_crc32 filled in) or raw bytes."""
+    """A file laid out as docs/file_format.rst says; header is a dict (data_crc32 filled in) or raw bytes."""
     if isinstance(header, dict):
         header = dict(header)
         header.setdefault("data_crc32", zlib.crc32(data) if data_crc is None else data_crc)

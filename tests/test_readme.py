@@ -1,4 +1,4 @@
-"""The README's Python quick start runs as written."""
+"""The README's Python quick start runs as written, and its performance table is the committed benchmark output."""
 import pathlib
 import re
 
@@ -22,3 +22,15 @@ def test_readme_commands_are_the_ones_ci_runs():
     assert "pip install . && fastbp train" in text
     test_cmd = 'pip install ".[test]" && python -m pytest'
     assert test_cmd in text and ci.strip().splitlines()[-1] == test_cmd
+
+
+def test_readme_performance_table_is_made_from_the_committed_benchmark_output():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("perf_table", README.parent / "benchmarks" / "perf_table.py")
+    perf_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(perf_table)
+    run = perf_table.read_peers()
+    assert perf_table.readme_is_current(README.read_text(encoding="utf-8"), run), (
+        "README.md's performance table differs from docs/performance/peers.txt: "
+        "run python benchmarks/perf_table.py --update-readme")
