@@ -83,6 +83,8 @@ def _check_api_reference(app):
     for name in ("fastbp", "fastbp.sklearn", "fastbp.datasets"):
         mod = importlib.import_module(name)
         public = set(getattr(mod, "__all__", ())) - {"__version__"}
+        # a public submodule (fastbp.metrics) is listed by a section of its own
+        public = {p for p in public if f"{name}.{p}" not in listed}
         for missing in sorted(public - listed.get(name, set())):
             log.warning(f"api.rst: {name}.{missing} is public (in {name}.__all__) but not listed")
 
