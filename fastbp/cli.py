@@ -709,10 +709,14 @@ def cmd_train(args, out, err):
         fold_output_scaling(model, ymu, ysd)
     if encoder is not None:
         model.preprocessor = encoder     # saved in the model file; predict and evaluate apply it
-    rate = len(tr) * epochs_run / dt if dt > 0 else float("inf")
+    # samples/s of the training steps alone: not compilation, validation or callbacks
+    steps_s = hist.timing["train"]
+    rate = len(tr) * epochs_run / steps_s if steps_s > 0 else float("inf")
     if task == "regress":
         say("(training losses above are on standardized targets; below, on the data's own scale)")
-    say(f"trained {epochs_run} epochs in {dt:.2f} s, {rate:,.0f} samples/s"
+    compiled = hist.timing["compile"]
+    say(f"trained {epochs_run} epochs in {dt:.2f} s ({steps_s:.2f} s of training steps"
+        + (f", {compiled:.1f} s compiling kernels" if compiled >= 0.05 else "") + f"), {rate:,.0f} samples/s"
         + (" (interrupted)" if hist.interrupted else ""))
     say(f"train:      {_fmt_metrics(metrics(model, Xtr, ytr))}  ({len(tr)} samples)")
     if n_val:

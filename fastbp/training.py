@@ -20,6 +20,7 @@ on any rank is raised on every rank (see fastbp.comm).
 import contextlib
 import json
 import os
+import sys
 import time
 import warnings
 
@@ -48,6 +49,13 @@ N_EXTRA = 4
 SAME_CONFIG = ("sizes", "activation", "output", "loss", "bias", "dtype")
 COMPILE_MESSAGE = ("fastbp: compiling kernels for {dtype} (once per install; "
                    "'fastbp compile' does it ahead of time)...")
+
+
+def _is_terminal(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 class _Interrupted(Exception):
@@ -268,7 +276,9 @@ class Run:
         if need in ws.loaded:
             return
         message = COMPILE_MESSAGE.format(dtype=model.dtype.name)
-        notice = compile_notice(message) if self.verbose and comm.is_root else contextlib.nullcontext()
+        # said where the progress is shown: verbose=1 draws its bar only on a terminal
+        shown = comm.is_root and (self.verbose >= 2 or (self.verbose == 1 and _is_terminal(sys.stderr)))
+        notice = compile_notice(message) if shown else contextlib.nullcontext()
         t0 = time.perf_counter()
         with notice:
             opt = self.opt_args = self.optimizer.kernel_args(model.params)

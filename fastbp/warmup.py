@@ -1,29 +1,30 @@
 """Compile every kernel ahead of use: ``fastbp compile`` and ``fastbp.compile_kernels()``.
 
-numba compiles a kernel the first time it runs and keeps it in its on-disk cache; a first fit
-from an empty cache spends seconds compiling (measured: a 4-16-3 net about 7 s, a
-784-256-128-10 net about 17 s, each dtype once). This runs every entry point of ``MLP`` once per
-dtype, on a net small enough for the feature-major kernels and on one large enough for the
-parallel BLAS ones, so that the cache holds them all: for a container image or a shared install,
-where the first user should not pay for compilation. Everything else (activations, losses,
-optimizers, layer sizes, batch sizes) reaches the same compiled kernels.
+numba compiles a kernel the first time it runs and keeps it in its on-disk cache, so a first
+fit from an empty cache spends seconds compiling (bench_compile in benchmarks/ tracks how
+many). This runs every kernel entry point once per dtype, in every variant a run can take,
+so that the cache holds them all: for a container image or a shared install, where the first
+user should not pay for compilation. Everything else (activations, losses, optimizers, layer
+sizes, batch sizes) reaches the same compiled kernels.
 """
 import time
 
 import numpy as np
 
+from .model import MLP
+from .optim import Adam
+
 DTYPES = ("float32", "float64")
-# (sizes, rows, batch size): the first takes the small-network kernels, the second the
-# batch-major parallel ones (each product over a million multiply-adds).
-_NETS = (([4, 8, 3], 64, 32), ([64, 128, 10], 512, 256))
+# (sizes, rows, batch size): the feature-major kernels of small nets; the batch-major ones with
+# every product serial (no parallel kernel compiled, see kernels.parts); the batch-major ones
+# split into parallel parts (products over a million multiply-adds, more params than
+# PARALLEL_MIN_PARAMS, enough rows for parallel inference).
+_NETS = (([4, 8, 3], 64, 32), ([64, 128, 10], 64, 32), ([64, 1024, 10], 4096, 256))
 
 
 def compile_kernels(dtypes=DTYPES):
     """Compile, or load from numba's cache, every kernel ``MLP`` uses for each of ``dtypes``;
     returns {dtype: seconds it took}."""
-    from .model import MLP
-    from .optim import Adam
-
     if isinstance(dtypes, str):
         dtypes = (dtypes,)
     try:

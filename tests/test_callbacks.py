@@ -2,6 +2,7 @@
 import io
 import re
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -314,3 +315,21 @@ def test_verbose_1_draws_a_bar_on_a_terminal_and_stays_quiet_otherwise(monkeypat
     assert "sample/s" in text and "200/200" in text
     last = hist.history
     assert f"loss: {last['loss'][-1]:.4f}" in text and f"accuracy: {last['accuracy'][-1]:.4f}" in text
+
+
+def test_history_timing_counts_the_training_steps_apart_from_callbacks_and_validation():
+    X, y = data()
+    slow = []
+
+    class Slow(fastbp.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            time.sleep(0.2)
+            slow.append(epoch)
+
+    t0 = time.perf_counter()
+    hist = model().fit(X, y, epochs=3, validation_split=0.25, verbose=0, callbacks=[Slow()])
+    wall = time.perf_counter() - t0
+    t = hist.timing
+    assert set(t) == {"compile", "train", "validate"} and all(v >= 0 for v in t.values())
+    assert slow == [0, 1, 2] and t["train"] + t["validate"] + t["compile"] <= wall - 0.6
+    assert t["train"] > 0 and t["validate"] > 0

@@ -80,6 +80,10 @@ def test_default_train_reaches_95_percent_validation_accuracy_in_under_10_s(trai
     assert trained["elapsed"] < 10.0
     for line in ("trained 20 epochs in", "samples/s", f"model saved to {trained['path']}"):
         assert line in out
+    # samples/s counts the training steps alone (no compilation, validation or saving)
+    steps_s, rate = re.search(r"\(([\d.]+) s of training steps[^)]*\), ([\d,]+) samples/s", out).groups()
+    steps_s, rate = float(steps_s), float(rate.replace(",", ""))    # steps_s is printed to 0.01 s
+    assert 1617 * 20 / (steps_s + 0.005) <= rate <= 1617 * 20 / max(steps_s - 0.005, 1e-9)
     assert re.search(r"^train:\s+loss [\d.]+\s+accuracy [\d.]+\s+\(1617 samples\)", out, re.M)
     assert re.search(r"^validation:\s+loss [\d.]+\s+accuracy [\d.]+\s+\(180 samples\)", out, re.M)
     assert trained["path"].exists()

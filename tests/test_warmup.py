@@ -28,6 +28,13 @@ for sizes, act, out, n, batch in [([7, 30, 5], "tanh", "softmax", 500, 16),
     m.evaluate(X, y)
     m.loss_and_grad(X[:5], y[:5])
     fastbp.MLP(sizes, activation=act, output=out, seed=2, deterministic=True).fit(X, y, batch_size=batch, verbose=0)
+big = fastbp.MLP([300, 256, 10], seed=0)                  # more params than one thread updates
+Xb, yb = rng.standard_normal((600, 300)).astype(np.float32), rng.integers(0, 10, 600)
+big.train_step(Xb[:64], yb[:64], fastbp.Adam())
+for threads in (fastbp.get_num_threads(), 1):
+    fastbp.set_num_threads(threads)
+    big.fit(Xb, yb, epochs=1, batch_size=64, verbose=0)
+    big.predict(Xb)
 """
 
 
