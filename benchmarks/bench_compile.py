@@ -5,6 +5,7 @@ kernel the run needs is compiled -- what a user pays on the first run after inst
 for one epoch of fit alone and for a first session (fit, then predict and evaluate), on the
 tiny net (serial feature-major kernels) and the mnist net (parallel BLAS kernels).
 Warm: the cache directory was filled by an earlier identical run, so kernels are loaded.
+ColdCommand: the first ``fastbp train`` and ``fastbp compile`` after installing.
 Each call is one process, seconds to a minute long: one sample per benchmark is enough.
 """
 import os
@@ -39,12 +40,13 @@ model.fit(X, y, epochs=1, batch_size={batch}, optimizer=fastbp.Adam(lr={lr}), ve
 _DROP_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-def run_child(cache_dir, code=None):
-    """Run ``code`` (default: one tiny epoch) in a fresh interpreter with NUMBA_CACHE_DIR=cache_dir;
-    raise with its stderr on failure."""
+def run_child(cache_dir, code=None, args=None, cwd=None):
+    """Run ``code`` (default: one tiny epoch), or ``python args``, in a fresh interpreter with
+    NUMBA_CACHE_DIR=cache_dir; raise with its stderr on failure."""
     env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
     env["NUMBA_CACHE_DIR"] = cache_dir
-    p = subprocess.run([sys.executable, "-c", code or child_code("tiny")], env=env, capture_output=True, text=True)
+    argv = [sys.executable] + (args if args is not None else ["-c", code or child_code("tiny")])
+    p = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=cwd)
     if p.returncode != 0:
         raise RuntimeError(f"start-up child failed ({p.returncode}):\n{p.stderr}")
 
@@ -81,6 +83,26 @@ class ColdStart(_OneShot):
     def time_cold_first_session(self, workload):
         """import + compile into an empty cache + one epoch, predict and evaluate."""
         run_child(self.cache_dir, child_code(workload, session=True))
+
+
+class ColdCommand(_OneShot):
+    """The commands a new user runs first, each from an empty cache: ``fastbp train`` (the
+    embedded digits data, its default network; the target is ten seconds on a 2-core machine)
+    and ``fastbp compile`` for float32 (every kernel variant)."""
+
+    def setup(self):
+        self.cache_dir = tempfile.mkdtemp(prefix="fastbp-numba-cold-")
+        self.work_dir = tempfile.mkdtemp(prefix="fastbp-train-")
+
+    def teardown(self):
+        shutil.rmtree(self.cache_dir, ignore_errors=True)
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def time_fastbp_train(self):
+        run_child(self.cache_dir, args=["-m", "fastbp", "train", "-q"], cwd=self.work_dir)
+
+    def time_fastbp_compile(self):
+        run_child(self.cache_dir, args=["-m", "fastbp", "compile", "--dtype", "float32"], cwd=self.work_dir)
 
 
 class WarmStart(_OneShot):
