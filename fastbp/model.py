@@ -193,8 +193,9 @@ class MLP:
     # ---- what the kernels need ----------------------------------------------------------------
     def max_parts(self):
         """How the kernels split parallel work: kernels.parts.DETERMINISTIC (by the shapes alone)
-        in deterministic mode, else at most the thread count."""
-        return parts.DETERMINISTIC if self.deterministic else threads.get_num_threads()
+        in deterministic mode, else for the CPUs this process may use (threads.partition_cpus):
+        never by the thread count, so results do not depend on it."""
+        return parts.DETERMINISTIC if self.deterministic else threads.partition_cpus()
 
     def kernel_parts(self, rows, total_rows=None):
         """The kernels' ``maxparts`` for batches of up to ``rows`` rows (training, or inference
@@ -236,7 +237,7 @@ class MLP:
         n = data.X.shape[0]
         ws = self.workspace(self.block_rows(n, batch_size))
         P = np.empty((n, self.sizes[-1]), self.dtype)
-        with threads.single_threaded_blas(ws.small):
+        with threads.running(threads.get_num_threads(), blas=not ws.small):
             E.run(E.PREDICT, self.params, self.net, ws, data, out=P, last=n, maxparts=self.kernel_parts(ws.cap, n))
         return P
 
@@ -253,7 +254,7 @@ class MLP:
         n = data.X.shape[0]
         ws = self.workspace(cap or self.block_rows(n))
         P = np.empty((n, self.sizes[-1]), self.dtype)
-        with threads.single_threaded_blas(ws.small):
+        with threads.running(threads.get_num_threads(), blas=not ws.small):
             _, total, correct = E.run(E.EVALUATE, self.params, self.net, ws, data, out=P, last=n,
                                       maxparts=self.kernel_parts(ws.cap, n))
         return P, total, correct
@@ -273,7 +274,7 @@ class MLP:
         """Mean loss over the rows of ``data`` and their mean gradient, in a workspace's grads."""
         m = data.X.shape[0]
         ws = self.workspace(m)
-        with threads.single_threaded_blas(ws.small):
+        with threads.running(threads.get_num_threads(), blas=not ws.small):
             _, total, _ = E.run(E.GRADIENT, self.params, self.net, ws, data, order=np.arange(m), last=m,
                                 maxparts=self.kernel_parts(m))
         return total / m, ws.grads

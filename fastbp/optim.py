@@ -93,8 +93,10 @@ class Optimizer:
         """Update ``params`` in place from ``grads`` (flat float arrays of one shape and dtype)."""
         check_flat_pair(params, grads)
         opt = self.kernel_args(params)
-        nthreads = threads.get_num_threads()
-        K.apply_update(params, grads, opt, nthreads if nthreads > 1 and params.shape[0] >= PARALLEL_MIN_PARAMS else None)
+        # chunks fixed by the buffer's size: the same bits on any number of threads
+        split = threads.partition_cpus() > 1 and params.shape[0] >= PARALLEL_MIN_PARAMS
+        with threads.using(threads.get_num_threads()):
+            K.apply_update(params, grads, opt, threads.partition_cpus() if split else None)
         self.iterations = int(opt.step[0])
         return params
 

@@ -1,12 +1,26 @@
-"""Thread control: numba's worker threads for fastbp's kernels, BLAS kept single-threaded inside.
+"""Threads for fastbp's kernels: how many CPUs the process may use, how many threads run now,
+and BLAS held at one thread inside.
+
+Parallel work is split into parts fixed by the shapes and by the number of CPUs this process
+may use (``available_cpus``: its affinity mask and its container's CPU quota), never by the
+number of threads of the moment, so a result is the same bits on any number of threads. That
+leaves fastbp free to run fewer threads than parts: when other processes keep CPUs busy, a
+thread the OS has parked behind them would stall every parallel region of every step (a region
+ends when its slowest thread does), so training follows the load (``LoadMonitor``) unless
+``set_num_threads`` fixed the count.
 
 fastbp parallelizes every matrix product itself, one single-threaded BLAS call per part, so the
-BLAS libraries' own thread pools would only oversubscribe the cores (and make results depend
-on the thread count). While a fastbp kernel runs, every BLAS library in the process is held at
-one thread, then restored, so numpy and scipy elsewhere in the user's program keep theirs.
+BLAS libraries' own thread pools would only oversubscribe the cores. While a fastbp kernel runs,
+every BLAS library in the process is held at one thread, then restored, so numpy and scipy
+elsewhere in the user's program keep theirs; likewise numba's thread count is fastbp's only
+inside fastbp's kernels.
 """
 import contextlib
+import math
+import os
+import sys
 import threading
+import time
 
 import numba
 import numpy as np
@@ -17,21 +31,161 @@ from .kernels.parts import PARALLEL_MIN_PARAMS
 
 _lock = threading.Lock()
 _blas_libs = None
+_pinned = None          # the count set_num_threads fixed, or None: follow the CPUs and the load
+
+
+def _cgroup_quota():
+    """CPUs of this process's container CPU quota (cgroup v2 cpu.max or v1 cfs quota), or None."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":                                   # cgroup v2
+            candidates = [("/sys/fs/cgroup" + path.rstrip("/"), "cpu.max")]
+        elif "cpu" in controllers.split(","):                   # cgroup v1
+            candidates = [(f"/sys/fs/cgroup/{c}{path.rstrip('/')}", "cpu.cfs_quota_us")
+                          for c in (controllers, "cpu", "cpu,cpuacct")]
+        else:
+            continue
+        for folder, name in candidates:
+            try:
+                with open(os.path.join(folder, name)) as f:
+                    fields = f.read().split()
+                if name == "cpu.max":
+                    quota, period = fields[0], fields[1]
+                else:
+                    with open(os.path.join(folder, "cpu.cfs_period_us")) as f:
+                        quota, period = fields[0], f.read().split()[0]
+                if quota in ("max", "-1"):
+                    return None
+                return max(1, math.ceil(int(quota) / int(period)))
+            except (OSError, IndexError, ValueError):
+                continue
+    return None
+
+
+def available_cpus():
+    """How many CPUs this process may use: its affinity mask, within its container's CPU quota."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:                                      # not Linux
+        n = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    return max(1, min(n, quota) if quota else n)
+
+
+def partition_cpus():
+    """The number of CPUs parallel work is split for (kernels.parts): those available, at most
+    the threads numba was started with (NUMBA_NUM_THREADS). Constant for a process."""
+    return max(1, min(available_cpus(), numba.config.NUMBA_NUM_THREADS))
 
 
 def get_num_threads():
-    """Number of threads fastbp's kernels use (numba's current thread count)."""
-    return numba.get_num_threads()
+    """Number of threads fastbp's kernels use at most: the count ``set_num_threads`` fixed, else
+    the CPUs this process may use (fit then runs fewer while other processes keep them busy)."""
+    return _pinned if _pinned is not None else partition_cpus()
 
 
 def set_num_threads(n):
-    """Use ``n`` threads for fastbp's kernels (1 <= n <= the number numba was started with)."""
+    """Use ``n`` threads for fastbp's kernels (1 <= n <= the number numba was started with),
+    however busy the machine; results do not depend on it. ``None``: back to the default (the
+    CPUs this process may use, fewer while other processes keep them busy)."""
+    global _pinned
+    if n is None:
+        _pinned = None
+        return
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
     limit = numba.config.NUMBA_NUM_THREADS
     if not 1 <= n <= limit:
         raise ValueError(f"set_num_threads: n must be between 1 and {limit} (NUMBA_NUM_THREADS), got {n}")
-    numba.set_num_threads(n)
+    _pinned = n
+
+
+def is_pinned():
+    """Whether ``set_num_threads`` fixed the thread count."""
+    return _pinned is not None
+
+
+@contextlib.contextmanager
+def using(n):
+    """numba runs this thread's parallel regions on ``n`` threads inside the block (restored after)."""
+    saved = numba.get_num_threads()
+    if n != saved:
+        numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != saved:
+            numba.set_num_threads(saved)
+
+
+class LoadMonitor:
+    """How many threads to run next: the usable CPUs less those other processes kept busy since
+    the previous call (Linux: /proc/stat for the CPUs this process may run on, less its own CPU
+    time; the hypervisor's steal counts as busy). Elsewhere, or with less than MIN_SECONDS
+    between calls, the previous answer. One per process (``load_monitor``), so that each fit
+    starts from what the last one saw."""
+
+    MIN_SECONDS = 0.05
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.threads = limit
+        self._cpus = self._affinity()
+        self._last = self._sample()
+
+    @staticmethod
+    def _affinity():
+        try:
+            return {f"cpu{c}" for c in os.sched_getaffinity(0)}
+        except AttributeError:
+            return None
+
+    def _sample(self):
+        """(wall seconds, CPU-seconds busy on our CPUs, CPU-seconds this process used), or None."""
+        if self._cpus is None or not sys.platform.startswith("linux"):
+            return None
+        try:
+            busy = 0
+            with open("/proc/stat") as f:
+                for line in f:
+                    name, _, rest = line.partition(" ")
+                    if name in self._cpus:
+                        v = [int(x) for x in rest.split()[:8]]
+                        busy += sum(v) - v[3] - v[4]      # all but idle and iowait
+        except (OSError, ValueError):
+            return None
+        t = os.times()
+        return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), t.user + t.system
+
+    def next_threads(self):
+        """The thread count for the next stretch of work."""
+        now = self._sample()
+        last = self._last
+        if now is None or last is None or now[0] - last[0] < self.MIN_SECONDS:
+            return self.threads
+        wall = now[0] - last[0]
+        others = max(0.0, (now[1] - last[1]) - (now[2] - last[2])) / wall
+        self._last = now
+        self.threads = max(1, min(self.limit, self.limit - int(others + 0.5)))
+        return self.threads
+
+
+_monitor = None
+
+
+def load_monitor():
+    """The process's LoadMonitor for the current thread limit (get_num_threads())."""
+    global _monitor
+    limit = get_num_threads()
+    with _lock:
+        if _monitor is None or _monitor.limit != limit:
+            _monitor = LoadMonitor(limit)
+        return _monitor
 
 
 def _blas_controllers():
@@ -40,6 +194,14 @@ def _blas_controllers():
         from threadpoolctl import ThreadpoolController
         _blas_libs = ThreadpoolController().select(user_api="blas").lib_controllers
     return _blas_libs
+
+
+@contextlib.contextmanager
+def running(n, blas=True):
+    """fastbp's kernels run inside the block: numba's regions on ``n`` threads, every BLAS at one
+    thread (``blas=False``: the kernels call none, leave them be)."""
+    with using(n), single_threaded_blas(not blas):
+        yield
 
 
 @contextlib.contextmanager
@@ -69,5 +231,6 @@ def threading_layer():
     "workqueue"). numba picks it when a parallel kernel first runs, so this runs a tiny one."""
     n = 2 * PARALLEL_MIN_PARAMS
     z = np.zeros(n)
-    K.apply_update(z, np.zeros(n), Opt(K.SGD, np.zeros(K.N_HYPER), np.zeros((0, n)), np.zeros(1, np.int64), 0.0), 2)
+    with using(max(2, get_num_threads())):
+        K.apply_update(z, np.zeros(n), Opt(K.SGD, np.zeros(K.N_HYPER), np.zeros((0, n)), np.zeros(1, np.int64), 0.0), 2)
     return numba.threading_layer()

@@ -144,6 +144,9 @@ class Run:
         cap = batch_size if comm.size == 1 else max(1, -(-min(batch_size, n) // comm.size))
         self.ws = model.workspace(cap)
         self.maxparts = model.kernel_parts(cap)
+        # parts are fixed, so the thread count may follow the load without changing a bit
+        follow_load = self.maxparts is not None and not threads.is_pinned() and threads.get_num_threads() > 1
+        self.load = threads.load_monitor() if follow_load else None
         self.grads = self.ws.grads
         if comm.size > 1:
             self.reduced = np.zeros(model.n_params + N_EXTRA, model.dtype)   # gradient, then the slots
@@ -325,19 +328,21 @@ class Run:
         # Chunks of about CHUNK_SECONDS, sized from the speed of earlier chunks (kept with the
         # workspace, so later fits of this model and batch size start right).
         chunk = max(1, int(CHUNK_SECONDS * ws.steps_per_second)) if ws.steps_per_second else max(1, steps // 50)
-        chunk_cap = steps
+        bound = None
         if self.stream is not None:
-            chunk_cap = _memmap.max_chunk_steps(batch, self.data.X.shape[1] * self.data.X.itemsize)
-        chunk = min(chunk, chunk_cap)
+            bound = _memmap.ChunkBound(batch, self.data.X.shape[1] * self.data.X.itemsize)
+        chunk = min(chunk, bound.steps if bound else steps)
         progress = self.cbs.progress
         self.sigint, self.interrupted = sigint, False
         s = 0
         with threads.single_threaded_blas(ws.small):
             while s < steps:
                 end = min(steps, s + chunk)
+                n_threads = self.load.next_threads() if self.load is not None else threads.get_num_threads()
                 t0 = time.perf_counter()
                 try:
-                    done = self._steps(step_loss, step_correct, order, s, end)
+                    with threads.using(n_threads):
+                        done = self._steps(step_loss, step_correct, order, s, end)
                 finally:
                     opt.iterations = int(self.opt_args.step[0])
                 dt = time.perf_counter() - t0
@@ -348,8 +353,12 @@ class Run:
                 if progress is not None:
                     progress.update(min(n, s * batch), step_loss[:s].sum() / min(n, s * batch))
                 ws.steps_per_second = (s - start) / max(dt, 1e-9)
-                chunk = min(chunk_cap, max(1, int(CHUNK_SECONDS * ws.steps_per_second)))
-                _memmap.release(self.stream)
+                chunk = max(1, int(CHUNK_SECONDS * ws.steps_per_second))
+                if bound is not None:
+                    bound.chunk_done(s - start)
+                    _memmap.release(self.stream)
+                    bound.released()
+                    chunk = min(chunk, bound.steps)
                 if self.interrupted or (s < steps and comm.size == 1 and sigint.hit):
                     raise _Interrupted           # params hold the last completed update
         logs = {"loss": step_loss.sum() / n}

@@ -213,14 +213,13 @@ def train_once(sizes=(64, 128, 64, 10), dtype="float32", threads=None, determini
     rng = np.random.default_rng(4)
     X = rng.standard_normal((3000, sizes[0]))
     y = rng.integers(0, sizes[-1], 3000)
-    old = fastbp.get_num_threads()
     try:
         if threads:
             fastbp.set_num_threads(threads)
         m = fastbp.MLP(list(sizes), dtype=dtype, seed=12, deterministic=deterministic)
         m.fit(X, y, epochs=2, batch_size=256, optimizer="adam", verbose=0)
     finally:
-        fastbp.set_num_threads(old)
+        fastbp.set_num_threads(None)
     return m.params.copy()
 
 
@@ -228,24 +227,29 @@ def test_same_seed_gives_bit_identical_params():
     assert np.array_equal(train_once(), train_once())
 
 
+@pytest.mark.parametrize("deterministic", [False, True])
 @pytest.mark.parametrize("sizes", [(64, 128, 64, 10), (512, 512, 256, 10), (4, 16, 3)])
-def test_deterministic_params_do_not_depend_on_thread_count(sizes):
-    # deterministic=True splits every product by its shape alone; the default splits by thread
-    # count, which changes OpenBLAS's rounding (docs/user_guide/training.rst, "Threads and determinism").
+def test_params_do_not_depend_on_the_thread_count(sizes, deterministic):
+    # Products are split into parts fixed by the shapes and the CPUs the process may use
+    # (deterministic=True: the shapes alone), never by the thread count: fit may then follow the
+    # machine's load without changing a bit.
     import numba
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs 2 threads")
-    assert np.array_equal(train_once(sizes, threads=1, deterministic=True),
-                          train_once(sizes, threads=2, deterministic=True))
+    one = train_once(sizes, threads=1, deterministic=deterministic)
+    assert np.array_equal(one, train_once(sizes, threads=2, deterministic=deterministic))
+    assert np.array_equal(one, train_once(sizes, deterministic=deterministic))     # following the load
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_default_mode_is_repeatable_at_a_fixed_thread_count(threads):
-    import numba
-    if numba.config.NUMBA_NUM_THREADS < threads:
-        pytest.skip(f"needs {threads} threads")
-    sizes = (512, 512, 256, 10)
-    assert np.array_equal(train_once(sizes, threads=threads), train_once(sizes, threads=threads))
+def test_predict_does_not_depend_on_the_thread_count():
+    X = np.random.default_rng(5).standard_normal((20000, 512))
+    m = fastbp.MLP([512, 512, 256, 10], seed=3)
+    try:
+        fastbp.set_num_threads(1)
+        one = m.predict(X)
+    finally:
+        fastbp.set_num_threads(None)
+    assert np.array_equal(one, m.predict(X))
 
 
 # ---- the flat buffer ----------------------------------------------------------------------------

@@ -6,9 +6,11 @@ input features); no two parts write the same element. Parts are fixed by the sha
 
     maxparts is None           everything serial, and no parallel kernel is even compiled: numba
                                drops the branches that test ``maxparts is None`` when it is None
-    maxparts == DETERMINISTIC  parts depend on the shapes alone, never on the thread count
+    maxparts == DETERMINISTIC  parts depend on the shapes alone, never on the CPU count
     maxparts == 1              everything serial
-    maxparts > 1               at most maxparts parts (the thread count)
+    maxparts > 1               for that many CPUs (threads.partition_cpus): one part per CPU
+                               (BLAS repacks the other operand for every part)
+Never by the thread count of the moment: a result is the same bits on any number of threads.
 """
 from .jit import kernel
 

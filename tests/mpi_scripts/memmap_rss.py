@@ -1,12 +1,10 @@
 """Under mpiexec: every rank streams one epoch from a 64 MiB .npy memmap, its pages released
-after every chunk of at most 8 MiB of the file; each rank writes how much its resident memory
-grew (sampled every few milliseconds during fit) to OUT/rank{r}.json, rank 0 also how much it
+after every chunk of minibatches that maps at most 8 MiB (minibatches of 8 rows); each rank writes how much its resident memory
+grew (its peak: the kernel's high-water mark) to OUT/rank{r}.json, rank 0 also how much it
 grew for the same epoch in one process."""
 import json
 import os
 import sys
-import threading
-import time
 
 import numpy as np
 from mpi4py import MPI
@@ -33,39 +31,31 @@ y = np.random.default_rng(1).integers(0, 10, n)
 Xm = np.load(path, mmap_mode="r")
 
 
-def rss_mib():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 2**20
+def status_mib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
 
 
 def grown_while(fn):
-    """How much resident memory grew, at its peak, while fn() ran (sampled every 2 ms)."""
-    peak, done = [rss_mib()], threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak.append(rss_mib())
-            time.sleep(0.002)
-
-    before = rss_mib()
-    watcher = threading.Thread(target=sample)
-    watcher.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        watcher.join()
-    return max(peak) - before
+    """How much resident memory grew, at its peak, while fn() ran: the kernel's high-water mark
+    (VmHWM), reset first (writing 5 to /proc/self/clear_refs), against the resident size before."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = status_mib("VmRSS")
+    fn()
+    return status_mib("VmHWM") - before
 
 
 # compile and allocate outside the measurements
-fastbp.MLP([k, 32, 10], seed=0).fit(Xm[:512], y[:512], epochs=1, batch_size=256, verbose=0, comm=comm)
+fastbp.MLP([k, 32, 10], seed=0).fit(Xm[:512], y[:512], epochs=1, batch_size=8, verbose=0, comm=comm)
 alone = None
 if rank == 0:      # the same epoch in one process, measured alike
-    fastbp.MLP([k, 32, 10], seed=0).fit(Xm[:512], y[:512], epochs=1, batch_size=256, verbose=0)
-    alone = grown_while(lambda: fastbp.MLP([k, 32, 10], seed=0).fit(Xm, y, epochs=1, batch_size=256, verbose=0))
+    fastbp.MLP([k, 32, 10], seed=0).fit(Xm[:512], y[:512], epochs=1, batch_size=8, verbose=0)
+    alone = grown_while(lambda: fastbp.MLP([k, 32, 10], seed=0).fit(Xm, y, epochs=1, batch_size=8, verbose=0))
 comm.Barrier()
-grown = grown_while(lambda: fastbp.MLP([k, 32, 10], seed=0).fit(Xm, y, epochs=1, batch_size=256, verbose=0,
+grown = grown_while(lambda: fastbp.MLP([k, 32, 10], seed=0).fit(Xm, y, epochs=1, batch_size=8, verbose=0,
                                                                  comm=comm))
 with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
     json.dump({"rank": rank, "grown_mib": grown, "one_process_mib": alone}, f)

@@ -1,0 +1,119 @@
+"""How many threads fastbp runs: the CPUs the process may use, fewer while other processes keep
+them busy, or what set_num_threads fixed; numba's own thread count is left as it was."""
+import os
+import subprocess
+import sys
+import time
+
+import numba
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import threads
+
+
+@pytest.fixture(autouse=True)
+def unpinned():
+    fastbp.set_num_threads(None)
+    yield
+    fastbp.set_num_threads(None)
+
+
+def test_default_is_the_cpus_this_process_may_use(monkeypatch):
+    monkeypatch.setattr(threads, "_cgroup_quota", lambda: None)
+    assert threads.available_cpus() == len(os.sched_getaffinity(0))
+    assert fastbp.get_num_threads() == min(len(os.sched_getaffinity(0)), numba.config.NUMBA_NUM_THREADS)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert threads.available_cpus() == 1 and fastbp.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("files,expected", [
+    ({"cgroup": "0::/job\n", "job/cpu.max": "150000 100000\n"}, 2),               # v2: 1.5 CPUs
+    ({"cgroup": "0::/job\n", "job/cpu.max": "max 100000\n"}, None),               # v2: no quota
+    ({"cgroup": "4:cpu,cpuacct:/box\n", "cpu,cpuacct/box/cpu.cfs_quota_us": "100000\n",
+      "cpu,cpuacct/box/cpu.cfs_period_us": "100000\n"}, 1),                        # v1: one CPU
+    ({"cgroup": "4:cpu,cpuacct:/box\n", "cpu,cpuacct/box/cpu.cfs_quota_us": "-1\n",
+      "cpu,cpuacct/box/cpu.cfs_period_us": "100000\n"}, None),                     # v1: unlimited
+    ({"cgroup": "1:name=systemd:/\n"}, None),                                       # no cpu controller
+])
+def test_a_containers_cpu_quota_bounds_the_count(tmp_path, monkeypatch, files, expected):
+    for name, text in files.items():
+        path = tmp_path / ("proc_cgroup" if name == "cgroup" else f"sys/{name}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    real_open = open
+
+    def fake_open(path, *a, **k):
+        path = os.fspath(path)
+        if path == "/proc/self/cgroup":
+            path = str(tmp_path / "proc_cgroup")
+        elif path.startswith("/sys/fs/cgroup"):
+            path = str(tmp_path / "sys") + path[len("/sys/fs/cgroup"):]
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    assert threads._cgroup_quota() == expected
+    if expected:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+        assert threads.available_cpus() == expected
+
+
+def test_set_num_threads_fixes_the_count_and_none_restores_the_default():
+    default = fastbp.get_num_threads()
+    fastbp.set_num_threads(1)
+    assert fastbp.get_num_threads() == 1 and threads.is_pinned()
+    fastbp.set_num_threads(None)
+    assert fastbp.get_num_threads() == default and not threads.is_pinned()
+    with pytest.raises(ValueError, match="between 1 and"):
+        fastbp.set_num_threads(numba.config.NUMBA_NUM_THREADS + 1)
+    with pytest.raises(TypeError, match="must be an int"):
+        fastbp.set_num_threads(1.5)
+
+
+def test_fastbp_leaves_numbas_thread_count_as_it_was():
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 threads")
+    numba.set_num_threads(1)
+    try:
+        X = np.random.default_rng(0).standard_normal((2048, 256))
+        m = fastbp.MLP([256, 512, 10], seed=0)
+        fastbp.set_num_threads(2)
+        m.fit(X, np.arange(2048) % 10, epochs=1, batch_size=512, verbose=0)
+        m.predict(X)
+        assert numba.get_num_threads() == 1
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+
+def test_load_monitor_leaves_out_the_cpus_other_processes_keep_busy(monkeypatch):
+    mon = threads.LoadMonitor(4)
+    samples = iter([
+        (1.0, 10.0, 5.0),     # wall s, CPU-s busy on our CPUs, CPU-s we used
+        (2.0, 14.0, 9.0),     # others used 0 CPUs: all 4 threads
+        (3.0, 17.9, 12.0),    # others 0.9 CPUs: 3
+        (4.0, 21.9, 14.0),    # others 2.0: 2
+        (4.01, 30.0, 14.0),   # too short an interval to judge: as before
+        (5.0, 34.0, 14.0),    # others 4 (and more than the limit): never below 1
+    ])
+    monkeypatch.setattr(mon, "_sample", lambda: next(samples))
+    mon._last = mon._sample()
+    assert [mon.next_threads() for _ in range(5)] == [4, 3, 2, 2, 1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
+def test_a_busy_neighbour_takes_a_thread_away():
+    if threads.partition_cpus() < 2:
+        pytest.skip("needs 2 CPUs")
+    hog = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time() + 30\nwhile time.time() < t: pass"])
+    try:
+        mon = threads.LoadMonitor(2)
+        decisions = []
+        for _ in range(10):
+            time.sleep(0.2)
+            decisions.append(mon.next_threads())
+    finally:
+        hog.kill()
+        hog.wait()
+    assert decisions[-3:] == [1, 1, 1], decisions
