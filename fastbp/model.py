@@ -16,18 +16,19 @@ from . import interop
 from . import io
 from . import threads
 from . import training
-from ._layout import Layout
+from ._layout import BATCH_NORM, LAYER_NORM, NO_NORM, Layout
 from .errors import TrainingDiverged
 from .kernels import epoch as E
 from .kernels import parts
 from .kernels.activations import HIDDEN, OUTPUT
-from .kernels.args import Net, Workspace
+from .kernels.args import Workspace, make_net
 from .kernels.losses import AUTO, LOSSES
 from .kernels.small import SMALL_MAX_WORK
 from .optim import get_optimizer
 from .validation import _describe, check_bool, check_dtype, check_int, check_number
 
-INITS = ("auto", "he", "glorot", "normal")
+INITS = ("auto", "he", "glorot", "lecun", "normal")
+NORMS = {None: NO_NORM, "none": NO_NORM, "layer": LAYER_NORM, "batch": BATCH_NORM}
 # Rows per block in predict/evaluate: large enough for BLAS efficiency, small enough to stay in cache.
 INFER_BLOCK = 2048
 # A small net predicts in feature-major blocks when they can hold at least this many rows.
@@ -37,16 +38,23 @@ MAX_WORKSPACES = 5
 
 
 class Layer:
-    """One dense layer: ``W`` (in, out) and ``b`` (out,) are views into the model's params."""
+    """One dense layer and what follows it: Dense -> norm -> activation -> dropout.
 
-    def __init__(self, W, b, activation):
-        self.W = W
-        self.b = b
-        self.activation = activation
+    ``W`` (in, out), ``b`` (out,), ``gamma`` and ``beta`` (out,) are views into the model's
+    params; ``running_mean`` and ``running_var`` (out,) views into its buffers. Each is None
+    where the layer has no such tensor (no bias; no norm; no batch norm).
+    """
+
+    def __init__(self, W, b, gamma, beta, running_mean, running_var, activation, norm, dropout):
+        self.W, self.b, self.gamma, self.beta = W, b, gamma, beta
+        self.running_mean, self.running_var = running_mean, running_var
+        self.activation, self.norm, self.dropout = activation, norm, dropout
 
     def __repr__(self):
         n_in, n_out = self.W.shape
-        return f"Layer({n_in} -> {n_out}, {self.activation}{', bias' if self.b is not None else ''})"
+        extra = "".join([", bias" if self.b is not None else "", f", {self.norm} norm" if self.norm else "",
+                         f", dropout {self.dropout:g}" if self.dropout else ""])
+        return f"Layer({n_in} -> {n_out}, {self.activation}{extra})"
 
 
 class MLP:
@@ -56,18 +64,23 @@ class MLP:
     ----------
     sizes : sequence of int
         Input width, hidden widths..., output width; at least two entries.
-    activation : {"linear", "sigmoid", "tanh", "relu"}
-        Hidden-layer activation.
-    output : {"linear", "sigmoid", "softmax"}
+    activation : str or list of str
+        Hidden-layer activation: one name for every hidden layer, or a list with one per hidden
+        layer: "linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu",
+        "gelu_tanh", "silu", "softplus", "mish" (torch semantics).
+    output : {"linear", "sigmoid", "softmax", "exp"}
         Output activation.
-    loss : {"auto", "mse", "half_mse", "cross_entropy", "binary_cross_entropy"}
-        "auto" picks cross_entropy for softmax, binary_cross_entropy for sigmoid, mse for linear.
-        cross_entropy needs softmax, binary_cross_entropy needs sigmoid.
+    loss : {"auto", "mse", "half_mse", "cross_entropy", "binary_cross_entropy", "mae", "huber", "poisson"}
+        "auto" picks cross_entropy for softmax, binary_cross_entropy for sigmoid, mse for linear,
+        poisson for exp. cross_entropy needs softmax, binary_cross_entropy sigmoid, mae and huber
+        linear, poisson exp.
     bias : bool
         Whether layers have biases (the seeds' hand-worked nets have none).
-    init : {"auto", "he", "glorot", "normal"}
-        he: N(0, 2/in); glorot: U(+-sqrt(6/(in+out))); normal: N(0, init_scale^2); auto is he
-        for relu, glorot otherwise. Biases start at zero.
+    init : {"auto", "he", "glorot", "lecun", "normal"}
+        he: N(0, 2/in); glorot: U(+-sqrt(6/(in+out))); lecun: N(0, 1/in); normal:
+        N(0, init_scale^2); auto picks per layer from its activation (he for the relu family,
+        gelu, silu, softplus, mish; lecun for selu; glorot for linear, sigmoid, tanh; the output
+        layer as the last hidden one). Biases start at zero, gamma at one, beta at zero.
     init_scale : float
         Standard deviation for init="normal".
     dtype : {"float32", "float64"}
@@ -76,15 +89,35 @@ class MLP:
     deterministic : bool
         Split work into parts fixed by the shapes alone, so results do not depend on the
         thread count (see the user guide, "Threads and determinism").
+    dropout : float or list of float
+        Inverted dropout after each hidden layer's activation in training (rate in [0, 1), one
+        for all hidden layers or one per hidden layer); never in predict, evaluate or
+        loss_and_grad.
+    norm : {None, "layer", "batch"} or list
+        Normalization of each hidden layer's pre-activation: torch's LayerNorm or BatchNorm1d
+        (eps 1e-5, momentum 0.1).
+    l1, l2 : float
+        Penalties l1*sum|W| + l2*sum W**2 over every weight matrix (not biases or norm
+        parameters), in the training loss and every reported loss (Keras regularizers).
+    label_smoothing : float in [0, 1)
+        cross_entropy only: targets y*(1-eps) + eps/k.
+    huber_delta : float > 0
+        The huber loss's delta.
 
     Attributes
     ----------
     params : ndarray
         The one flat parameter buffer; writing into it changes the model.
     layers : list of Layer
-        ``layers[i].W`` (in, out) and ``.b`` (out,) are views into ``params``.
+        ``layers[i].W`` (in, out), ``.b``, ``.gamma``, ``.beta`` (out,) are views into
+        ``params``; ``.running_mean``, ``.running_var`` views into ``buffers``.
+    buffers : ndarray
+        The running statistics of batch norm (per batch-norm layer: mean, then variance);
+        empty without batch norm. Saved with the model, never touched by optimizers.
+    updates : int
+        The model's lifetime count of optimizer updates (keys the dropout masks; saved).
     layout : Layout
-        Where each W and b lives in ``params``.
+        Where each W, b, gamma and beta lives in ``params``.
     rng : numpy.random.Generator
         The model's random stream: it initialized the params and shuffles every fit's epochs
         (kept in checkpoints, so a resumed fit shuffles as an uninterrupted one).
@@ -96,9 +129,12 @@ class MLP:
     """
 
     def __init__(self, sizes, activation="relu", output="softmax", loss="auto", bias=True, init="auto",
-                 init_scale=1.0, dtype="float32", seed=0, deterministic=False):
+                 init_scale=1.0, dtype="float32", seed=0, deterministic=False, dropout=0.0, norm=None, l1=0.0,
+                 l2=0.0, label_smoothing=0.0, huber_delta=1.0):
         sizes = self._check_sizes(sizes)
-        act_code = HIDDEN.code(activation, "activation")
+        n_hidden = len(sizes) - 2
+        acts = self._per_layer("activation", activation, n_hidden, str)
+        act_codes = [HIDDEN.code(a, "activation") for a in acts]
         out_code = OUTPUT.code(output, "output")
         if loss == "auto":
             loss = AUTO.get(output, loss)
@@ -111,6 +147,27 @@ class MLP:
         init_scale = check_number("init_scale", init_scale)
         if init_scale <= 0:
             raise ValueError(f"init_scale: expected a number > 0, got {init_scale}")
+        rates = [check_number(f"dropout[{i}]" if not isinstance(dropout, (int, float)) else "dropout", r)
+                 for i, r in enumerate(self._per_layer("dropout", dropout, n_hidden, (int, float)))]
+        for r in rates:
+            if not 0.0 <= r < 1.0:
+                raise ValueError(f"dropout: expected a rate in [0, 1), got {r}")
+        norms = self._per_layer("norm", norm, n_hidden, (str, type(None)))
+        for v in norms:
+            if v not in NORMS:
+                raise ValueError(f"norm: unknown name {v!r}; expected None, 'layer' or 'batch'")
+        l1, l2 = check_number("l1", l1), check_number("l2", l2)
+        for name, v in (("l1", l1), ("l2", l2)):
+            if not (v >= 0 and math.isfinite(v)):
+                raise ValueError(f"{name}: expected a finite number >= 0, got {v}")
+        label_smoothing = check_number("label_smoothing", label_smoothing)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing: expected a number in [0, 1), got {label_smoothing}")
+        if label_smoothing and loss != "cross_entropy":
+            raise ValueError(f"label_smoothing: applies to loss='cross_entropy' only, got loss={loss!r}")
+        huber_delta = check_number("huber_delta", huber_delta)
+        if not (huber_delta > 0 and math.isfinite(huber_delta)):
+            raise ValueError(f"huber_delta: expected a finite number > 0, got {huber_delta}")
         self.dtype = check_dtype(dtype)
         self.seed = check_int("seed", seed, 0)
         self.bias = check_bool("bias", bias)
@@ -119,14 +176,28 @@ class MLP:
         self.sizes = sizes
         self.activation, self.output, self.loss = activation, output, loss
         self.init, self.init_scale = init, init_scale
+        self.dropout, self.norm = dropout, norm
+        self.l1, self.l2, self.label_smoothing, self.huber_delta = l1, l2, label_smoothing, huber_delta
         self.is_classifier = loss_entry.classifier
-        self.layout = Layout(sizes, self.bias)
+        norm_codes = [NORMS[v] for v in norms] + [NO_NORM]
+        self.layout = Layout(sizes, self.bias, norm_codes)
         self.params = self.layout.zeros(self.dtype)
+        self.buffers = np.zeros(self.layout.n_stats, self.dtype)
         L = self.layout.n_layers
-        self.layers = [Layer(W, b, activation if i < L - 1 else output)
-                       for i, (W, b) in enumerate(self.layout.views(self.params))]
-        self.net = Net(self.layout.sizes_arr, self.layout.woff, self.layout.boff,
-                       np.array([act_code] * (L - 1) + [out_code], np.int64), loss_entry.code)
+        self.layers = [Layer(W, b, g, beta, rm, rv, acts[i] if i < L - 1 else output,
+                             norms[i] if i < L - 1 and norms[i] != "none" else None, rates[i] if i < L - 1 else 0.0)
+                       for i, ((W, b, g, beta), (rm, rv)) in enumerate(zip(self.layout.views(self.params),
+                                                                         self.layout.stat_views(self.buffers)))]
+        codes = np.array(act_codes + [out_code], np.int64)
+        rate = np.array(rates + [0.0])
+        full = np.array([int(norm_codes[i] != NO_NORM or rate[i] > 0 or not HIDDEN.get(acts[i]).from_output)
+                         for i in range(L - 1)] + [0], np.int64)
+        key = np.random.SeedSequence(self.seed).generate_state(1, np.uint64)[0]
+        lay = self.layout
+        self.net = make_net(lay.sizes_arr, lay.woff, lay.boff, codes, loss_entry.code, norm=lay.norm_arr,
+                            goff=lay.goff, roff=lay.roff, rate=rate, full=full, stats=self.buffers, key=key, l1=l1,
+                            l2=l2, huber_delta=huber_delta, smoothing=label_smoothing)
+        self.plain = not (full.any() or l1 or l2)
         self.rng = np.random.default_rng(self.seed)
         self._initialize()
         self._workspaces = {}
@@ -147,12 +218,30 @@ class MLP:
             check_int(f"sizes[{i}]", s, 1)
         return [int(s) for s in sizes]
 
+    @staticmethod
+    def _per_layer(name, value, n_hidden, kinds):
+        """``value`` for each of the n_hidden hidden layers: one value for all, or a list of
+        exactly n_hidden."""
+        if isinstance(value, kinds) and not isinstance(value, bool):
+            return [value] * n_hidden
+        if isinstance(value, (list, tuple)):
+            if len(value) != n_hidden:
+                raise ValueError(f"{name}: expected one value or a list of {n_hidden} (one per hidden layer), "
+                                 f"got a list of {len(value)}")
+            return list(value)
+        raise TypeError(f"{name}: expected one value or a list of {n_hidden} (one per hidden layer), "
+                        f"got {_describe(value)}")
+
     def _initialize(self):
         """Fill params from the model's random stream (which then goes on to shuffle fit's batches)."""
-        init = self.init
-        if init == "auto":
-            init = HIDDEN.get(self.activation).init
-        for layer in self.layers:
+        L = len(self.layers)
+        for i, layer in enumerate(self.layers):
+            init = self.init
+            if init == "auto":
+                # the output layer takes the last hidden layer's choice (a net without hidden
+                # layers, the activation argument's)
+                hidden = self.layers[min(i, L - 2)].activation if L > 1 else self.activation
+                init = HIDDEN.get(hidden if isinstance(hidden, str) else "relu").init
             W, b = layer.W, layer.b
             n_in, n_out = W.shape
             if init == "he":
@@ -160,35 +249,80 @@ class MLP:
             elif init == "glorot":
                 lim = math.sqrt(6.0 / (n_in + n_out))
                 W[...] = self.rng.uniform(-lim, lim, (n_in, n_out))
+            elif init == "lecun":
+                W[...] = self.rng.standard_normal((n_in, n_out)) * math.sqrt(1.0 / n_in)
             else:
                 W[...] = self.rng.standard_normal((n_in, n_out)) * self.init_scale
             if b is not None:
                 b[...] = 0
+            if layer.gamma is not None:
+                layer.gamma[...] = 1
+                layer.beta[...] = 0
+            if layer.running_var is not None:
+                layer.running_mean[...] = 0
+                layer.running_var[...] = 1
 
     @property
     def n_params(self):
         """Number of parameters (the length of ``params``)."""
         return self.layout.size
 
+    @property
+    def updates(self):
+        """The model's lifetime count of optimizer updates (keys the dropout masks)."""
+        return int(self.net.updates[0])
+
+    @updates.setter
+    def updates(self, value):
+        self.net.updates[0] = check_int("updates", value, 0)
+
     def config(self):
         """Constructor arguments (JSON-able), as saved in model files."""
-        return dict(sizes=self.sizes, activation=self.activation, output=self.output, loss=self.loss,
+        listed = (lambda v: list(v) if isinstance(v, (list, tuple)) else v)
+        return dict(sizes=self.sizes, activation=listed(self.activation), output=self.output, loss=self.loss,
                     bias=self.bias, init=self.init, init_scale=self.init_scale, dtype=self.dtype.name,
-                    seed=self.seed, deterministic=self.deterministic)
+                    seed=self.seed, deterministic=self.deterministic, dropout=listed(self.dropout),
+                    norm=listed(self.norm), l1=self.l1, l2=self.l2, label_smoothing=self.label_smoothing,
+                    huber_delta=self.huber_delta)
 
     def __repr__(self):
+        extra = "".join(f", {k}={v!r}" for k, v in (("dropout", self.dropout), ("norm", self.norm), ("l1", self.l1),
+                                                     ("l2", self.l2), ("label_smoothing", self.label_smoothing))
+                        if v)
         return (f"MLP({self.sizes}, activation={self.activation!r}, output={self.output!r}, loss={self.loss!r}, "
-                f"bias={self.bias}, dtype={self.dtype.name!r}, params={self.n_params})")
+                f"bias={self.bias}{extra}, dtype={self.dtype.name!r}, params={self.n_params})")
 
     def summary(self):
-        """A Keras-style table of layers and parameter counts, as a string."""
-        lines = [f"{'layer':<8}{'shape':<16}{'activation':<12}{'params':>10}"]
+        """A Keras-style table of layers (with their norm and dropout) and parameter counts, as a
+        string."""
+        lines = [f"{'layer':<8}{'shape':<16}{'activation':<12}{'norm':<8}{'dropout':<9}{'params':>10}"]
         for i, layer in enumerate(self.layers):
             n_in, n_out = layer.W.shape
-            n = n_in * n_out + (n_out if self.bias else 0)
-            lines.append(f"{i:<8}{f'{n_in} -> {n_out}':<16}{layer.activation:<12}{n:>10}")
+            n = n_in * n_out + (n_out if self.bias else 0) + (2 * n_out if layer.gamma is not None else 0)
+            lines.append(f"{i:<8}{f'{n_in} -> {n_out}':<16}{layer.activation:<12}{layer.norm or '-':<8}"
+                         f"{f'{layer.dropout:g}' if layer.dropout else '-':<9}{n:>10}")
         lines.append(f"total parameters: {self.n_params} ({self.dtype.name}, loss {self.loss})")
+        if self.buffers.size:
+            lines.append(f"running statistics: {self.buffers.size} (batch norm)")
+        if self.l1 or self.l2:
+            lines.append(f"penalties on W: l1={self.l1:g}, l2={self.l2:g}")
         return "\n".join(lines)
+
+    def penalty(self):
+        """The l1/l2 penalty at the current weights: l1*sum|W| + l2*sum W**2 (float)."""
+        if not (self.l1 or self.l2):
+            return 0.0
+        total = 0.0
+        for layer in self.layers:
+            W = layer.W.astype(np.float64)
+            total += self.l1 * np.abs(W).sum() + self.l2 * (W * W).sum()
+        return float(total)
+
+    def check_batch_rows(self, name, m):
+        """Batch norm cannot normalize a training batch of one row (as torch): a clear error."""
+        if m == 1 and self.buffers.size:
+            raise ValueError(f"{name}: a training batch of one row with batch norm (its variance is undefined, "
+                             f"as in torch); use batches of at least two rows")
 
     # ---- what the kernels need ----------------------------------------------------------------
     def max_parts(self):
@@ -213,12 +347,15 @@ class MLP:
             if len(self._workspaces) >= MAX_WORKSPACES:      # keep memory bounded across many batch sizes
                 self._workspaces.clear()
             blas_parts = max(parts.DET_MAX_PARTS, numba.config.NUMBA_NUM_THREADS)
-            ws = Workspace(self.sizes, self.n_params, cap, self.dtype, cap <= self._small_max_rows(), blas_parts)
+            ws = Workspace(self.net, self.n_params, cap, self.dtype, cap <= self._small_max_rows(), blas_parts)
             self._workspaces[cap] = ws
         return ws
 
     def _small_max_rows(self):
-        """The most rows a batch may have to take the feature-major small-network kernels."""
+        """The most rows a batch may have to take the feature-major small-network kernels
+        (which run plain networks only)."""
+        if not self.plain:
+            return 0
         return SMALL_MAX_WORK // max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
 
     def block_rows(self, n, batch_size=None):
@@ -257,7 +394,7 @@ class MLP:
         with threads.running(threads.get_num_threads(), blas=not ws.small):
             _, total, correct = E.run(E.EVALUATE, self.params, self.net, ws, data, out=P, last=n,
                                       maxparts=self.kernel_parts(ws.cap, n))
-        return P, total, correct
+        return P, total + n * self.penalty(), correct
 
     def evaluate(self, X, y, sample_weight=None, batch_size=None):
         """{"loss": mean loss, "accuracy": fraction correct (classification losses only)}."""
@@ -270,31 +407,42 @@ class MLP:
         return logs
 
     # ---- one batch ------------------------------------------------------------------------------
-    def _batch_gradient(self, data):
-        """Mean loss over the rows of ``data`` and their mean gradient, in a workspace's grads."""
+    def _batch_gradient(self, data, mode=E.GRADIENT):
+        """Mean loss over the rows of ``data`` and their mean gradient, in a workspace's grads
+        (mode TRAIN_GRADIENT: as a training step, with dropout and running statistics)."""
         m = data.X.shape[0]
         ws = self.workspace(m)
         with threads.running(threads.get_num_threads(), blas=not ws.small):
-            _, total, _ = E.run(E.GRADIENT, self.params, self.net, ws, data, order=np.arange(m), last=m,
+            _, total, _ = E.run(mode, self.params, self.net, ws, data, order=np.arange(m), last=m,
                                 maxparts=self.kernel_parts(m))
         return total / m, ws.grads
 
     def loss_and_grad(self, X, y, sample_weight=None):
-        """(loss, grad) on exactly this batch; grad is a new flat array in the params layout."""
-        loss, grads = self._batch_gradient(D.prepare(self, X, y, sample_weight))
+        """(loss, grad) on exactly this batch; grad is a new flat array in the params layout.
+
+        No dropout; batch norm uses the batch's statistics and updates no running statistic
+        (torch's training mode without a step). The loss includes the l1/l2 penalty."""
+        data = D.prepare(self, X, y, sample_weight)
+        self.check_batch_rows("X", data.X.shape[0])
+        loss, grads = self._batch_gradient(data)
         return loss, grads.copy()
 
     def train_step(self, X, y, optimizer, sample_weight=None):
-        """One update on exactly this batch; returns the loss before the update."""
+        """One update on exactly this batch, as a step of fit (dropout, running statistics);
+        returns the loss before the update."""
         opt = get_optimizer(optimizer)
         data = D.prepare(self, X, y, sample_weight)
         opt.check_params(self.params)    # raises before any work if opt belongs to another model
-        loss, grads = self._batch_gradient(data)
+        self.check_batch_rows("X", data.X.shape[0])
+        buffers = self.buffers.copy()
+        loss, grads = self._batch_gradient(data, E.TRAIN_GRADIENT)
         if not (math.isfinite(loss) and np.isfinite(grads).all()):
+            self.buffers[...] = buffers
             raise TrainingDiverged(f"train_step: the loss ({loss}) or its gradient is NaN or inf on this batch; "
-                                   f"params and optimizer state are unchanged. Try a smaller learning rate "
-                                   f"(now {opt.lr:g}) or clip_norm on the optimizer.")
+                                   f"params, running statistics and optimizer state are unchanged. Try a smaller "
+                                   f"learning rate (now {opt.lr:g}) or clip_norm on the optimizer.")
         opt.step(self.params, grads)
+        self.net.updates[0] += 1
         return loss
 
     # ---- training -------------------------------------------------------------------------------
@@ -386,20 +534,25 @@ class MLP:
     def __getstate__(self):
         # In-memory pickling (copy.deepcopy, multiprocessing, scikit-learn clones). Files use
         # save/load, which never unpickle.
-        return {"config": self.config(), "params": self.params.copy(), "rng": self.rng.bit_generator.state,
-                "optimizer": self.optimizer, "history": self.history}
+        return {"config": self.config(), "params": self.params.copy(), "buffers": self.buffers.copy(),
+                "updates": self.updates, "rng": self.rng.bit_generator.state, "optimizer": self.optimizer,
+                "history": self.history}
 
     def __setstate__(self, state):
         self.__init__(**state["config"])     # rebuilds the flat buffer and the layer views into it
         self.params[...] = state["params"]
+        self.buffers[...] = state.get("buffers", self.buffers)
+        self.updates = state.get("updates", 0)
         self.rng.bit_generator.state = state["rng"]
         self.optimizer = state["optimizer"]
         self.history = state["history"]
 
     def copy(self):
-        """An independent model with the same config and params."""
+        """An independent model with the same config, params, running statistics and update count."""
         m = MLP(**self.config())
         m.params[...] = self.params
+        m.buffers[...] = self.buffers
+        m.updates = self.updates
         return m
 
 

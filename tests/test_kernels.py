@@ -14,7 +14,7 @@ from fastbp.kernels import mathfn as M
 from fastbp.kernels import optimizers as O
 from fastbp._layout import Layout
 from fastbp.kernels import epoch as E
-from fastbp.kernels.args import Data, Net, Opt, workspace_arrays
+from fastbp.kernels.args import Data, Opt, make_net, workspace_arrays
 from fastbp.kernels.parts import DETERMINISTIC, n_parts, part_range
 
 TOL = {np.float32: 2e-6, np.float64: 1e-13}
@@ -266,10 +266,10 @@ def network(sizes, act, out, loss, bias, seed=0):
     """(Layout, params, Net) of a float64 net with random params, as MLP would build them."""
     lay = Layout(sizes, bias)
     params = np.random.default_rng(seed).standard_normal(lay.size) * 0.4
-    for W, _ in lay.views(params):
+    for W, *_ in lay.views(params):
         W *= 2.5 / np.sqrt(W.shape[0])          # logits of order 1: no saturated probabilities
     codes = [A.HIDDEN.code(act)] * (len(sizes) - 2) + [A.OUTPUT.code(out)]
-    return lay, params, Net(lay.sizes_arr, lay.woff, lay.boff, np.array(codes, np.int64), Lo.LOSSES.code(loss))
+    return lay, params, make_net(lay.sizes_arr, lay.woff, lay.boff, codes, Lo.LOSSES.code(loss))
 
 
 def batch_data(n, sizes, loss, weighted, seed=1):
@@ -308,7 +308,7 @@ def test_batch_gradient_kernels_match_the_reference(kind, maxparts, act, out, lo
     data, Y, sw = batch_data(300, sizes, loss, weighted)
     m = 40 if kind == "small" else 128
     rows = np.random.default_rng(2).permutation(300)[:m]
-    work = workspace_arrays(sizes, m, np.float64, 8)
+    work = workspace_arrays(net, m, np.float64, 8)
     grads = np.full(lay.size, np.nan)
     args = (E.GRADIENT, np.zeros((0, sizes[-1])), np.zeros(0), np.zeros(0), params, grads, no_opt(), net, data,
             rows, 0, m, m, work)
@@ -331,7 +331,7 @@ def test_predict_and_evaluate_kernels_match_the_reference(kind, maxparts, out, l
     lay, params, net = network(sizes, "tanh", out, loss, True, seed=3)
     data, Y, sw = batch_data(300, sizes, loss, True, seed=4)
     cap = 64 if kind == "small" else 128           # several blocks, the last partial
-    work = workspace_arrays(sizes, cap, np.float64, 8)
+    work = workspace_arrays(net, cap, np.float64, 8)
     P, P2 = np.empty((300, sizes[-1])), np.empty((300, sizes[-1]))
     for mode, dest in ((E.PREDICT, P), (E.EVALUATE, P2)):
         args = (mode, dest, np.zeros(0), np.zeros(0), params, np.zeros(lay.size), no_opt(), net, data,
@@ -359,7 +359,7 @@ def test_train_steps_kernels_replay_the_reference(kind, maxparts, opt):
     data, Y, _ = batch_data(300, sizes, "cross_entropy", False, seed=6)
     order = np.random.default_rng(7).permutation(300)
     batch, first, last = 64 if kind == "small" else 128, 1, 3      # minibatches 1 and 2 (the last partial)
-    work = workspace_arrays(sizes, batch, np.float64, 8)
+    work = workspace_arrays(net, batch, np.float64, 8)
     h = np.zeros(O.N_HYPER)
     h[[O.H_LR, O.H_BETA1, O.H_BETA2, O.H_EPS]] = 0.05, 0.9, 0.999, 1e-8
     code, n_states = (O.SGD, 0) if opt == "sgd" else (O.ADAM, 2)

@@ -14,17 +14,50 @@ from collections import namedtuple
 import numpy as np
 
 # What network.run_batches and small.run_batches_small do with their batches.
-TRAIN, GRADIENT, EVALUATE, PREDICT = 0, 1, 2, 3
+# TRAIN_GRADIENT is the gradient of a training step without its update (MPI updates after the
+# Allreduce): dropout on and batch-norm running statistics updated, as in TRAIN.
+TRAIN, GRADIENT, EVALUATE, PREDICT, TRAIN_GRADIENT = 0, 1, 2, 3, 4
 
-Net = namedtuple("Net", ["sizes", "woff", "boff", "act", "loss"])
+Net = namedtuple("Net", ["sizes", "woff", "boff", "act", "loss", "norm", "goff", "roff", "rate", "full", "stats",
+                         "updates", "key", "l1", "l2", "huber_delta", "smoothing"])
 Net.__doc__ = """The network as the kernels see it (L layers).
 
-sizes  (L+1,) int64  widths: input, hidden..., output
-woff   (L,) int64    offset of W_l (sizes[l], sizes[l+1]), row-major, in the flat params
-boff   (L,) int64    offset of b_l (sizes[l+1],) in the flat params; -1 without bias
-act    (L,) int64    activation code of each layer's output (the last is the output activation)
-loss   int           loss code
+sizes     (L+1,) int64  widths: input, hidden..., output
+woff      (L,) int64    offset of W_l (sizes[l], sizes[l+1]), row-major, in the flat params
+boff      (L,) int64    offset of b_l (sizes[l+1],) in the flat params; -1 without bias
+act       (L,) int64    activation code of each layer's output (the last is the output activation)
+loss      int           loss code
+norm      (L,) int64    normalization code of each layer (_layout: NO_NORM, LAYER_NORM, BATCH_NORM)
+goff      (L,) int64    offset of gamma_l (then beta_l) in the flat params; -1 without norm
+roff      (L,) int64    offset of the running mean (then variance) in ``stats``; -1 without batch norm
+rate      (L,) float64  dropout rate after each layer (0: none; always 0 for the output layer)
+full      (L,) int64    1 where a hidden layer keeps its activation's input (norm, dropout, or an
+                        activation whose derivative needs its input), 0 where the derivative is
+                        taken from the output alone (the plain layers of old)
+stats     (n_stats,)    the running statistics of batch norm (model.buffers)
+updates   (1,) int64    the model's lifetime update count; keys the dropout masks
+key       uint64        the model's dropout key
+l1, l2    float         penalties on every W
+huber_delta, smoothing  float  the huber loss's delta; cross-entropy's label smoothing
 """
+
+
+
+def make_net(sizes, woff, boff, act, loss, *, norm=None, goff=None, roff=None, rate=None, full=None, stats=None,
+             updates=None, key=0, l1=0.0, l2=0.0, huber_delta=1.0, smoothing=0.0):
+    """A Net; what is not given is the plain network's (no norm, no dropout, no penalty).
+    ``stats`` defaults to an empty array of the dtype float64."""
+    L = len(sizes) - 1
+    none = np.full(L, -1, np.int64)
+    return Net(np.asarray(sizes, np.int64), np.asarray(woff, np.int64), np.asarray(boff, np.int64),
+               np.asarray(act, np.int64), int(loss),
+               np.zeros(L, np.int64) if norm is None else np.asarray(norm, np.int64),
+               none if goff is None else np.asarray(goff, np.int64), none if roff is None else np.asarray(roff, np.int64),
+               np.zeros(L) if rate is None else np.asarray(rate, np.float64),
+               np.zeros(L, np.int64) if full is None else np.asarray(full, np.int64),
+               np.zeros(0) if stats is None else stats, np.zeros(1, np.int64) if updates is None else updates,
+               np.uint64(key), float(l1), float(l2), float(huber_delta), float(smoothing))
+
 
 Data = namedtuple("Data", ["X", "targets", "labels", "weights"])
 Data.__doc__ = """Rows the kernels read by index (read-only arrays; an unused one is empty).
@@ -46,7 +79,8 @@ clip   float            global-norm clipping threshold, 0 for none
 """
 
 Work = namedtuple("Work", ["acts", "acts_off", "deltas", "row_loss", "rows", "blas_int", "blas_float",
-                           "loss_scratch", "fm_acts", "fm_row", "fm_deltas"])
+                           "loss_scratch", "fm_acts", "fm_row", "fm_deltas", "pre", "pre_off", "xhat_off",
+                           "nstat", "nstat_off", "pen"])
 Work.__doc__ = """Work buffers for batches of up to cap rows (allocated once per model and batch size).
 
 Batch-major kernels (network.py):
@@ -63,6 +97,12 @@ Feature-major kernels for small nets (small.py), the same memory seen as 2-D:
 fm_acts       (sum of sizes, cap): layer l is rows fm_row[l] .. fm_row[l] + sizes[l]
 fm_row        (L+2,) int64
 fm_deltas     (2 * max width, cap): two delta blocks used in turn
+Hidden layers with Net.full (batch-major only):
+pre           flat; Y_l (cap, sizes[l+1]) at pre_off[l]: the activation's input (-1: not full);
+              with norm also Xhat_l, the normalized pre-activation, at xhat_off[l]
+nstat         float64; at nstat_off[l] a norm layer's means then its 1/std (per row for layer
+              norm, per feature for batch norm)
+pen           float64 (sum of sizes[:-1],): the l1/l2 penalty of each row of every W
 """
 
 
@@ -86,18 +126,31 @@ class Workspace:
         Which kinds of fit have loaded their kernels for this workspace (fastbp.training).
     """
 
-    def __init__(self, sizes, n_params, cap, dtype, small, parts):
+    def __init__(self, net, n_params, cap, dtype, small, parts):
         self.cap = cap
         self.small = small
-        self.arrays = workspace_arrays(sizes, cap, dtype, parts)
+        self.arrays = workspace_arrays(net, cap, dtype, parts)
         self.grads = np.zeros(n_params, dtype)
         self.steps_per_second = None
         self.loaded = set()
 
 
-def workspace_arrays(sizes, cap, dtype, parts):
-    """A Work for batches of up to ``cap`` rows of a network with widths ``sizes``, with BLAS
+def workspace_arrays(net, cap, dtype, parts):
+    """A Work for batches of up to ``cap`` rows of the network ``net`` (a Net), with BLAS
     scratch for ``parts`` parallel parts."""
+    sizes = [int(s) for s in net.sizes]
+    L = len(sizes) - 1
+    pre_off, xhat_off, nstat_off = np.full(L, -1, np.int64), np.full(L, -1, np.int64), np.full(L, -1, np.int64)
+    pre_size = nstat_size = 0
+    for l in range(L):
+        if net.full[l]:
+            pre_off[l] = pre_size
+            pre_size += cap * sizes[l + 1]
+        if net.norm[l]:
+            xhat_off[l] = pre_size
+            pre_size += cap * sizes[l + 1]
+            nstat_off[l] = nstat_size
+            nstat_size += 2 * max(cap, sizes[l + 1])
     acts_off = np.concatenate([[0], np.cumsum([cap * s for s in sizes])]).astype(np.int64)
     widest = max(sizes[1:])
     acts = np.empty(int(acts_off[-1]), dtype)
@@ -108,4 +161,5 @@ def workspace_arrays(sizes, cap, dtype, parts):
                 loss_scratch=np.empty(max(2 * cap * sizes[-1], 3 * cap), dtype),
                 fm_acts=acts.reshape(sum(sizes), cap),
                 fm_row=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
-                fm_deltas=deltas.reshape(2 * widest, cap))
+                fm_deltas=deltas.reshape(2 * widest, cap), pre=np.empty(pre_size, dtype), pre_off=pre_off,
+                xhat_off=xhat_off, nstat=np.empty(nstat_size), nstat_off=nstat_off, pen=np.zeros(sum(sizes[:-1])))

@@ -7,10 +7,20 @@ Layer l of a batch of m rows, in the flat buffers of a Work (see args.py):
     dZ    (m, s[l+1])     work.deltas at dcur: dL/d(pre-activation) of layer l, carrying 1/m
 ``p`` names the part, whose BLAS scratch rows (work.blas_int[p], work.blas_float[p]) it uses.
 
+A hidden layer with ``net.full`` keeps its activation's input Y (and, with norm, Xhat) in
+work.pre: Z = A_l @ W_l + b_l -> [norm] -> Y -> act -> [dropout] -> A_{l+1}. Its backward takes
+the activation's derivative from Y and regenerates the dropout mask (dropout.py). Plain layers
+keep the shorter path of old: the activation applied in place, its derivative from the output.
+
+``train`` says what a batch is for: INFERENCE (running statistics, no dropout), BATCH_STATS
+(loss_and_grad: the batch's statistics, no dropout, no running update) or STEP (a training
+step: dropout, and the running statistics move). ``pos0`` is the position of the batch's first
+row in its minibatch (a rank's share under MPI): dropout masks are keyed by it.
+
 Every parallel region of a step goes through one kernel, ``layer_region``: a prange over parts
-whose body runs one task (a layer's forward rows, its weight-gradient block, or its
-input-gradient rows), so numba compiles one parallel kernel, and how parallel work is split
-and scheduled lives in one place (parts.py and here).
+whose body runs one task (a layer's forward rows, its weight-gradient block, its input-gradient
+rows, or a normalization's features or rows), so numba compiles one parallel kernel, and how
+parallel work is split and scheduled lives in one place (parts.py and here).
 
 Constants and prange indices passed on to other kernels go through ``np.int64``: numba compiles
 a callee once per argument type, and a literal (a task code) or a prange index (uint64) is a
@@ -19,12 +29,18 @@ type of its own, each a whole extra compilation.
 import numpy as np
 from numba import prange
 
-from .activations import act_backward, bias_act_forward
+from .activations import LINEAR, act_backward, act_backward_input, act_forward, bias_act_forward
 from .blas import gemm
+from .dropout import apply_mask, row_key, step_key, threshold
 from .jit import kernel
+from .norm import (batch_norm_backward_columns, batch_norm_columns, batch_norm_inference_rows, layer_norm_backward_rows,
+                   layer_norm_rows, norm_param_grads)
 from .parts import part_range
 
-FORWARD, BACKWARD_WEIGHTS, BACKWARD_INPUT = 0, 1, 2
+FORWARD, BACKWARD_WEIGHTS, BACKWARD_INPUT, NORM_FORWARD, NORM_BACKWARD, NORM_BACKWARD_ROWS = 0, 1, 2, 3, 4, 5
+INFERENCE, BATCH_STATS, STEP = 0, 1, 2
+# the codes of _layout (kernels import nothing from the package above them)
+LAYER_NORM, BATCH_NORM = 1, 2
 
 
 @kernel(inline="always")
@@ -36,31 +52,104 @@ def _copy_row(dst, doff, X, r):
         dst[doff + j] = src[j]
 
 
-@kernel(inline="always")
-def dense_forward(work, params, net, X, l, act, r0, r1, p):
+@kernel
+def _dropout(G, goff, net, l, r0, r1, c0, c1, pos0):
+    """Rows [r0, r1), features [c0, c1) of a block (rows of width sizes[l+1] at G[goff:]) times
+    layer l's dropout mask and 1/(1-p): the outputs in forward, their gradients in backward."""
+    n = net.sizes[l + 1]
+    skey = step_key(net.key, net.updates[0])
+    thresh = threshold(net.rate[l])
+    scale = 1.0 / (1.0 - net.rate[l])
+    for r in range(r0, r1):
+        apply_mask(G, goff + r * n + c0, c1 - c0, row_key(skey, pos0 + r, l), c0, thresh, scale)
+
+
+@kernel
+def _activate(work, net, l, r0, r1, c0, c1, train, pos0):
+    """A_{l+1} = dropout(act(Y)) on rows [r0, r1), features [c0, c1) of a full layer."""
+    n = net.sizes[l + 1]
+    a0 = work.acts_off[l + 1]
+    y0 = work.pre_off[l]
+    if c0 == 0 and c1 == n:
+        act_forward(work.acts, a0 + r0 * n, work.pre, y0 + r0 * n, (r1 - r0) * n, net.act[l])
+    else:
+        for r in range(r0, r1):
+            act_forward(work.acts, a0 + r * n + c0, work.pre, y0 + r * n + c0, c1 - c0, net.act[l])
+    if train == STEP and net.rate[l] > 0.0:
+        _dropout(work.acts, a0, net, l, r0, r1, c0, c1, pos0)
+
+
+@kernel
+def dense_forward(work, params, net, X, l, act, r0, r1, p, train, pos0):
     """Rows [r0, r1) of A_{l+1} = act(A_l @ W_l + b_l) (act LINEAR leaves the logits); for
-    layer 0 the rows' input first, gathered from X by work.rows."""
+    layer 0 the rows' input first, gathered from X by work.rows. A full layer goes through
+    work.pre (a batch-norm layer in training stops at Z: NORM_FORWARD finishes it)."""
     n_in = net.sizes[l]
     n_out = net.sizes[l + 1]
     acts, off = work.acts, work.acts_off
     if l == 0:
         for i in range(r0, r1):
             _copy_row(acts, off[0] + i * n_in, X, work.rows[i])
-    gemm(np.bool_(False), np.bool_(False), r1 - r0, n_out, n_in, acts, off[l] + r0 * n_in, n_in, params, net.woff[l], n_out,
-         0.0, acts, off[l + 1] + r0 * n_out, n_out, work.blas_int[p], work.blas_float[p])
-    bias_act_forward(acts, off[l + 1] + r0 * n_out, r1 - r0, n_out, params, net.boff[l], act)
+    full = net.full[l] != 0
+    # a full layer's Z goes to work.pre (the activation comes after the norm); one product and
+    # one bias pass either way (each inlined copy is compile time on a first run)
+    dst = work.pre if full else acts
+    d0 = work.pre_off[l] if full else off[l + 1]
+    gemm(np.bool_(False), np.bool_(False), r1 - r0, n_out, n_in, acts, off[l] + r0 * n_in, n_in, params, net.woff[l],
+         n_out, 0.0, dst, d0 + r0 * n_out, n_out, work.blas_int[p], work.blas_float[p])
+    bias_act_forward(dst, d0 + r0 * n_out, r1 - r0, n_out, params, net.boff[l], np.int64(LINEAR) if full else act)
+    if not full:
+        return
+    pre, y0 = work.pre, d0
+    norm = net.norm[l]
+    if norm == LAYER_NORM:
+        layer_norm_rows(pre, y0, work.xhat_off[l], work.nstat, work.nstat_off[l], params, net.goff[l], r0, r1, n_out)
+    elif norm == BATCH_NORM:
+        if train != INFERENCE:
+            return
+        batch_norm_inference_rows(pre, y0, work.xhat_off[l], params, net.goff[l], net.stats, net.roff[l], r0, r1,
+                                  n_out)
+    _activate(work, net, l, r0, r1, np.int64(0), n_out, train, pos0)
 
 
-@kernel(inline="always")
-def dense_backward_weights(grads, work, net, l, m, dcur, p, parts):
+@kernel
+def batch_norm_forward(work, params, net, l, m, p, parts, train, pos0):
+    """Part p of a batch-norm layer's features over the whole batch: statistics, Y, then the
+    activation and dropout of those features."""
+    n = net.sizes[l + 1]
+    c0, c1 = part_range(n, parts, p)
+    batch_norm_columns(work.pre, work.pre_off[l], work.xhat_off[l], work.nstat, work.nstat_off[l], params, net.goff[l],
+                       net.stats, net.roff[l], m, n, c0, c1, train == STEP)
+    _activate(work, net, l, np.int64(0), m, c0, c1, train, pos0)
+
+
+@kernel
+def dense_backward_weights(grads, work, params, net, l, m, dcur, p, parts):
     """Part p of parts of dW_l = A_l^T @ dZ (a block of its input features, i.e. rows of dW_l)
-    and db_l = sum over the batch of dZ (a block of its columns)."""
+    and db_l = sum over the batch of dZ (a block of its columns); with l1/l2, those rows'
+    penalty gradient added and their penalty into work.pen."""
     n_in = net.sizes[l]
     n_out = net.sizes[l + 1]
     acts, deltas = work.acts, work.deltas
     i0, i1 = part_range(n_in, parts, p)
+    w0 = net.woff[l]
     gemm(np.bool_(True), np.bool_(False), i1 - i0, n_out, m, acts, work.acts_off[l] + i0, n_in, deltas, dcur, n_out,
-         0.0, grads, net.woff[l] + i0 * n_out, n_out, work.blas_int[p], work.blas_float[p])
+         0.0, grads, w0 + i0 * n_out, n_out, work.blas_int[p], work.blas_float[p])
+    if net.l1 != 0.0 or net.l2 != 0.0:
+        prow = 0
+        for k in range(l):
+            prow += net.sizes[k]
+        dt = grads.dtype.type
+        l1, l2 = net.l1, net.l2
+        c1, c2 = dt(l1), dt(2.0 * l2)
+        for i in range(i0, i1):
+            w = params[w0 + i * n_out:w0 + (i + 1) * n_out]
+            g = grads[w0 + i * n_out:w0 + (i + 1) * n_out]
+            s = 0.0
+            for j in range(n_out):
+                s += l1 * abs(w[j]) + l2 * w[j] * w[j]
+                g[j] += c1 * np.sign(w[j]) + c2 * w[j]
+            work.pen[prow + i] = s
     if net.boff[l] >= 0:
         c0, c1 = part_range(n_out, parts, p)
         db = grads[net.boff[l] + c0:net.boff[l] + c1]
@@ -71,33 +160,60 @@ def dense_backward_weights(grads, work, net, l, m, dcur, p, parts):
                 db[j] += g[j]
 
 
-@kernel(inline="always")
-def dense_backward_input(work, params, net, l, dcur, dnext, r0, r1, p):
-    """Rows [r0, r1) of the delta of layer l-1: dZ_{l-1} = (dZ @ W_l^T) * act'(A_l), written
-    at dnext; act is layer l-1's activation, its derivative taken from the stored A_l."""
+@kernel
+def dense_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, pos0):
+    """Rows [r0, r1) of the delta of layer l-1: dZ_{l-1} = (dZ @ W_l^T) * act'(.), written at
+    dnext; act is layer l-1's activation, its derivative taken from the stored A_l, or for a
+    full layer through its dropout mask and from Y (a norm layer then still needs NORM_BACKWARD)."""
     n_in = net.sizes[l]
     n_out = net.sizes[l + 1]
     deltas = work.deltas
-    gemm(np.bool_(False), np.bool_(True), r1 - r0, n_in, n_out, deltas, dcur + r0 * n_out, n_out, params, net.woff[l], n_out,
-         0.0, deltas, dnext + r0 * n_in, n_in, work.blas_int[p], work.blas_float[p])
-    act_backward(deltas, dnext + r0 * n_in, work.acts, work.acts_off[l] + r0 * n_in, r1 - r0, n_in, net.act[l - 1])
+    gemm(np.bool_(False), np.bool_(True), r1 - r0, n_in, n_out, deltas, dcur + r0 * n_out, n_out, params, net.woff[l],
+         n_out, 0.0, deltas, dnext + r0 * n_in, n_in, work.blas_int[p], work.blas_float[p])
+    k = l - 1
+    if net.full[k] == 0:
+        act_backward(deltas, dnext + r0 * n_in, work.acts, work.acts_off[l] + r0 * n_in, r1 - r0, n_in, net.act[k])
+        return
+    if train == STEP and net.rate[k] > 0.0:
+        _dropout(deltas, dnext, net, k, r0, r1, np.int64(0), n_in, pos0)
+    act_backward_input(deltas, dnext + r0 * n_in, work.pre, work.pre_off[k] + r0 * n_in, (r1 - r0) * n_in, net.act[k])
 
 
 @kernel
-def layer_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext):
+def norm_backward(grads, work, params, net, l, m, dcur, p, parts):
+    """Part p of a norm layer's features: dgamma and dbeta from dY at dcur; batch norm also
+    turns those features of dY into dZ."""
+    n = net.sizes[l + 1]
+    c0, c1 = part_range(n, parts, p)
+    norm_param_grads(grads, net.goff[l], work.deltas, dcur, work.pre, work.xhat_off[l], m, n, c0, c1)
+    if net.norm[l] == BATCH_NORM:
+        batch_norm_backward_columns(work.deltas, dcur, work.pre, work.xhat_off[l], work.nstat, work.nstat_off[l],
+                                    params, net.goff[l], grads, m, n, c0, c1)
+
+
+@kernel
+def layer_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0):
     """Part p of ``parts`` of one task on layer l of a batch of m rows (see the module docstring)."""
     if task == FORWARD:
         r0, r1 = part_range(m, parts, p)
-        dense_forward(work, params, net, X, l, act, r0, r1, p)
+        dense_forward(work, params, net, X, l, act, r0, r1, p, train, pos0)
     elif task == BACKWARD_WEIGHTS:
-        dense_backward_weights(grads, work, net, l, m, dcur, p, parts)
+        dense_backward_weights(grads, work, params, net, l, m, dcur, p, parts)
+    elif task == BACKWARD_INPUT:
+        r0, r1 = part_range(m, parts, p)
+        dense_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, pos0)
+    elif task == NORM_FORWARD:
+        batch_norm_forward(work, params, net, l, m, p, parts, train, pos0)
+    elif task == NORM_BACKWARD:
+        norm_backward(grads, work, params, net, l, m, dcur, p, parts)
     else:
         r0, r1 = part_range(m, parts, p)
-        dense_backward_input(work, params, net, l, dcur, dnext, r0, r1, p)
+        layer_norm_backward_rows(work.deltas, dcur, work.pre, work.xhat_off[l], work.nstat, work.nstat_off[l], params,
+                                 net.goff[l], r0, r1, net.sizes[l + 1])
 
 
 @kernel(parallel=True)
-def layer_region(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext):
+def layer_region(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0):
     """All ``parts`` parts of a task, in a parallel region."""
     for p in prange(parts):
-        layer_task(task, np.int64(p), parts, l, m, act, grads, params, net, work, X, dcur, dnext)
+        layer_task(task, np.int64(p), parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0)

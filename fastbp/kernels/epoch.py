@@ -10,12 +10,12 @@ serial feature-major kernels only: training a small net never compiles the paral
 """
 import numpy as np
 
-from .args import EVALUATE, GRADIENT, PREDICT, TRAIN, Opt
+from .args import EVALUATE, GRADIENT, PREDICT, TRAIN, TRAIN_GRADIENT, Opt
 from .jit import kernel
 from .network import run_batches
 from .small import run_batches_small
 
-__all__ = ["EVALUATE", "GRADIENT", "PREDICT", "TRAIN", "run", "run_batches", "run_batches_small", "shuffled_order"]
+__all__ = ["EVALUATE", "GRADIENT", "PREDICT", "TRAIN", "TRAIN_GRADIENT", "run", "run_batches", "run_batches_small", "shuffled_order"]
 
 
 @kernel

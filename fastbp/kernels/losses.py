@@ -8,11 +8,11 @@ Cross-entropies are computed from the logits (max shift / log-sum-exp), never fr
 import numpy as np
 
 from .jit import kernel
-from .activations import SIGMOID, SOFTMAX
+from .activations import EXP, SIGMOID, SOFTMAX
 from .mathfn import fexp, fsigmoid
 from .registry import Entry, Registry
 
-MSE, HALF_MSE, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = 0, 1, 2, 3
+MSE, HALF_MSE, CROSS_ENTROPY, BINARY_CROSS_ENTROPY, MAE, HUBER, POISSON = 0, 1, 2, 3, 4, 5, 6
 
 # outputs: the output activations the loss is defined for (the first is the natural one);
 # classifier: whether targets are classes (accuracy is reported).
@@ -21,14 +21,18 @@ LOSSES = Registry("loss", [
     Entry("half_mse", HALF_MSE, outputs=("linear", "sigmoid", "softmax"), classifier=False),
     Entry("cross_entropy", CROSS_ENTROPY, outputs=("softmax",), classifier=True),
     Entry("binary_cross_entropy", BINARY_CROSS_ENTROPY, outputs=("sigmoid",), classifier=True),
+    Entry("mae", MAE, outputs=("linear",), classifier=False),
+    Entry("huber", HUBER, outputs=("linear",), classifier=False),
+    Entry("poisson", POISSON, outputs=("exp",), classifier=False),
 ])
 # loss="auto": the loss of each output activation.
-AUTO = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy", "linear": "mse"}
+AUTO = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy", "linear": "mse", "exp": "poisson"}
 
 
 @kernel
-def output_loss(dZ, doff, row_loss, Z, zoff, rows, k, out, loss, data, ridx, scale, need_grad):
-    """Loss and gradient for rows [0, rows) of the output block Z (rows, k) at flat offset zoff.
+def output_loss(dZ, doff, row_loss, Z, zoff, rows, k, net, data, ridx, scale, need_grad):
+    """Loss and gradient for rows [0, rows) of the output block Z (rows, k) at flat offset zoff,
+    for the output activation and loss of ``net`` (its huber_delta and label smoothing too).
 
     dZ        dL/dZ out at doff (rows, k), scaled by ``scale`` (1/batch), weighted (only if need_grad)
     row_loss  (rows,) float64 out: each row's weighted loss
@@ -36,8 +40,15 @@ def output_loss(dZ, doff, row_loss, Z, zoff, rows, k, out, loss, data, ridx, sca
     data      Data: targets (n, k) float, or labels (n,) int (cross-entropy); weights (n,) or empty
     ridx      ridx[i] is the data row of batch row i
     returns the number of correctly classified rows (cross-entropy: argmax; binary: each output
-            thresholded at 0.5, as a fraction of the row's outputs); 0 for squared losses
+            thresholded at 0.5, as a fraction of the row's outputs); 0 for regression losses
+
+    Regression losses take the mean over a row's outputs (mse, mae, huber, poisson); label
+    smoothing eps replaces the target y by y * (1 - eps) + eps / k (torch's CrossEntropyLoss).
     """
+    L = net.sizes.shape[0] - 1
+    out, loss = net.act[L - 1], net.loss
+    eps = net.smoothing
+    delta = net.huber_delta
     Yf, yint, sw = data.targets, data.labels, data.weights
     G, goff = dZ, doff
     use_int = yint.shape[0] > 0
@@ -60,6 +71,11 @@ def output_loss(dZ, doff, row_loss, Z, zoff, rows, k, out, loss, data, ridx, sca
                 correct += best == c
                 zy = np.float64(z[c])
                 ysum = 1.0
+                if eps != 0.0:
+                    zsum = 0.0
+                    for j in range(k):
+                        zsum += np.float64(z[j])
+                    zy = (1.0 - eps) * zy + eps / k * zsum
             else:
                 ybest = 0
                 ysum = 0.0
@@ -67,8 +83,9 @@ def output_loss(dZ, doff, row_loss, Z, zoff, rows, k, out, loss, data, ridx, sca
                 for j in range(k):
                     if Yf[r, j] > Yf[r, ybest]:
                         ybest = j
-                    ysum += Yf[r, j]
-                    zy += Yf[r, j] * np.float64(z[j])
+                    y = Yf[r, j] * (1.0 - eps) + eps / k
+                    ysum += y
+                    zy += y * np.float64(z[j])
                 correct += best == ybest
             # one exp per output: p = exp(z - max) / sum, loss = lse * sum(y) - y.z
             s = 0.0
@@ -84,11 +101,11 @@ def output_loss(dZ, doff, row_loss, Z, zoff, rows, k, out, loss, data, ridx, sca
                 c_ws = w * scale
                 if use_int:
                     for j in range(k):
-                        g[j] = z[j] * ysum * c_ws
-                    g[yint[r]] -= c_ws
+                        g[j] = (z[j] - eps / k) * c_ws
+                    g[yint[r]] -= (1.0 - eps) * c_ws
                 else:
                     for j in range(k):
-                        g[j] = (z[j] * ysum - Yf[r, j]) * c_ws
+                        g[j] = (z[j] * ysum - (Yf[r, j] * (1.0 - eps) + eps / k)) * c_ws
         elif loss == BINARY_CROSS_ENTROPY:
             for j in range(k):
                 x = np.float64(z[j])
@@ -99,6 +116,33 @@ def output_loss(dZ, doff, row_loss, Z, zoff, rows, k, out, loss, data, ridx, sca
                 if need_grad:
                     g[j] = (p - y) * w * scale / k
                 z[j] = p
+            l /= k
+        elif loss == MAE or loss == HUBER:
+            # torch's L1Loss and HuberLoss (mean over the outputs); sign(0) = 0
+            for j in range(k):
+                d = np.float64(z[j]) - Yf[r, j]
+                a = abs(d)
+                if loss == MAE:
+                    l += a
+                    gj = np.sign(d)
+                elif a < delta:
+                    l += 0.5 * d * d
+                    gj = d
+                else:
+                    l += delta * (a - 0.5 * delta)
+                    gj = delta * np.sign(d)
+                if need_grad:
+                    g[j] = gj * w * scale / k
+            l /= k
+        elif loss == POISSON:
+            # torch's PoissonNLLLoss(log_input=True, full=False): exp(z) - y * z; predicts exp(z)
+            for j in range(k):
+                x = np.float64(z[j])
+                e = np.exp(x)
+                l += e - Yf[r, j] * x
+                if need_grad:
+                    g[j] = (e - Yf[r, j]) * w * scale / k
+                z[j] = e
             l /= k
         else:
             # Squared error on P = out(Z): mse averages over all elements, half_mse is

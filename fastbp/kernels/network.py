@@ -3,7 +3,8 @@ evaluation and prediction, in one entry point.
 
     params, grads  flat; layer l's W_l and b_l at net.woff[l], net.boff[l] (args.Net)
     data           args.Data: rows are read by index (training) or in order (inference)
-    work           args.Work: A_0..A_L in work.acts, two dZ blocks in work.deltas
+    work           args.Work: A_0..A_L in work.acts, two dZ blocks in work.deltas, full layers'
+                   Y (and Xhat) in work.pre
     out            (n, k) predictions (EVALUATE, PREDICT), else empty
 
 One entry point serves every mode so that the code they share (the forward pass, the loss)
@@ -13,8 +14,9 @@ each caller, so entry points that called shared kernels would each compile them 
 import numpy as np
 
 from .activations import LINEAR
-from .args import GRADIENT, PREDICT, TRAIN
-from .dense import BACKWARD_INPUT, BACKWARD_WEIGHTS, FORWARD, layer_region, layer_task
+from .args import GRADIENT, PREDICT, TRAIN, TRAIN_GRADIENT
+from .dense import (BACKWARD_INPUT, BACKWARD_WEIGHTS, BATCH_NORM, BATCH_STATS, FORWARD, INFERENCE, LAYER_NORM,
+                    NORM_BACKWARD, NORM_BACKWARD_ROWS, NORM_FORWARD, STEP, layer_region, layer_task)
 from .jit import kernel
 from .losses import output_loss
 from .optimizers import apply_update
@@ -22,13 +24,13 @@ from .parts import n_parts
 
 
 @kernel(inline="always")
-def _task(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, maxparts):
+def _task(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, maxparts):
     """All ``parts`` parts of a layer task: serially, or in a parallel region (never compiled
     when maxparts is None, see parts.py)."""
     if maxparts is None or parts == 1:
-        layer_task(task, np.int64(0), np.int64(1), l, m, act, grads, params, net, work, X, dcur, dnext)
+        layer_task(task, np.int64(0), np.int64(1), l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0)
     else:
-        layer_region(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext)
+        layer_region(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0)
 
 
 @kernel
@@ -40,9 +42,14 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
                    the last possibly fewer): forward, loss, backward, one optimizer update each
                    (opt.step[0] counts them). step_loss[s] gets minibatch s's weighted loss sum,
                    step_correct[s] its count of correct rows. Stops after a minibatch whose loss
-                   is not finite, without updating.
+                   is not finite, without updating. net.updates[0] counts the model's updates.
+                   Every loss includes the l1/l2 penalty (times the rows, as a sum).
          GRADIENT  the rows order[first:last] as one batch: their loss sum and count of correct
-                   rows, and their mean gradient into ``grads`` (zeros for no rows). No update.
+                   rows, and their mean gradient into ``grads`` (zeros for no rows). No update;
+                   no dropout; batch norm normalizes by the batch's statistics, updating none.
+    TRAIN_GRADIENT the same for a training step whose update is made elsewhere (MPI): dropout
+                   and the running statistics as in TRAIN; the rows are positions batch,
+                   batch+1, ... of their minibatch (dropout masks are keyed by position).
          EVALUATE  data rows first .. last-1 in blocks of work's capacity: predictions into
                    out[first:last], the loss sum and correct count over them.
          PREDICT   the same, predictions only.
@@ -54,10 +61,13 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
     rows = work.rows
     cap = rows.shape[0]
     o = work.acts_off[L]
-    training = mode == TRAIN or mode == GRADIENT
+    training = mode == TRAIN or mode == GRADIENT or mode == TRAIN_GRADIENT
+    train = np.int64(STEP if mode == TRAIN or mode == TRAIN_GRADIENT else BATCH_STATS if mode == GRADIENT else INFERENCE)
+    pos0 = np.int64(batch if mode == TRAIN_GRADIENT else 0)
+    penalized = net.l1 != 0.0 or net.l2 != 0.0
     if mode == TRAIN:
         n_batches = last - first
-    elif mode == GRADIENT:
+    elif mode == GRADIENT or mode == TRAIN_GRADIENT:
         n_batches = 1
         if last == first:
             grads[:] = 0.0
@@ -73,7 +83,7 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
             m = min(order.shape[0], r0 + batch) - r0
             for i in range(m):
                 rows[i] = order[r0 + i]
-        elif mode == GRADIENT:
+        elif mode == GRADIENT or mode == TRAIN_GRADIENT:
             m = last - first
             for i in range(m):
                 rows[i] = order[first + i]
@@ -85,12 +95,16 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
         # forward: A_L holds the logits, or (PREDICT) the predictions
         for l in range(L):
             act = np.int64(LINEAR) if mode != PREDICT and l == L - 1 else net.act[l]
-            _task(np.int64(FORWARD), n_parts(m, m * net.sizes[l] * net.sizes[l + 1], maxparts), l, m, act, grads,
-                  params, net, work, X, np.int64(0), np.int64(0), maxparts)
+            work_l = m * net.sizes[l] * net.sizes[l + 1]
+            _task(np.int64(FORWARD), n_parts(m, work_l, maxparts), l, m, act, grads, params, net, work, X,
+                  np.int64(0), np.int64(0), train, pos0, maxparts)
+            if net.norm[l] == BATCH_NORM and train != INFERENCE:
+                _task(np.int64(NORM_FORWARD), n_parts(net.sizes[l + 1], work_l, maxparts), l, m, act, grads, params,
+                      net, work, X, np.int64(0), np.int64(0), train, pos0, maxparts)
         if mode != PREDICT:
             # loss; the gradient at the logits into deltas[0:], already divided by m
-            correct = output_loss(work.deltas, np.int64(0), work.row_loss, work.acts, o, m, k, net.act[L - 1],
-                                  net.loss, data, rows, 1.0 / m if training else 1.0, training)
+            correct = output_loss(work.deltas, np.int64(0), work.row_loss, work.acts, o, m, k, net, data, rows,
+                                  1.0 / m if training else 1.0, training)
             correct_all += correct
             if training:
                 total = 0.0
@@ -110,13 +124,26 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
         for l in range(L - 1, -1, -1):
             dnext = half - dcur
             work_l = m * net.sizes[l] * net.sizes[l + 1]
+            if net.norm[l] != 0:
+                # dcur holds dY: gamma's and beta's gradients, then dY -> dZ
+                _task(np.int64(NORM_BACKWARD), n_parts(net.sizes[l + 1], work_l, maxparts), l, m, np.int64(LINEAR),
+                      grads, params, net, work, X, dcur, dnext, train, pos0, maxparts)
+                if net.norm[l] == LAYER_NORM:
+                    _task(np.int64(NORM_BACKWARD_ROWS), n_parts(m, work_l, maxparts), l, m, np.int64(LINEAR), grads,
+                          params, net, work, X, dcur, dnext, train, pos0, maxparts)
             _task(np.int64(BACKWARD_WEIGHTS), n_parts(net.sizes[l], work_l, maxparts), l, m, np.int64(LINEAR), grads,
-                  params, net, work, X, dcur, dnext, maxparts)
+                  params, net, work, X, dcur, dnext, train, pos0, maxparts)
             if l > 0:
                 _task(np.int64(BACKWARD_INPUT), n_parts(m, work_l, maxparts), l, m, np.int64(LINEAR), grads, params,
-                      net, work, X, dcur, dnext, maxparts)
+                      net, work, X, dcur, dnext, train, pos0, maxparts)
             dcur = dnext
-        if mode == GRADIENT:
+        if penalized:
+            # the penalty at the weights before this update, once per row like the data loss
+            pen = 0.0
+            for i in range(work.pen.shape[0]):
+                pen += work.pen[i]
+            total += m * pen
+        if mode == GRADIENT or mode == TRAIN_GRADIENT:
             return 1, total, correct
         s = first + b
         step_loss[s] = total
@@ -124,4 +151,5 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
         if not np.isfinite(total):
             return b + 1, total_all, correct_all
         apply_update(params, grads, opt, maxparts)
+        net.updates[0] += 1
     return n_batches, total_all, correct_all

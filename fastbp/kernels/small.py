@@ -16,7 +16,7 @@ step); W and dW are read and written through the flat buffers.
 import numpy as np
 
 from .activations import LINEAR, RELU, SIGMOID, TANH, bias_act_forward
-from .args import GRADIENT, PREDICT, TRAIN
+from .args import GRADIENT, PREDICT, TRAIN, TRAIN_GRADIENT
 from .jit import VECTORIZE, kernel
 from .losses import CROSS_ENTROPY, output_loss
 from .mathfn import fexp, fsigmoid, ftanh
@@ -132,7 +132,7 @@ def small_batch_gradient(grads, params, net, data, work, m):
     half = G.shape[0] // 2
     gcur = 0
     Gc = G[gcur:gcur + k]
-    if loss == CROSS_ENTROPY and yint.shape[0] > 0 and sw.shape[0] == 0:
+    if loss == CROSS_ENTROPY and yint.shape[0] > 0 and sw.shape[0] == 0 and net.smoothing == 0.0:
         total, correct = _softmax_ce_int(Zo, Gc, m, yint, ridx, 1.0 / m, scratch[:cap], scratch[cap:2 * cap],
                                          scratch[2 * cap:3 * cap])
     else:
@@ -142,7 +142,7 @@ def small_batch_gradient(grads, params, net, data, work, m):
         for i in range(m):
             for j in range(k):
                 zb[i * k + j] = Zo[j, i]
-        correct = output_loss(gb, np.int64(0), rowloss, zb, np.int64(0), m, k, out, loss, data, ridx, 1.0 / m, np.bool_(True))
+        correct = output_loss(gb, np.int64(0), rowloss, zb, np.int64(0), m, k, net, data, ridx, 1.0 / m, np.bool_(True))
         for i in range(m):
             for j in range(k):
                 Gc[j, i] = gb[i * k + j]
@@ -215,9 +215,10 @@ def _small_logits(zb, r0, params, net, X, work):
 @kernel
 def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, net, data, order, first, last, batch,
                       work):
-    """network.run_batches for small networks: the same modes and results, with the serial
-    feature-major kernels, so that a small net never compiles the parallel ones. Inference
-    runs in blocks of work.fm_acts.shape[1] rows."""
+    """network.run_batches for small plain networks (no norm, no dropout, no penalty, every
+    activation's derivative taken from its output): the same modes and results, with the
+    serial feature-major kernels, so that a small net never compiles the parallel ones.
+    Inference runs in blocks of work.fm_acts.shape[1] rows."""
     L = net.sizes.shape[0] - 1
     k = net.sizes[L]
     rows = work.rows
@@ -233,8 +234,9 @@ def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, ne
             if not np.isfinite(total):
                 return s - first + 1, 0.0, 0.0
             apply_update_serial(params, grads, opt)
+            net.updates[0] += 1
         return last - first, 0.0, 0.0
-    if mode == GRADIENT:
+    if mode == GRADIENT or mode == TRAIN_GRADIENT:
         m = last - first
         if m == 0:
             grads[:] = 0.0
@@ -255,8 +257,8 @@ def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, ne
         if mode == PREDICT:
             bias_act_forward(zb, np.int64(0), m, k, params, np.int64(-1), net.act[L - 1])
         else:
-            correct += output_loss(gb, np.int64(0), work.row_loss, zb, np.int64(0), m, k, net.act[L - 1], net.loss,
-                                   data, rows, 1.0, np.bool_(False))
+            correct += output_loss(gb, np.int64(0), work.row_loss, zb, np.int64(0), m, k, net, data, rows, 1.0,
+                                   np.bool_(False))
             for i in range(m):
                 total += work.row_loss[i]
         for i in range(m):

@@ -1,0 +1,161 @@
+"""Layer and batch normalization of a hidden layer's pre-activations, forward and backward.
+
+Layer l with width n on a batch of m rows (batch-major, flat offsets into a Work, see args.py):
+    Z     (m, n)  the pre-activation A_l @ W_l + b_l, written into pre at pre_off[l]
+    Xhat  (m, n)  (Z - mean) / sqrt(var + eps), at xhat_off[l]
+    Y     (m, n)  gamma * Xhat + beta, overwriting Z: the activation's input
+    nstat         float64 at nstat_off[l]: layer norm, each row's mean and 1/std in turn; batch
+                  norm, the n features' means, then their 1/std
+Layer norm is torch.nn.LayerNorm(n, eps=1e-5) over each row; batch norm is
+torch.nn.BatchNorm1d(n, eps=1e-5, momentum=0.1): the batch's mean and biased variance normalize,
+the unbiased variance goes into the running variance; inference uses the running statistics.
+
+Sums over rows run per feature in row order, and sums over features per row in feature order,
+so a result never depends on how rows or features are split into parts.
+"""
+import numpy as np
+
+from .jit import kernel
+
+EPS = 1e-5
+MOMENTUM = 0.1
+
+
+@kernel(inline="always")
+def layer_norm_rows(pre, yoff, xoff, nstat, soff, params, goff, r0, r1, n):
+    """Rows [r0, r1) of a layer-norm layer: Z (at yoff) -> Xhat (at xoff), Y = gamma*Xhat + beta
+    (at yoff); row r's mean and 1/std into nstat[soff + 2r], nstat[soff + 2r + 1]."""
+    gamma = params[goff:goff + n]
+    beta = params[goff + n:goff + 2 * n]
+    for r in range(r0, r1):
+        z = pre[yoff + r * n:yoff + (r + 1) * n]
+        xh = pre[xoff + r * n:xoff + (r + 1) * n]
+        s = 0.0
+        for j in range(n):
+            s += z[j]
+        mean = s / n
+        v = 0.0
+        for j in range(n):
+            d = z[j] - mean
+            v += d * d
+        rstd = 1.0 / np.sqrt(v / n + EPS)
+        nstat[soff + 2 * r] = mean
+        nstat[soff + 2 * r + 1] = rstd
+        mu = pre.dtype.type(mean)
+        rs = pre.dtype.type(rstd)
+        for j in range(n):
+            x = (z[j] - mu) * rs
+            xh[j] = x
+            z[j] = gamma[j] * x + beta[j]
+
+
+@kernel(inline="always")
+def batch_norm_inference_rows(pre, yoff, xoff, params, goff, stats, roff, r0, r1, n):
+    """Rows [r0, r1) of a batch-norm layer normalized by the running statistics."""
+    gamma = params[goff:goff + n]
+    beta = params[goff + n:goff + 2 * n]
+    rmean = stats[roff:roff + n]
+    rvar = stats[roff + n:roff + 2 * n]
+    for r in range(r0, r1):
+        z = pre[yoff + r * n:yoff + (r + 1) * n]
+        xh = pre[xoff + r * n:xoff + (r + 1) * n]
+        for j in range(n):
+            x = (z[j] - rmean[j]) / np.sqrt(rvar[j] + pre.dtype.type(EPS))
+            xh[j] = x
+            z[j] = gamma[j] * x + beta[j]
+
+
+@kernel(inline="always")
+def batch_norm_columns(pre, yoff, xoff, nstat, soff, params, goff, stats, roff, m, n, c0, c1, update):
+    """Features [c0, c1) of a batch-norm layer over the batch's m rows: their mean and biased
+    variance normalize Z into Xhat and Y; with ``update``, the running statistics move by
+    MOMENTUM towards the mean and the unbiased variance."""
+    mean = nstat[soff + c0:soff + c1]
+    rstd = nstat[soff + n + c0:soff + n + c1]
+    w = c1 - c0
+    for j in range(w):
+        mean[j] = 0.0
+        rstd[j] = 0.0
+    for i in range(m):
+        z = pre[yoff + i * n + c0:yoff + i * n + c1]
+        for j in range(w):
+            mean[j] += z[j]
+    for j in range(w):
+        mean[j] /= m
+    for i in range(m):
+        z = pre[yoff + i * n + c0:yoff + i * n + c1]
+        for j in range(w):
+            d = z[j] - mean[j]
+            rstd[j] += d * d
+    if update:
+        rmean = stats[roff + c0:roff + c1]
+        rvar = stats[roff + n + c0:roff + n + c1]
+        for j in range(w):
+            rmean[j] = (1.0 - MOMENTUM) * rmean[j] + MOMENTUM * mean[j]
+            rvar[j] = (1.0 - MOMENTUM) * rvar[j] + MOMENTUM * (rstd[j] / (m - 1))
+    for j in range(w):
+        rstd[j] = 1.0 / np.sqrt(rstd[j] / m + EPS)
+    gamma = params[goff + c0:goff + c1]
+    beta = params[goff + n + c0:goff + n + c1]
+    for i in range(m):
+        z = pre[yoff + i * n + c0:yoff + i * n + c1]
+        xh = pre[xoff + i * n + c0:xoff + i * n + c1]
+        for j in range(w):
+            x = (z[j] - mean[j]) * rstd[j]
+            xh[j] = x
+            z[j] = gamma[j] * x + beta[j]
+
+
+@kernel(inline="always")
+def norm_param_grads(grads, goff, G, gcur, pre, xoff, m, n, c0, c1):
+    """Features [c0, c1) of dgamma = sum over rows of dY * Xhat and dbeta = sum of dY, with dY
+    (m, n) at G[gcur:]."""
+    dgamma = grads[goff + c0:goff + c1]
+    dbeta = grads[goff + n + c0:goff + n + c1]
+    w = c1 - c0
+    for j in range(w):
+        dgamma[j] = 0.0
+        dbeta[j] = 0.0
+    for i in range(m):
+        g = G[gcur + i * n + c0:gcur + i * n + c1]
+        xh = pre[xoff + i * n + c0:xoff + i * n + c1]
+        for j in range(w):
+            dgamma[j] += g[j] * xh[j]
+            dbeta[j] += g[j]
+
+
+@kernel(inline="always")
+def layer_norm_backward_rows(G, gcur, pre, xoff, nstat, soff, params, goff, r0, r1, n):
+    """Rows [r0, r1) of dY -> dZ in place through layer norm:
+    dZ = rstd * (g - mean(g) - Xhat * mean(g * Xhat)), g = gamma * dY, means over the row."""
+    gamma = params[goff:goff + n]
+    for r in range(r0, r1):
+        g = G[gcur + r * n:gcur + (r + 1) * n]
+        xh = pre[xoff + r * n:xoff + (r + 1) * n]
+        a = 0.0
+        b = 0.0
+        for j in range(n):
+            gj = g[j] * gamma[j]
+            a += gj
+            b += gj * xh[j]
+        a /= n
+        b /= n
+        rs = nstat[soff + 2 * r + 1]
+        for j in range(n):
+            g[j] = rs * (g[j] * gamma[j] - a - xh[j] * b)
+
+
+@kernel(inline="always")
+def batch_norm_backward_columns(G, gcur, pre, xoff, nstat, soff, params, goff, grads, m, n, c0, c1):
+    """Features [c0, c1) of dY -> dZ in place through batch norm (after norm_param_grads):
+    dZ = gamma * rstd * (dY - dbeta / m - Xhat * dgamma / m)."""
+    gamma = params[goff + c0:goff + c1]
+    dgamma = grads[goff + c0:goff + c1]
+    dbeta = grads[goff + n + c0:goff + n + c1]
+    rstd = nstat[soff + n + c0:soff + n + c1]
+    w = c1 - c0
+    for i in range(m):
+        g = G[gcur + i * n + c0:gcur + i * n + c1]
+        xh = pre[xoff + i * n + c0:xoff + i * n + c1]
+        for j in range(w):
+            g[j] = gamma[j] * rstd[j] * (g[j] - dbeta[j] / m - xh[j] * dgamma[j] / m)
