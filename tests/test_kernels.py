@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 from numba import njit
+from scipy.special import erf as scipy_erf
 
 import naive
 from fastbp.kernels import activations as A
@@ -103,8 +104,12 @@ def test_vectorizable_math_matches_libm(dtype):
                 out[i] = M.fexpm1(x[i])
             elif which == 2:
                 out[i] = M.fsigmoid(x[i])
-            else:
+            elif which == 3:
                 out[i] = M.ftanh(x[i])
+            elif which == 4:
+                out[i] = M.ferf(x[i])
+            else:
+                out[i] = M.flog1p(x[i])
 
     rng = np.random.default_rng(2)
     hi = 700 if dtype == np.float64 else 85
@@ -117,6 +122,43 @@ def test_vectorizable_math_matches_libm(dtype):
         apply(x, out, which)
         rel = np.abs(out - ref) / np.maximum(np.abs(ref), np.finfo(dtype).tiny)
         assert rel.max() <= 3 * np.finfo(dtype).eps, (which, rel.max())
+
+    # erf and log1p: error in ulp of dtype at the float64 reference; each range of fdlibm's
+    # algorithm, both sides of its boundaries, subnormals and the special values.
+    f64, fi = dtype == np.float64, np.finfo(dtype)
+    sub = fi.tiny / 1024
+
+    def around(*points):
+        v = np.array(points, dtype)
+        return np.concatenate([np.nextafter(v, -np.inf), v, np.nextafter(v, np.inf)])
+    specials = [0.0, -0.0, fi.tiny, -fi.tiny, sub, -sub, fi.max, -fi.max, np.inf, -np.inf, np.nan]
+    tiny_exp, huge_exp = (-300, 300) if f64 else (-40, 38)
+    rng = np.random.default_rng(5)
+    signs = rng.choice([-1.0, 1.0], 4000)
+    tiny = signs * 10.0 ** rng.uniform(tiny_exp, 0, 4000)
+    split = M._ERF_SPLIT64 if f64 else M._ERF_SPLIT32
+    erf_x = np.concatenate([rng.uniform(-7, 7, 20000), rng.uniform(-1.3, 1.3, 5000), tiny,
+                            around(2.0 ** -28, 0.84375, 1.25, split, 6.0), -around(0.84375, 1.25, split, 6.0),
+                            specials]).astype(dtype)
+    log1p_x = np.concatenate([rng.uniform(-1, 3, 20000), tiny, 10.0 ** rng.uniform(tiny_exp, 0, 2000) - 1,
+                              10.0 ** rng.uniform(0, huge_exp, 2000),
+                              around(2.0 ** -54, 2.0 ** -29, 2.0 ** -24, 2.0 ** -15, np.sqrt(2) - 1, np.sqrt(0.5) - 1,
+                                     -0.5, 1.0, 2.0 ** 24, 2.0 ** 53, -1.0), [-2.0], specials]).astype(dtype)
+    # scipy's erf (Cephes) is itself up to 3 ulp from glibc's: 4 for float64 erf
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cases = [("erf", 4, erf_x, scipy_erf(erf_x.astype(np.float64)), 4 if f64 else 2),
+                 ("log1p", 5, log1p_x, np.log1p(log1p_x.astype(np.float64)), 2)]
+    for name, which, x, ref, max_ulp in cases:
+        out = np.empty_like(x)
+        apply(x, out, which)
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(ref), err_msg=name)
+        inf, zero = np.isinf(ref), ref == 0
+        np.testing.assert_array_equal(out[inf], ref[inf], err_msg=name)
+        np.testing.assert_array_equal(np.signbit(out[zero]), np.signbit(ref[zero]), err_msg=name)
+        fin = np.isfinite(ref)
+        ulp = np.abs(out[fin] - ref[fin]) / np.spacing(np.abs(ref[fin]).astype(dtype)).astype(np.float64)
+        worst = int(np.argmax(ulp))
+        assert ulp.max() <= max_ulp, f"{name}: {ulp.max():.2f} ulp at x={x[fin][worst]!r}"
 
 
 def test_vectorizable_math_saturates_without_overflow():

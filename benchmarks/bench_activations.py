@@ -1,0 +1,41 @@
+"""The hidden activations' element kernels, one code per parameter, on a 256 x 256 float32 block
+(a 256-wide layer's pre-activations for a batch of 256): act_forward, then act_backward_input on
+a gradient copied in first, as a backward pass receives it from the next layer's product.
+
+Time per element is the time / 65536. Setup runs one call first, so compilation stays out of
+``time_*``.
+"""
+import numpy as np
+
+from fastbp.kernels import activations as A
+from fastbp.kernels.jit import kernel
+
+ROWS = COLS = 256
+
+
+@kernel
+def forward_backward(out, dpre, pre, dout, act):
+    """out <- act(pre); dpre <- dout * act'(pre)."""
+    n = pre.shape[0]
+    A.act_forward(out, 0, pre, 0, n, act)
+    for i in range(n):
+        dpre[i] = dout[i]
+    A.act_backward_input(dpre, 0, pre, 0, n, act)
+
+
+class Activations:
+    params = (list(A.HIDDEN),)
+    param_names = ["activation"]
+
+    def setup(self, name):
+        rng = np.random.default_rng(0)
+        # pre-activations of a He-initialized layer: spread over the kinks and both tails
+        self.pre = (rng.standard_normal(ROWS * COLS) * 2).astype(np.float32)
+        self.dout = rng.standard_normal(ROWS * COLS).astype(np.float32)
+        self.out = np.empty_like(self.pre)
+        self.dpre = np.empty_like(self.pre)
+        self.code = A.HIDDEN.code(name)
+        forward_backward(self.out, self.dpre, self.pre, self.dout, self.code)
+
+    def time_forward_backward(self, name):
+        forward_backward(self.out, self.dpre, self.pre, self.dout, self.code)
