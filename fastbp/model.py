@@ -22,7 +22,7 @@ from .kernels import epoch as E
 from .kernels import parts
 from .kernels.activations import HIDDEN, OUTPUT
 from .kernels.args import Workspace, make_net
-from .kernels.losses import AUTO, LOSSES
+from .kernels.losses import AUTO, LOSSES, MAE
 from .kernels.small import SMALL_MAX_WORK
 from .optim import get_optimizer
 from .validation import _describe, check_bool, check_dtype, check_int, check_number
@@ -197,7 +197,8 @@ class MLP:
         self.net = make_net(lay.sizes_arr, lay.woff, lay.boff, codes, loss_entry.code, norm=lay.norm_arr,
                             goff=lay.goff, roff=lay.roff, rate=rate, full=full, stats=self.buffers, key=key, l1=l1,
                             l2=l2, huber_delta=huber_delta, smoothing=label_smoothing)
-        self.plain = not (full.any() or l1 or l2)
+        # a plain network takes the kernels without any of the newer code (see kernels/dense.py)
+        self.plain = not (full.any() or l1 or l2 or loss_entry.code >= MAE)
         self.rng = np.random.default_rng(self.seed)
         self._initialize()
         self._workspaces = {}
@@ -334,7 +335,10 @@ class MLP:
     def kernel_parts(self, rows, total_rows=None):
         """The kernels' ``maxparts`` for batches of up to ``rows`` rows (training, or inference
         of ``total_rows`` rows): max_parts(), or None when no work is split (see
-        kernels.parts.kernel_parts)."""
+        kernels.parts.kernel_parts). A network with norm, dropout, penalties or the newer
+        activations and losses always gets max_parts(): its kernels then exist in one variant."""
+        if not self.plain:
+            return self.max_parts()
         if total_rows is not None:
             return parts.kernel_parts(self.max_parts(), self.sizes, rows, total_rows=total_rows)
         return parts.kernel_parts(self.max_parts(), self.sizes, rows, self.n_params)
@@ -347,7 +351,8 @@ class MLP:
             if len(self._workspaces) >= MAX_WORKSPACES:      # keep memory bounded across many batch sizes
                 self._workspaces.clear()
             blas_parts = max(parts.DET_MAX_PARTS, numba.config.NUMBA_NUM_THREADS)
-            ws = Workspace(self.net, self.n_params, cap, self.dtype, cap <= self._small_max_rows(), blas_parts)
+            ws = Workspace(self.net, self.n_params, cap, self.dtype, cap <= self._small_max_rows(), blas_parts,
+                           self.plain)
             self._workspaces[cap] = ws
         return ws
 

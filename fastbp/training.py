@@ -126,6 +126,14 @@ class Run:
                 data = D.with_class_weight(model, data, class_weight)
             data, val = D.split_validation(model, data, validation_data, validation_split, share=share)
             n = data.X.shape[0]
+            if model.buffers.size:
+                if comm.size > 1:
+                    raise ValueError("comm: batch norm under MPI is not supported yet (its statistics must span the "
+                                     "global minibatch); train with norm='layer', or in one process")
+                if min(batch_size, n) == 1 or n % batch_size == 1:
+                    raise ValueError(f"batch_size: with batch norm every minibatch needs at least two rows, but "
+                                     f"{n} rows in minibatches of {batch_size} leave one of a single row; change "
+                                     f"batch_size (or the number of rows)")
             opt.check_params(model.params)   # raises now if the optimizer holds another model's state
             history = History()
             progress = ProgressBar(verbose, epochs, n) if verbose and comm.is_root else None
@@ -286,7 +294,7 @@ class Run:
         with notice:
             opt = self.opt_args = self.optimizer.kernel_args(model.params)
             # calls that run no batch: they only load (or compile) the kernels
-            mode = E.TRAIN if comm.size == 1 else E.GRADIENT
+            mode = E.TRAIN if comm.size == 1 else E.TRAIN_GRADIENT
             E.run(mode, model.params, model.net, ws, self.data, opt=opt, order=np.zeros(0, np.int64),
                   maxparts=self.maxparts)
             if comm.size > 1:
@@ -322,7 +330,8 @@ class Run:
                 opt.lr, opt.clip_norm = float(ctl[K.H_LR]), float(ctl[-1]) or None
             self.opt_args = self.opt_args._replace(hyper=ctl[:-1].copy(), clip=float(ctl[-1]))
         state = self.opt_args.state
-        snapshot = None if self.on_nan == "ignore" else (model.params.copy(), state.copy(), opt.iterations)
+        snapshot = None if self.on_nan == "ignore" else (model.params.copy(), state.copy(), opt.iterations,
+                                                         model.buffers.copy(), model.updates)
         step_loss = np.zeros(steps)
         step_correct = np.zeros(steps)
         # Chunks of about CHUNK_SECONDS, sized from the speed of earlier chunks (kept with the
@@ -395,8 +404,9 @@ class Run:
             lo, hi = comm.share(m)
             exc = None
             try:
-                _, total, correct = E.run(E.GRADIENT, model.params, model.net, ws, self.data, grads=grads, order=order,
-                                          first=r0 + lo, last=r0 + hi, maxparts=self.maxparts)
+                # the rows are positions lo.. of the global minibatch (dropout masks are keyed by them)
+                _, total, correct = E.run(E.TRAIN_GRADIENT, model.params, model.net, ws, self.data, grads=grads,
+                                          order=order, first=r0 + lo, last=r0 + hi, batch=lo, maxparts=self.maxparts)
                 if hi - lo != m:
                     grads *= (hi - lo) / m       # the kernel's mean is over this rank's rows; the step's over m
             except BaseException as e:           # reported through the Allreduce, raised on every rank
@@ -416,6 +426,7 @@ class Run:
             if not np.isfinite(total):
                 return s - first + 1
             K.apply_update(model.params, grads, opt, self.maxparts)
+            model.net.updates[0] += 1
             if red[P + INTERRUPTED] > 0:         # every rank sees it at the same step
                 self.interrupted = True
                 return s - first + 1
@@ -426,10 +437,12 @@ class Run:
         TrainingDiverged (on_nan="raise") or warn and stop (on_nan="stop", returns None). Every
         rank decides on the same reduced loss, so every rank does the same."""
         model, opt = self.model, self.optimizer
-        params, state, t = snapshot
+        params, state, t, buffers, updates = snapshot
         model.params[...] = params
         opt.state_for(model.params)[...] = state
         opt.iterations = t
+        model.buffers[...] = buffers
+        model.updates = updates
         what = reason or f"the loss became NaN or inf at minibatch {step}"
         msg = (f"training diverged in epoch {epoch} (0-based, as in history.epoch): {what}. Params and "
                f"optimizer state were restored to the end of the last finite epoch "

@@ -198,8 +198,8 @@ def test_output_loss_matches_reference(out, loss, weighted):
         dZ = np.stack([(np.diag(p) - np.outer(p, p)) @ g for p, g in zip(P, dP)])
     Zk, G, rowloss = Z.ravel().copy(), np.zeros(n * k), np.zeros(n)
     data = Data(np.zeros((n, 1)), Yf, yint, sw)
-    Lo.output_loss(G, 0, rowloss, Zk, 0, n, k, A.OUTPUT.code(out), Lo.LOSSES.code(loss), data, np.arange(n),
-                   1.0 / n, True)
+    net = make_net([1, k], [0], [-1], [A.OUTPUT.code(out)], Lo.LOSSES.code(loss))
+    Lo.output_loss(G, 0, rowloss, Zk, 0, n, k, net, data, np.arange(n), 1.0 / n, True, None)
     np.testing.assert_allclose(Zk.reshape(n, k), P, rtol=1e-13)
     np.testing.assert_allclose(rowloss, li * w, rtol=1e-12)
     np.testing.assert_allclose(G.reshape(n, k), dZ * w[:, None] / n, rtol=1e-12, atol=1e-15)
@@ -357,7 +357,7 @@ def test_batch_gradient_kernels_match_the_reference(kind, maxparts, act, out, lo
     if kind == "small":
         _, total, _ = E.run_batches_small(*args)
     else:
-        _, total, _ = E.run_batches(*args, maxparts)
+        _, total, _ = E.run_batches(*args, maxparts, None)
     Ws, bs = naive.unflatten(params, sizes, bias)
     want_loss, dWs, dbs = naive.loss_and_grads(Ws, bs, data.X[rows], Y[rows], act, out, loss,
                                                None if sw is None else sw[rows])
@@ -378,7 +378,7 @@ def test_predict_and_evaluate_kernels_match_the_reference(kind, maxparts, out, l
     for mode, dest in ((E.PREDICT, P), (E.EVALUATE, P2)):
         args = (mode, dest, np.zeros(0), np.zeros(0), params, np.zeros(lay.size), no_opt(), net, data,
                 np.zeros(0, np.int64), 0, 300, 1, work)
-        blocks, total, correct = E.run_batches_small(*args) if kind == "small" else E.run_batches(*args, maxparts)
+        blocks, total, correct = E.run_batches_small(*args) if kind == "small" else E.run_batches(*args, maxparts, None)
         assert blocks == -(-300 // cap)
     Ws, bs = naive.unflatten(params, sizes, True)
     want = naive.forward(Ws, bs, data.X, "tanh", out)[0][-1]
@@ -422,7 +422,7 @@ def test_train_steps_kernels_replay_the_reference(kind, maxparts, opt):
     grads = np.zeros(lay.size)
     args = (E.TRAIN, np.zeros((0, sizes[-1])), step_loss, step_correct, params, grads, kopt, net, data, order,
             first, last, batch, work)
-    done, _, _ = E.run_batches_small(*args) if kind == "small" else E.run_batches(*args, maxparts)
+    done, _, _ = E.run_batches_small(*args) if kind == "small" else E.run_batches(*args, maxparts, None)
     assert done == last - first and kopt.step[0] == 4 + done
     np.testing.assert_allclose(step_loss, losses, rtol=1e-12)
     np.testing.assert_allclose(params, want, rtol=1e-9, atol=1e-12)

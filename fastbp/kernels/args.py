@@ -116,6 +116,8 @@ class Workspace:
     small : bool
         Whether batches of this size take the serial feature-major kernels (small.py) rather
         than the batch-major BLAS ones (network.py).
+    extras : None or int
+        The batch-major kernels' ``extras`` argument: None for a plain network (see dense.py).
     arrays : Work
         The buffers the kernels take.
     grads : ndarray
@@ -126,9 +128,10 @@ class Workspace:
         Which kinds of fit have loaded their kernels for this workspace (fastbp.training).
     """
 
-    def __init__(self, net, n_params, cap, dtype, small, parts):
+    def __init__(self, net, n_params, cap, dtype, small, parts, plain=True):
         self.cap = cap
         self.small = small
+        self.extras = None if plain else np.int64(1)
         self.arrays = workspace_arrays(net, cap, dtype, parts)
         self.grads = np.zeros(n_params, dtype)
         self.steps_per_second = None

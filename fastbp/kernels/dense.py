@@ -12,6 +12,11 @@ work.pre: Z = A_l @ W_l + b_l -> [norm] -> Y -> act -> [dropout] -> A_{l+1}. Its
 the activation's derivative from Y and regenerates the dropout mask (dropout.py). Plain layers
 keep the shorter path of old: the activation applied in place, its derivative from the output.
 
+``extras`` is None for a plain network (no norm, no dropout, no penalty, every activation's
+derivative taken from its output): numba then drops, and never even compiles, the code of
+everything newer, so such a network compiles exactly the kernels it always did. Any other
+network passes an int and gets the kernels with everything (one more compilation per dtype).
+
 ``train`` says what a batch is for: INFERENCE (running statistics, no dropout), BATCH_STATS
 (loss_and_grad: the batch's statistics, no dropout, no running update) or STEP (a training
 step: dropout, and the running statistics move). ``pos0`` is the position of the batch's first
@@ -80,7 +85,7 @@ def _activate(work, net, l, r0, r1, c0, c1, train, pos0):
 
 
 @kernel
-def dense_forward(work, params, net, X, l, act, r0, r1, p, train, pos0):
+def dense_forward(work, params, net, X, l, act, r0, r1, p, train, pos0, extras):
     """Rows [r0, r1) of A_{l+1} = act(A_l @ W_l + b_l) (act LINEAR leaves the logits); for
     layer 0 the rows' input first, gathered from X by work.rows. A full layer goes through
     work.pre (a batch-norm layer in training stops at Z: NORM_FORWARD finishes it)."""
@@ -90,9 +95,14 @@ def dense_forward(work, params, net, X, l, act, r0, r1, p, train, pos0):
     if l == 0:
         for i in range(r0, r1):
             _copy_row(acts, off[0] + i * n_in, X, work.rows[i])
+    if extras is None:
+        gemm(np.bool_(False), np.bool_(False), r1 - r0, n_out, n_in, acts, off[l] + r0 * n_in, n_in, params,
+             net.woff[l], n_out, 0.0, acts, off[l + 1] + r0 * n_out, n_out, work.blas_int[p], work.blas_float[p])
+        bias_act_forward(acts, off[l + 1] + r0 * n_out, r1 - r0, n_out, params, net.boff[l], act)
+        return
     full = net.full[l] != 0
     # a full layer's Z goes to work.pre (the activation comes after the norm); one product and
-    # one bias pass either way (each inlined copy is compile time on a first run)
+    # one bias pass either way (each copy is compile time)
     dst = work.pre if full else acts
     d0 = work.pre_off[l] if full else off[l + 1]
     gemm(np.bool_(False), np.bool_(False), r1 - r0, n_out, n_in, acts, off[l] + r0 * n_in, n_in, params, net.woff[l],
@@ -123,8 +133,31 @@ def batch_norm_forward(work, params, net, l, m, p, parts, train, pos0):
     _activate(work, net, l, np.int64(0), m, c0, c1, train, pos0)
 
 
+@kernel(inline="always")
+def _penalize(grads, work, params, net, l, i0, i1):
+    """Rows [i0, i1) of dW_l += l1*sign(W) + 2*l2*W; their penalty l1*|W| + l2*W**2 into work.pen."""
+    if net.l1 == 0.0 and net.l2 == 0.0:
+        return
+    n_out = net.sizes[l + 1]
+    w0 = net.woff[l]
+    prow = 0
+    for k in range(l):
+        prow += net.sizes[k]
+    dt = grads.dtype.type
+    l1, l2 = net.l1, net.l2
+    c1, c2 = dt(l1), dt(2.0 * l2)
+    for i in range(i0, i1):
+        w = params[w0 + i * n_out:w0 + (i + 1) * n_out]
+        g = grads[w0 + i * n_out:w0 + (i + 1) * n_out]
+        s = 0.0
+        for j in range(n_out):
+            s += l1 * abs(w[j]) + l2 * w[j] * w[j]
+            g[j] += c1 * np.sign(w[j]) + c2 * w[j]
+        work.pen[prow + i] = s
+
+
 @kernel
-def dense_backward_weights(grads, work, params, net, l, m, dcur, p, parts):
+def dense_backward_weights(grads, work, params, net, l, m, dcur, p, parts, extras):
     """Part p of parts of dW_l = A_l^T @ dZ (a block of its input features, i.e. rows of dW_l)
     and db_l = sum over the batch of dZ (a block of its columns); with l1/l2, those rows'
     penalty gradient added and their penalty into work.pen."""
@@ -135,21 +168,8 @@ def dense_backward_weights(grads, work, params, net, l, m, dcur, p, parts):
     w0 = net.woff[l]
     gemm(np.bool_(True), np.bool_(False), i1 - i0, n_out, m, acts, work.acts_off[l] + i0, n_in, deltas, dcur, n_out,
          0.0, grads, w0 + i0 * n_out, n_out, work.blas_int[p], work.blas_float[p])
-    if net.l1 != 0.0 or net.l2 != 0.0:
-        prow = 0
-        for k in range(l):
-            prow += net.sizes[k]
-        dt = grads.dtype.type
-        l1, l2 = net.l1, net.l2
-        c1, c2 = dt(l1), dt(2.0 * l2)
-        for i in range(i0, i1):
-            w = params[w0 + i * n_out:w0 + (i + 1) * n_out]
-            g = grads[w0 + i * n_out:w0 + (i + 1) * n_out]
-            s = 0.0
-            for j in range(n_out):
-                s += l1 * abs(w[j]) + l2 * w[j] * w[j]
-                g[j] += c1 * np.sign(w[j]) + c2 * w[j]
-            work.pen[prow + i] = s
+    if extras is not None:
+        _penalize(grads, work, params, net, l, i0, i1)
     if net.boff[l] >= 0:
         c0, c1 = part_range(n_out, parts, p)
         db = grads[net.boff[l] + c0:net.boff[l] + c1]
@@ -161,7 +181,7 @@ def dense_backward_weights(grads, work, params, net, l, m, dcur, p, parts):
 
 
 @kernel
-def dense_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, pos0):
+def dense_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, pos0, extras):
     """Rows [r0, r1) of the delta of layer l-1: dZ_{l-1} = (dZ @ W_l^T) * act'(.), written at
     dnext; act is layer l-1's activation, its derivative taken from the stored A_l, or for a
     full layer through its dropout mask and from Y (a norm layer then still needs NORM_BACKWARD)."""
@@ -171,6 +191,9 @@ def dense_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, po
     gemm(np.bool_(False), np.bool_(True), r1 - r0, n_in, n_out, deltas, dcur + r0 * n_out, n_out, params, net.woff[l],
          n_out, 0.0, deltas, dnext + r0 * n_in, n_in, work.blas_int[p], work.blas_float[p])
     k = l - 1
+    if extras is None:
+        act_backward(deltas, dnext + r0 * n_in, work.acts, work.acts_off[l] + r0 * n_in, r1 - r0, n_in, net.act[k])
+        return
     if net.full[k] == 0:
         act_backward(deltas, dnext + r0 * n_in, work.acts, work.acts_off[l] + r0 * n_in, r1 - r0, n_in, net.act[k])
         return
@@ -180,10 +203,16 @@ def dense_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, po
 
 
 @kernel
-def norm_backward(grads, work, params, net, l, m, dcur, p, parts):
+def norm_backward(grads, work, params, net, l, m, dcur, p, parts, rows):
     """Part p of a norm layer's features: dgamma and dbeta from dY at dcur; batch norm also
-    turns those features of dY into dZ."""
+    turns those features of dY into dZ. With ``rows``: part p of the rows of a layer-norm
+    layer, dY into dZ (after the features)."""
     n = net.sizes[l + 1]
+    if rows:
+        r0, r1 = part_range(m, parts, p)
+        layer_norm_backward_rows(work.deltas, dcur, work.pre, work.xhat_off[l], work.nstat, work.nstat_off[l], params,
+                                 net.goff[l], r0, r1, n)
+        return
     c0, c1 = part_range(n, parts, p)
     norm_param_grads(grads, net.goff[l], work.deltas, dcur, work.pre, work.xhat_off[l], m, n, c0, c1)
     if net.norm[l] == BATCH_NORM:
@@ -192,28 +221,25 @@ def norm_backward(grads, work, params, net, l, m, dcur, p, parts):
 
 
 @kernel
-def layer_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0):
+def layer_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras):
     """Part p of ``parts`` of one task on layer l of a batch of m rows (see the module docstring)."""
     if task == FORWARD:
         r0, r1 = part_range(m, parts, p)
-        dense_forward(work, params, net, X, l, act, r0, r1, p, train, pos0)
+        dense_forward(work, params, net, X, l, act, r0, r1, p, train, pos0, extras)
     elif task == BACKWARD_WEIGHTS:
-        dense_backward_weights(grads, work, params, net, l, m, dcur, p, parts)
+        dense_backward_weights(grads, work, params, net, l, m, dcur, p, parts, extras)
     elif task == BACKWARD_INPUT:
         r0, r1 = part_range(m, parts, p)
-        dense_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, pos0)
-    elif task == NORM_FORWARD:
-        batch_norm_forward(work, params, net, l, m, p, parts, train, pos0)
-    elif task == NORM_BACKWARD:
-        norm_backward(grads, work, params, net, l, m, dcur, p, parts)
-    else:
-        r0, r1 = part_range(m, parts, p)
-        layer_norm_backward_rows(work.deltas, dcur, work.pre, work.xhat_off[l], work.nstat, work.nstat_off[l], params,
-                                 net.goff[l], r0, r1, net.sizes[l + 1])
+        dense_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, pos0, extras)
+    elif extras is not None:
+        if task == NORM_FORWARD:
+            batch_norm_forward(work, params, net, l, m, p, parts, train, pos0)
+        else:
+            norm_backward(grads, work, params, net, l, m, dcur, p, parts, task == NORM_BACKWARD_ROWS)
 
 
 @kernel(parallel=True)
-def layer_region(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0):
+def layer_region(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras):
     """All ``parts`` parts of a task, in a parallel region."""
     for p in prange(parts):
-        layer_task(task, np.int64(p), parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0)
+        layer_task(task, np.int64(p), parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras)

@@ -68,4 +68,4 @@ def run(mode, params, net, ws, data, *, grads=None, opt=None, out=None, order=No
             ws.arrays)
     if ws.small:
         return run_batches_small(*args)
-    return run_batches(*args, maxparts)
+    return run_batches(*args, maxparts, ws.extras)

@@ -30,7 +30,7 @@ AUTO = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy", "linear":
 
 
 @kernel
-def output_loss(dZ, doff, row_loss, Z, zoff, rows, k, net, data, ridx, scale, need_grad):
+def output_loss(dZ, doff, row_loss, Z, zoff, rows, k, net, data, ridx, scale, need_grad, extras):
     """Loss and gradient for rows [0, rows) of the output block Z (rows, k) at flat offset zoff,
     for the output activation and loss of ``net`` (its huber_delta and label smoothing too).
 
@@ -44,6 +44,7 @@ def output_loss(dZ, doff, row_loss, Z, zoff, rows, k, net, data, ridx, scale, ne
 
     Regression losses take the mean over a row's outputs (mse, mae, huber, poisson); label
     smoothing eps replaces the target y by y * (1 - eps) + eps / k (torch's CrossEntropyLoss).
+    mae, huber and poisson exist only with ``extras`` (not None; see dense.py).
     """
     L = net.sizes.shape[0] - 1
     out, loss = net.act[L - 1], net.loss
@@ -117,7 +118,7 @@ def output_loss(dZ, doff, row_loss, Z, zoff, rows, k, net, data, ridx, scale, ne
                     g[j] = (p - y) * w * scale / k
                 z[j] = p
             l /= k
-        elif loss == MAE or loss == HUBER:
+        elif extras is not None and (loss == MAE or loss == HUBER):
             # torch's L1Loss and HuberLoss (mean over the outputs); sign(0) = 0
             for j in range(k):
                 d = np.float64(z[j]) - Yf[r, j]
@@ -134,7 +135,7 @@ def output_loss(dZ, doff, row_loss, Z, zoff, rows, k, net, data, ridx, scale, ne
                 if need_grad:
                     g[j] = gj * w * scale / k
             l /= k
-        elif loss == POISSON:
+        elif extras is not None and loss == POISSON:
             # torch's PoissonNLLLoss(log_input=True, full=False): exp(z) - y * z; predicts exp(z)
             for j in range(k):
                 x = np.float64(z[j])

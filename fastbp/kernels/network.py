@@ -24,18 +24,19 @@ from .parts import n_parts
 
 
 @kernel(inline="always")
-def _task(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, maxparts):
+def _task(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras):
     """All ``parts`` parts of a layer task: serially, or in a parallel region (never compiled
     when maxparts is None, see parts.py)."""
     if maxparts is None or parts == 1:
-        layer_task(task, np.int64(0), np.int64(1), l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0)
+        layer_task(task, np.int64(0), np.int64(1), l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0,
+                   extras)
     else:
-        layer_region(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0)
+        layer_region(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras)
 
 
 @kernel
 def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, data, order, first, last, batch, work,
-                maxparts):
+                maxparts, extras):
     """Run the network on batches of data rows; returns (batches run, loss sum, correct count).
 
     mode TRAIN     minibatches first .. last-1 of the epoch order ``order`` (``batch`` rows each,
@@ -53,7 +54,9 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
          EVALUATE  data rows first .. last-1 in blocks of work's capacity: predictions into
                    out[first:last], the loss sum and correct count over them.
          PREDICT   the same, predictions only.
-    Overwrites work.acts and work.deltas.
+    Overwrites work.acts and work.deltas. ``extras``: None for a plain network, whose kernels
+    then hold none of the code of norm, dropout, penalties and the newer activations and losses
+    (see dense.py); an int otherwise.
     """
     L = net.sizes.shape[0] - 1
     k = net.sizes[L]
@@ -97,14 +100,14 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
             act = np.int64(LINEAR) if mode != PREDICT and l == L - 1 else net.act[l]
             work_l = m * net.sizes[l] * net.sizes[l + 1]
             _task(np.int64(FORWARD), n_parts(m, work_l, maxparts), l, m, act, grads, params, net, work, X,
-                  np.int64(0), np.int64(0), train, pos0, maxparts)
-            if net.norm[l] == BATCH_NORM and train != INFERENCE:
+                  np.int64(0), np.int64(0), train, pos0, maxparts, extras)
+            if extras is not None and net.norm[l] == BATCH_NORM and train != INFERENCE:
                 _task(np.int64(NORM_FORWARD), n_parts(net.sizes[l + 1], work_l, maxparts), l, m, act, grads, params,
-                      net, work, X, np.int64(0), np.int64(0), train, pos0, maxparts)
+                      net, work, X, np.int64(0), np.int64(0), train, pos0, maxparts, extras)
         if mode != PREDICT:
             # loss; the gradient at the logits into deltas[0:], already divided by m
             correct = output_loss(work.deltas, np.int64(0), work.row_loss, work.acts, o, m, k, net, data, rows,
-                                  1.0 / m if training else 1.0, training)
+                                  1.0 / m if training else 1.0, training, extras)
             correct_all += correct
             if training:
                 total = 0.0
@@ -124,20 +127,20 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
         for l in range(L - 1, -1, -1):
             dnext = half - dcur
             work_l = m * net.sizes[l] * net.sizes[l + 1]
-            if net.norm[l] != 0:
+            if extras is not None and net.norm[l] != 0:
                 # dcur holds dY: gamma's and beta's gradients, then dY -> dZ
                 _task(np.int64(NORM_BACKWARD), n_parts(net.sizes[l + 1], work_l, maxparts), l, m, np.int64(LINEAR),
-                      grads, params, net, work, X, dcur, dnext, train, pos0, maxparts)
+                      grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras)
                 if net.norm[l] == LAYER_NORM:
                     _task(np.int64(NORM_BACKWARD_ROWS), n_parts(m, work_l, maxparts), l, m, np.int64(LINEAR), grads,
-                          params, net, work, X, dcur, dnext, train, pos0, maxparts)
+                          params, net, work, X, dcur, dnext, train, pos0, maxparts, extras)
             _task(np.int64(BACKWARD_WEIGHTS), n_parts(net.sizes[l], work_l, maxparts), l, m, np.int64(LINEAR), grads,
-                  params, net, work, X, dcur, dnext, train, pos0, maxparts)
+                  params, net, work, X, dcur, dnext, train, pos0, maxparts, extras)
             if l > 0:
                 _task(np.int64(BACKWARD_INPUT), n_parts(m, work_l, maxparts), l, m, np.int64(LINEAR), grads, params,
-                      net, work, X, dcur, dnext, train, pos0, maxparts)
+                      net, work, X, dcur, dnext, train, pos0, maxparts, extras)
             dcur = dnext
-        if penalized:
+        if extras is not None and penalized:
             # the penalty at the weights before this update, once per row like the data loss
             pen = 0.0
             for i in range(work.pen.shape[0]):

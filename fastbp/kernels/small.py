@@ -142,7 +142,7 @@ def small_batch_gradient(grads, params, net, data, work, m):
         for i in range(m):
             for j in range(k):
                 zb[i * k + j] = Zo[j, i]
-        correct = output_loss(gb, np.int64(0), rowloss, zb, np.int64(0), m, k, net, data, ridx, 1.0 / m, np.bool_(True))
+        correct = output_loss(gb, np.int64(0), rowloss, zb, np.int64(0), m, k, net, data, ridx, 1.0 / m, np.bool_(True), None)
         for i in range(m):
             for j in range(k):
                 Gc[j, i] = gb[i * k + j]
@@ -258,7 +258,7 @@ def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, ne
             bias_act_forward(zb, np.int64(0), m, k, params, np.int64(-1), net.act[L - 1])
         else:
             correct += output_loss(gb, np.int64(0), work.row_loss, zb, np.int64(0), m, k, net, data, rows, 1.0,
-                                   np.bool_(False))
+                                   np.bool_(False), None)
             for i in range(m):
                 total += work.row_loss[i]
         for i in range(m):
