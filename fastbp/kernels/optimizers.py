@@ -8,14 +8,18 @@
                    RMSprop: [square_avg, then grad_avg if centered, then the momentum buffer if
                    momentum > 0]; Adagrad: [sum]; Lion: [m]
     segments       int64 [0, end_0, ..., N]: the parameter tensors (LAMB's trust ratio is per
-                   tensor); empty means one tensor, the whole buffer
+                   tensor); boundaries past N count as N
     sched          float64 learning-rate schedule (kernels.schedules)
 
 The rate of each update comes from ``sched`` (kernels.schedules), and bias corrections are
 computed once per update, outside the element loop. Every element is independent, so the
 parallel version splits the buffer into fixed chunks with no reduction. LAMB needs per-tensor
-norms first: a pass over fixed pieces of each tensor sums squares in float64, the pieces are
-added in order (so the same bits on any number of threads), then the update pass.
+norms first: a pass over fixed pieces of each tensor updates the moments and sums squares in
+float64, the pieces are added in order (so the same bits on any number of threads), then the
+update pass moves the params.
+
+Every entry point reaches the update through one kernel of its own, ``_update``, compiled once per
+dtype; the helpers inside it are inlined (jit.py).
 """
 import numpy as np
 from numba import prange
@@ -33,25 +37,9 @@ CHUNK = 1 << 14          # elements per parallel chunk (and per piece of LAMB's 
 
 
 @kernel(inline="always")
-def _lamb_u(p, g, m, v, b1, b2, c1, c2, bc1, bc2, eps, wd):
-    """optax.lamb's update before the trust ratio, and the new moments: (u, m', v')."""
-    mi = c1 * g + b1 * m
-    vi = c2 * (g * g) + b2 * v
-    return (mi / bc1) / (np.sqrt(vi / bc2) + eps) + wd * p, mi, vi
-
-
-@kernel(inline="always")
-def _n_segments(segments):
-    return max(1, segments.shape[0] - 1)
-
-
-@kernel(inline="always")
-def _segment(segments, s, n):
-    """Elements [a, b) of tensor s, never past n (an empty params array, as when kernels are
-    only being loaded, then has empty tensors)."""
-    if segments.shape[0] < 2:
-        return np.int64(0), n
-    return min(segments[s], n), min(segments[s + 1], n)
+def _lamb_direction(p, m, v, bc1, bc2, eps, wd):
+    """optax.lamb's update before the trust ratio, from the new moments m and v."""
+    return (m / bc1) / (np.sqrt(v / bc2) + eps) + wd * p
 
 
 @kernel(inline="always")
@@ -157,96 +145,90 @@ def opt_update_range(params, grads, opt, t, lr, gscale, trust, lo, hi):
             m[i] = c2 * gi + b2 * m[i]
             p[i] = p[i] - dlr * (ui + wd * p[i])
     else:
-        # LAMB: optax.lamb, p -= lr * (u * trust ratio of u's tensor)
+        # LAMB (optax.lamb): lamb_moments has updated m and v; p -= lr * (u * trust ratio of u's tensor)
         m = opt.state[0, lo:hi]
         v = opt.state[1, lo:hi]
-        b1, b2 = dt(hyper[H_BETA1]), dt(hyper[H_BETA2])
-        c1, c2 = dt(1.0 - hyper[H_BETA1]), dt(1.0 - hyper[H_BETA2])
         bc1, bc2 = dt(1.0 - hyper[H_BETA1] ** t), dt(1.0 - hyper[H_BETA2] ** t)
         eps = dt(hyper[H_EPS])
         segments = opt.segments
         # the tensor holding element lo, then each tensor overlapping [lo, hi) in turn
-        nseg = _n_segments(segments)
-        s = np.searchsorted(segments, lo, side="right") - 1 if segments.shape[0] >= 2 else 0
+        s = np.searchsorted(segments, lo, side="right") - 1
         a = lo
-        while a < hi and s < nseg:
-            b = min(hi, _segment(segments, s, params.shape[0])[1])
+        while a < hi and s < segments.shape[0] - 1:
+            b = min(hi, segments[s + 1])
             r = dt(trust[s])
             for i in range(a - lo, b - lo):
-                ui, mi, vi = _lamb_u(p[i], g[i] * gs, m[i], v[i], b1, b2, c1, c2, bc1, bc2, eps, wd)
-                m[i] = mi
-                v[i] = vi
-                p[i] = p[i] - dlr * (ui * r)
+                p[i] = p[i] - dlr * (_lamb_direction(p[i], m[i], v[i], bc1, bc2, eps, wd) * r)
             a = max(a, b)
             s += 1
 
 
 @kernel(inline="always")
-def _lamb_squares(params, grads, opt, t, gscale, lo, hi):
-    """(sum of p^2, sum of u^2) over elements [lo, hi), in float64 and index order; u is
-    LAMB's update before the trust ratio, as ``opt_update_range`` computes it."""
+def lamb_moments(params, grads, opt, t, gscale, first, owner, sums, k):
+    """LAMB's norm pass over piece k (elements first[k] .. the end of the piece): the new moments
+    m and v in the state, and sums[k] = (sum of p^2, sum of u^2) in float64 and index order,
+    u being LAMB's update before the trust ratio (as opt_update_range computes it)."""
+    n = params.shape[0]
+    lo = first[k]
+    hi = min(lo + CHUNK, min(opt.segments[owner[k] + 1], n))
     hyper = opt.hyper
     dt = params.dtype.type
     b1, b2 = dt(hyper[H_BETA1]), dt(hyper[H_BETA2])
     c1, c2 = dt(1.0 - hyper[H_BETA1]), dt(1.0 - hyper[H_BETA2])
     bc1, bc2 = dt(1.0 - hyper[H_BETA1] ** t), dt(1.0 - hyper[H_BETA2] ** t)
     eps, wd, gs = dt(hyper[H_EPS]), dt(hyper[H_WD]), dt(gscale)
+    m = opt.state[0]
+    v = opt.state[1]
     sp = 0.0
     su = 0.0
     for i in range(lo, hi):
+        gi = grads[i] * gs
+        mi = c1 * gi + b1 * m[i]            # optax's update_moment: (1 - b) g + b m
+        vi = c2 * (gi * gi) + b2 * v[i]
+        m[i] = mi
+        v[i] = vi
         pi = params[i]
-        ui, _, _ = _lamb_u(pi, grads[i] * gs, opt.state[0, i], opt.state[1, i], b1, b2, c1, c2, bc1, bc2, eps, wd)
+        ui = _lamb_direction(pi, mi, vi, bc1, bc2, eps, wd)
         sp += np.float64(pi) * np.float64(pi)
         su += np.float64(ui) * np.float64(ui)
-    return sp, su
-
-
-@kernel(inline="always")
-def _lamb_pieces(segments, n):
-    """The pieces of the norm pass: each tensor cut into CHUNK-element pieces from its start,
-    as (first element, tensor) arrays. Fixed by the layout alone."""
-    nseg = _n_segments(segments)
-    count = 0
-    for s in range(nseg):
-        a, b = _segment(segments, s, n)
-        count += (b - a + CHUNK - 1) // CHUNK
-    first = np.empty(count, np.int64)
-    owner = np.empty(count, np.int64)
-    k = 0
-    for s in range(nseg):
-        a, b = _segment(segments, s, n)
-        while a < b:
-            first[k] = a
-            owner[k] = s
-            k += 1
-            a += CHUNK
-    return first, owner
+    sums[k, 0] = sp
+    sums[k, 1] = su
 
 
 @kernel(parallel=True)
-def _lamb_squares_parallel(params, grads, opt, t, gscale, first, owner, sums):
-    n = params.shape[0]
+def _lamb_moments_parallel(params, grads, opt, t, gscale, first, owner, sums):
     for k in prange(first.shape[0]):
-        hi = min(first[k] + CHUNK, _segment(opt.segments, owner[k], n)[1])
-        sums[k, 0], sums[k, 1] = _lamb_squares(params, grads, opt, t, gscale, first[k], hi)
+        lamb_moments(params, grads, opt, t, gscale, first, owner, sums, k)
 
 
 @kernel(inline="always")
 def lamb_trust(params, grads, opt, t, gscale, maxparts):
-    """optax's trust ratio ||p|| / ||u|| of each tensor (1 where either norm is 0), in float64."""
+    """LAMB's norm pass: the moments of update t, and optax's trust ratio ||p|| / ||u|| of
+    each tensor (1 where either norm is 0), in float64. The pieces are each tensor cut into
+    CHUNK elements from its start: fixed by the layout alone."""
     n = params.shape[0]
-    first, owner = _lamb_pieces(opt.segments, n)
-    sums = np.empty((first.shape[0], 2))
+    segments = opt.segments
+    nseg = segments.shape[0] - 1
+    count = 0
+    for s in range(nseg):
+        count += (min(segments[s + 1], n) - min(segments[s], n) + CHUNK - 1) // CHUNK
+    first = np.empty(count, np.int64)
+    owner = np.empty(count, np.int64)
+    k = 0
+    for s in range(nseg):
+        for a in range(min(segments[s], n), min(segments[s + 1], n), CHUNK):
+            first[k] = a
+            owner[k] = s
+            k += 1
+    sums = np.empty((count, 2))
     if maxparts is None or n < PARALLEL_MIN_PARAMS or maxparts == 1:
-        for k in range(first.shape[0]):
-            hi = min(first[k] + CHUNK, _segment(opt.segments, owner[k], n)[1])
-            sums[k, 0], sums[k, 1] = _lamb_squares(params, grads, opt, t, gscale, first[k], hi)
+        for k in range(count):
+            lamb_moments(params, grads, opt, t, gscale, first, owner, sums, k)
     else:
-        _lamb_squares_parallel(params, grads, opt, t, gscale, first, owner, sums)
-    nseg = _n_segments(opt.segments)
+        _lamb_moments_parallel(params, grads, opt, t, gscale, first, owner, sums)
     sp = np.zeros(nseg)
     su = np.zeros(nseg)
-    for k in range(first.shape[0]):
+    for k in range(count):
         sp[owner[k]] += sums[k, 0]
         su[owner[k]] += sums[k, 1]
     trust = np.empty(nseg)
@@ -292,11 +274,13 @@ def clip_scale(grads, max_norm):
     return min(coef, 1.0)
 
 
-@kernel(inline="always")
-def _prepare_update(params, grads, opt, maxparts):
-    """Everything an update needs before its element loop: (t, lr, gscale, trust), with
-    opt.step[0] counting it. The rate is taken first: a schedule that refuses update t
-    raises before anything changes."""
+@kernel
+def _update(params, grads, opt, maxparts):
+    """One optimizer step. A kernel of its own rather than inlined (jit.py): the update is large
+    (every optimizer, the schedules, LAMB's norm pass), and each training entry point would
+    otherwise compile all of it again; as a kernel it is compiled once per dtype and per kind of
+    ``maxparts`` (None: serial, and the parallel kernels are never compiled). The rate is taken
+    first: a schedule that refuses update t raises before anything changes."""
     t = opt.step[0]
     lr = schedule_rate(opt.sched, opt.hyper[H_LR], t)
     opt.step[0] = t + 1
@@ -305,19 +289,17 @@ def _prepare_update(params, grads, opt, maxparts):
         trust = lamb_trust(params, grads, opt, t + 1, gscale, maxparts)
     else:
         trust = np.empty(0)
-    return t + 1, lr, gscale, trust
+    opt_update(params, grads, opt, t + 1, lr, gscale, trust, maxparts)
 
 
 @kernel(inline="always")
 def apply_update(params, grads, opt, maxparts):
     """One optimizer step from ``grads``: opt.step[0] += 1, the rate from the schedule,
-    global-norm clipping, the update."""
-    t, lr, gscale, trust = _prepare_update(params, grads, opt, maxparts)
-    opt_update(params, grads, opt, t, lr, gscale, trust, maxparts)
+    global-norm clipping, the update (parallel as ``maxparts`` allows, see opt_update)."""
+    _update(params, grads, opt, maxparts)
 
 
 @kernel(inline="always")
 def apply_update_serial(params, grads, opt):
     """apply_update on one thread, without the parallel kernels (small networks never compile them)."""
-    t, lr, gscale, trust = _prepare_update(params, grads, opt, None)
-    opt_update_range(params, grads, opt, t, lr, gscale, trust, np.int64(0), params.shape[0])
+    _update(params, grads, opt, None)

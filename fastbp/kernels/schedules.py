@@ -19,18 +19,6 @@ CONSTANT, COSINE, EXPONENTIAL, PIECEWISE, ONECYCLE = range(5)
 
 
 @kernel(inline="always")
-def _cosine_decay(s, decay_steps, decay_from, alpha):
-    completed = s / decay_steps
-    cosine = 0.5 * (1.0 + np.cos(np.pi * completed))
-    return decay_from * ((1.0 - alpha) * cosine + alpha)
-
-
-@kernel(inline="always")
-def _cosine_anneal(start, end, pct):
-    return end + (start - end) / 2.0 * (np.cos(np.pi * pct) + 1.0)
-
-
-@kernel(inline="always")
 def schedule_rate(sched, base_lr, t):
     """The learning rate of update ``t`` (int, 0-based) under ``sched``; ``base_lr`` for a constant rate.
 
@@ -41,15 +29,6 @@ def schedule_rate(sched, base_lr, t):
     s = np.float64(t)
     if code == CONSTANT:
         return base_lr
-    if code == COSINE:
-        initial, decay_steps, alpha = sched[1], sched[2], sched[3]
-        if sched[6] == 0.0:
-            return _cosine_decay(min(s, decay_steps), decay_steps, initial, alpha)
-        target, warmup = sched[4], sched[5]
-        s = min(s, decay_steps + warmup)
-        if s < warmup:
-            return (target - initial) * (s / warmup) + initial
-        return _cosine_decay(s - warmup, decay_steps, target, alpha)
     if code == EXPONENTIAL:
         p = s / sched[2]
         if sched[4] != 0.0:
@@ -61,10 +40,26 @@ def schedule_rate(sched, base_lr, t):
             if s <= sched[2 + i]:
                 return sched[2 + nb + i]
         return sched[2 + 2 * nb]
-    # ONECYCLE
+    # The cosine schedules share one expression each (one copy of the code in every caller).
+    if code == COSINE:
+        initial, decay_steps, alpha = sched[1], sched[2], sched[3]
+        if sched[6] == 0.0:
+            s, decay_from = min(s, decay_steps), initial
+        else:
+            target, warmup = sched[4], sched[5]
+            s = min(s, decay_steps + warmup)
+            if s < warmup:
+                return (target - initial) * (s / warmup) + initial
+            s, decay_from = s - warmup, target
+        completed = s / decay_steps
+        cosine = 0.5 * (1.0 + np.cos(np.pi * completed))
+        return decay_from * ((1.0 - alpha) * cosine + alpha)
+    # ONECYCLE: torch's _annealing_cos(start, end, pct) in the phase holding update t
     if s >= sched[1]:
         raise ValueError("OneCycle: an update past total_steps (see Optimizer.check_updates)")
     end1 = sched[2]
     if s <= end1:
-        return _cosine_anneal(sched[3], sched[4], (s - 0.0) / (end1 - 0.0))
-    return _cosine_anneal(sched[4], sched[5], (s - end1) / ((sched[1] - 1.0) - end1))
+        start, end, pct = sched[3], sched[4], (s - 0.0) / (end1 - 0.0)
+    else:
+        start, end, pct = sched[4], sched[5], (s - end1) / ((sched[1] - 1.0) - end1)
+    return end + (start - end) / 2.0 * (np.cos(np.pi * pct) + 1.0)
