@@ -19,6 +19,7 @@ import naive
 from fastbp import cli, io, schedules
 from fastbp.kernels import optimizers as K
 from fastbp.kernels import schedules as KS
+from fastbp.kernels.args import Opt
 from fastbp.optim import OPTIMIZERS, get_optimizer
 
 # name: (fastbp class, naive name, hyperparameters both take); weight_decay on, and clip_norm
@@ -160,6 +161,24 @@ def test_lamb_one_tensor_is_the_whole_array():
         opt.step(p, g.copy())
         ref.step(q, g)
     assert_close(p, q, "params")
+
+
+def test_default_segments_are_one_tensor_and_clamp_to_the_buffer():
+    """An Opt built without segments (the kernels' default) is one tensor; segments past the
+    end of the buffer count as its end, so a call on empty views (as when kernels are only
+    being loaded) touches nothing."""
+    rng = np.random.default_rng(8)
+    p, g = rng.standard_normal(25), rng.standard_normal(25)
+    via_step, opt = p.copy(), fastbp.LAMB(lr=0.1, weight_decay=0.01)
+    opt.step(via_step, g)
+    args = fastbp.LAMB(lr=0.1, weight_decay=0.01).kernel_args(p)
+    bare = Opt(args.code, args.hyper, args.state, args.step, args.clip)
+    K.apply_update(p, g, bare, None)
+    np.testing.assert_array_equal(p, via_step)
+    for maxparts in (None, 2):
+        args = fastbp.LAMB().kernel_args(p, [0, 10, 25])
+        K.apply_update(p[:0], g[:0], args._replace(state=args.state[:, :0]), maxparts)
+        assert args.step[0] == 1
 
 
 def test_float32_follows_the_reference():
