@@ -11,12 +11,14 @@ from .errors import TrainingDiverged
 from . import metrics
 from .loggers import CSVLogger, TensorBoard
 from .model import MLP, load
-from .optim import SGD, Adam, AdamW, Momentum, Nesterov, Optimizer
+from .optim import LAMB, SGD, Adagrad, Adam, AdamW, Lion, Momentum, Nesterov, Optimizer, RMSprop
+from . import schedules
 from .tables import TablePreprocessor
 from .threads import get_num_threads, set_num_threads
 from .warmup import compile_kernels
 
-__all__ = ["MLP", "SGD", "Momentum", "Nesterov", "Adam", "AdamW", "Optimizer", "load",
+__all__ = ["MLP", "SGD", "Momentum", "Nesterov", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion", "LAMB",
+           "Optimizer", "schedules", "load",
            "set_num_threads", "get_num_threads", "Callback", "History", "EarlyStopping",
            "ModelCheckpoint", "LearningRateScheduler", "ReduceLROnPlateau", "TrainingDiverged",
            "compile_kernels", "CSVLogger", "TensorBoard", "metrics", "TablePreprocessor", "__version__"]

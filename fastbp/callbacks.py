@@ -359,8 +359,23 @@ class ModelCheckpoint(Callback):
         self._m.best = state
 
 
+def _check_constant_rate(callback, optimizer):
+    """An epoch-level rate callback and a per-update schedule would fight over the rate: refuse
+    before anything trains."""
+    schedule = getattr(optimizer, "schedule", None)
+    if schedule is not None:
+        raise ValueError(f"{type(callback).__name__} sets the learning rate every epoch, but the optimizer "
+                         f"{type(optimizer).__name__} takes its rate from the schedule {schedule!r} at every "
+                         f"update; use one of them: drop the {type(callback).__name__} callback, or give the "
+                         "optimizer a constant lr")
+
+
 class LearningRateScheduler(Callback):
-    """Set the optimizer's lr at each epoch start to ``schedule(epoch, lr)``."""
+    """Set the optimizer's lr at each epoch start to ``schedule(epoch, lr)``.
+
+    The optimizer must have a constant rate: with an optimizer whose ``lr`` is a schedule
+    (fastbp.schedules), training stops with a ValueError before it starts.
+    """
 
     def __init__(self, schedule, verbose=0):
         if not callable(schedule):
@@ -368,18 +383,25 @@ class LearningRateScheduler(Callback):
         self.schedule = schedule
         self.verbose = verbose
 
+    def on_train_begin(self, logs=None):
+        _check_constant_rate(self, self.model.optimizer)
+
     def on_epoch_begin(self, epoch, logs=None):
         opt = self.model.optimizer
-        lr = self.schedule(epoch, opt.lr)
-        opt.lr = check_number("schedule(epoch, lr)", lr)
-        if opt.lr <= 0:
-            raise ValueError(f"schedule(epoch, lr): expected a learning rate > 0, got {opt.lr} at epoch {epoch}")
+        lr = check_number("schedule(epoch, lr)", self.schedule(epoch, opt.lr))
+        if lr <= 0:
+            raise ValueError(f"schedule(epoch, lr): expected a learning rate > 0, got {lr} at epoch {epoch}")
+        opt.lr = lr
         if self.verbose:
             print(f"epoch {epoch + 1}: learning rate {opt.lr:g}", file=sys.stderr)
 
 
 class ReduceLROnPlateau(Callback):
-    """Multiply lr by ``factor`` when ``monitor`` has not improved for ``patience`` epochs."""
+    """Multiply lr by ``factor`` when ``monitor`` has not improved for ``patience`` epochs.
+
+    The optimizer must have a constant rate: with an optimizer whose ``lr`` is a schedule
+    (fastbp.schedules), training stops with a ValueError before it starts.
+    """
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, min_delta=1e-4, cooldown=0, min_lr=0.0, mode="auto"):
         self._m = _Monitor(monitor, mode, min_delta)
@@ -391,6 +413,7 @@ class ReduceLROnPlateau(Callback):
         self.min_lr = check_nonnegative("min_lr", min_lr)
 
     def on_train_begin(self, logs=None):
+        _check_constant_rate(self, self.model.optimizer)
         self._wait = 0
         self._cool = 0
 

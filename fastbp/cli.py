@@ -2,7 +2,8 @@
 
     fastbp train [DATA] [--target COL] [--drop COL,...] [--max-categories 256] [--layers 64,32]
                  [--activation relu] [--task auto] [--loss auto] [--optimizer adam] [--lr 1e-3]
-                 [--epochs 20] [--batch-size auto] [--val-split 0.1] [--seed 0] [--threads N]
+                 [--schedule none|cosine|onecycle] [--warmup-steps 0] [--epochs 20]
+                 [--batch-size auto] [--val-split 0.1] [--seed 0] [--threads N]
                  [--out model.fbp] [--plot curves.png]
     fastbp predict MODEL DATA [-o preds.csv]
     fastbp evaluate MODEL DATA
@@ -164,6 +165,12 @@ def build_parser():
     t.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="default: adam")
     t.add_argument("--lr", type=_float_type("learning rate", 0, lo_open=True), default=1e-3,
                    help="learning rate (default: 1e-3)")
+    t.add_argument("--schedule", default="none", choices=["cosine", "onecycle", "none"],
+                   help="learning rate per update: cosine (warm-up from 0 to --lr over --warmup-steps updates, "
+                        "then a cosine decay to 0 over the rest of the run), onecycle (torch's OneCycleLR with "
+                        "max_lr --lr over the whole run), or none: --lr throughout (default: none)")
+    t.add_argument("--warmup-steps", type=_int_type("warmup steps", 0), default=0, metavar="N",
+                   help="updates of --schedule cosine's warm-up (default: 0)")
     t.add_argument("--epochs", type=_int_type("epochs", 1), default=20, help="default: 20")
     t.add_argument("--batch-size", type=_batch_type, default="auto", metavar="N",
                    help=f"minibatch size (default: auto = 256, lowered on small data to give at least "
@@ -577,6 +584,26 @@ def _table_target(frame, path, args):
 
 
 # ---- commands ------------------------------------------------------------------------------------
+def lr_schedule(args, updates):
+    """The ``lr`` of the optimizer for ``--lr``, ``--schedule`` and ``--warmup-steps`` over a run of
+    ``updates`` updates: a number, or a schedule (fastbp.schedules)."""
+    from . import schedules
+
+    if args.schedule != "cosine" and args.warmup_steps:
+        raise CLIError(f"--warmup-steps: only --schedule cosine has a warm-up, got --schedule {args.schedule}")
+    if args.schedule == "cosine":
+        if args.warmup_steps >= updates:
+            raise CLIError(f"--warmup-steps: expected fewer than the run's {updates} updates (--epochs times "
+                           f"the minibatches per epoch), got {args.warmup_steps}")
+        # Keras' CosineDecay: a linear warm-up from initial_learning_rate (0) to warmup_target, then
+        # the decay from warmup_target over the remaining updates
+        return schedules.CosineDecay(0.0, updates - args.warmup_steps, warmup_target=args.lr,
+                                     warmup_steps=args.warmup_steps)
+    if args.schedule == "onecycle":
+        return schedules.OneCycle(args.lr, updates)
+    return args.lr
+
+
 def cmd_train(args, out, err):
     import fastbp
     from . import datasets
@@ -684,7 +711,7 @@ def cmd_train(args, out, err):
     Xs, ys = scaled(Xtr, ytr)
     val = scaled(Xva, yva) if n_val else None
     batch = auto_batch(len(tr)) if args.batch_size == "auto" else args.batch_size
-    opt = OPTIMIZERS.get(args.optimizer).cls(lr=args.lr)
+    opt = OPTIMIZERS.get(args.optimizer).cls(lr=lr_schedule(args, args.epochs * -(-len(tr) // batch)))
 
     say(f"data: {source}: {n} samples x {d} features, target {target_name!r}, "
         + (f"classify ({k} classes)" if task == "classify" else "regress"))
@@ -692,7 +719,10 @@ def cmd_train(args, out, err):
         say(encoder.report() + (f"; {n_dropped} row{'s' if n_dropped != 1 else ''} with a missing target dropped"
                              if n_dropped else ""))
     say(f"model: {' -> '.join(map(str, model.sizes))}, {args.activation}/{output}, loss {loss}, "
-        f"{model.n_params:,} params; {args.optimizer} lr {args.lr:g}, batch {batch}, {args.epochs} epochs, "
+        f"{model.n_params:,} params; {args.optimizer} lr {args.lr:g}"
+        + ("" if args.schedule == "none" else f" ({args.schedule}"
+           + (f", {args.warmup_steps} warm-up updates)" if args.schedule == "cosine" else ")"))
+        + f", batch {batch}, {args.epochs} epochs, "
         f"{fastbp.get_num_threads()} threads" + (f", {comm.Get_size()} MPI ranks" if comm is not None else ""))
     verbose = 1 if (root and not args.quiet) else 0
     fit_kw = dict(epochs=args.epochs, batch_size=batch, optimizer=opt, validation_data=val, verbose=verbose)

@@ -49,6 +49,8 @@ _DTYPES = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
 _MAX_DIMS = 4
 # The arrays each kind of file may hold: the flat params and the optimizer's flat states.
 _NAMES = {"model": ("params",), "checkpoint": ("params", "opt_s0", "opt_s1")}
+# A checkpoint holds as many optimizer states as its optimizer has (RMSprop: up to 3).
+_OPT_STATE_ARRAY = re.compile(r"opt_s[0-9]{1,2}")
 # A checkpoint may also hold one array per callback that keeps one (EarlyStopping's best params),
 # named by the callback's place in fit's callbacks list.
 _CALLBACK_ARRAY = re.compile(r"cb[0-9]{1,3}_params")
@@ -60,10 +62,10 @@ _CONFIG_KEYS = ("sizes", "activation", "output", "loss", "bias", "init", "init_s
 def _name_problem(kind, name):
     """Why a ``kind`` file cannot hold an array called ``name``, or None if it can."""
     if name in _NAMES[kind] or (kind == "checkpoint" and isinstance(name, str)
-                                and _CALLBACK_ARRAY.fullmatch(name) is not None):
+                                and (_CALLBACK_ARRAY.fullmatch(name) or _OPT_STATE_ARRAY.fullmatch(name))):
         return None
     return (f"array name {name!r}: a {kind} file holds only {list(_NAMES[kind])}"
-            + (" and cbN_params" if kind == "checkpoint" else ""))
+            + (", opt_sN and cbN_params" if kind == "checkpoint" else ""))
 
 
 def _align(n):
@@ -437,7 +439,7 @@ def restore_checkpoint(path, model, optimizer, history, callbacks=()):
     iterations = _check_int(path, "optimizer step count", opt_meta.get("iterations"))
     states = []
     if iterations:
-        for i in range(optimizer.n_states):
+        for i in range(fresh.n_states):           # as many as the checkpoint's configuration has
             s = arrays.get(f"opt_s{i}")
             if s is None or s.shape != params.shape or s.dtype != params.dtype:
                 raise _bad(path, f"optimizer state opt_s{i}: expected shape {params.shape} and dtype "
@@ -467,7 +469,10 @@ def restore_checkpoint(path, model, optimizer, history, callbacks=()):
     model.rng = rng
     optimizer.reset()
     for k in opt_meta["config"]:
-        setattr(optimizer, k, getattr(fresh, k))
+        if k != "lr":
+            setattr(optimizer, k, getattr(fresh, k))
+    # the checkpoint's rate, constant or scheduled, whichever the optimizer had
+    optimizer.set_learning_rate(fresh.lr if fresh.schedule is None else fresh.schedule)
     if states:
         for dst, src in zip(optimizer.state_for(model.params), states):
             dst[...] = src

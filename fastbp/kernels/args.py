@@ -68,14 +68,22 @@ labels   (n,) int64 class labels (cross-entropy), or (0,)
 weights  (n,) per-sample weights, or (0,)
 """
 
-Opt = namedtuple("Opt", ["code", "hyper", "state", "step", "clip"])
+# Calls that never update (or predate per-tensor rules and schedules) may leave out segments
+# and sched: one tensor (a boundary past N counts as N), and the constant rate hyper[H_LR].
+# The kernels only read these arrays.
+Opt = namedtuple("Opt", ["code", "hyper", "state", "step", "clip", "segments", "sched"],
+                 defaults=(np.array([0, np.iinfo(np.int64).max], np.int64), np.zeros(1)))
 Opt.__doc__ = """An optimizer as the kernels see it (see kernels.optimizers).
 
-code   int              optimizer code
-hyper  (N_HYPER,) float64  hyperparameters
-state  (n_states, N)    state buffers in the params layout (velocity; Adam's m and v)
-step   (1,) int64       updates applied so far; the kernels increment it
-clip   float            global-norm clipping threshold, 0 for none
+code      int                  optimizer code
+hyper     (N_HYPER,) float64   hyperparameters
+state     (n_states, N)        state buffers in the params layout (velocity; moments; ...)
+step      (1,) int64           updates applied so far; the kernels increment it
+clip      float                global-norm clipping threshold, 0 for none
+segments  (T+1,) int64         [0, end_0, ..., N]: where each parameter tensor (W, b, gamma,
+                               beta) ends in the flat params (boundaries past N count as N)
+sched     float64              the learning-rate schedule, [0] for the constant hyper[H_LR]
+                               (see kernels.schedules)
 """
 
 Work = namedtuple("Work", ["acts", "acts_off", "deltas", "row_loss", "rows", "blas_int", "blas_float",

@@ -1,45 +1,69 @@
 """Optimizer updates: one loop over the flat parameter, gradient and state buffers.
 
     params, grads  flat (N,) arrays of one layout
-    opt            Opt (kernels.args): code, hyper, state (n_states, N), step, clip
-    hyper          float64 [lr, momentum, beta1, beta2, eps, weight_decay, nesterov, decoupled]
-    state          Momentum: [velocity]; Adam: [m, v]; SGD: none (shape (0, N))
+    opt            Opt (kernels.args): code, hyper, state (n_states, N), step, clip, segments, sched
+    hyper          float64 [lr, momentum, beta1, beta2, eps, weight_decay, nesterov, decoupled,
+                   alpha, centered] (H_* below)
+    state          SGD: none (shape (0, N)); Momentum: [velocity]; Adam, LAMB: [m, v];
+                   RMSprop: [square_avg, then grad_avg if centered, then the momentum buffer if
+                   momentum > 0]; Adagrad: [sum]; Lion: [m]
+    segments       int64 [0, end_0, ..., N]: the parameter tensors (LAMB's trust ratio is per
+                   tensor); boundaries past N count as N
+    sched          float64 learning-rate schedule (kernels.schedules)
 
-Bias corrections are computed once per step, outside the element loop. Every element is
-independent, so the parallel version splits the buffer into fixed chunks with no reduction.
+The rate of each update comes from ``sched`` (kernels.schedules), and bias corrections are
+computed once per update, outside the element loop. Every element is independent, so the
+parallel version splits the buffer into fixed chunks with no reduction. LAMB needs per-tensor
+norms first: a pass over fixed pieces of each tensor updates the moments and sums squares in
+float64, the pieces are added in order (so the same bits on any number of threads), then the
+update pass moves the params.
+
+Every entry point reaches the update through one kernel of its own, ``_update``, compiled once per
+dtype; the helpers inside it are inlined (jit.py).
 """
 import numpy as np
 from numba import prange
 
 from .jit import kernel
 from .parts import PARALLEL_MIN_PARAMS
+from .schedules import schedule_rate
 
-SGD, MOMENTUM, ADAM = 0, 1, 2
-H_LR, H_MOMENTUM, H_BETA1, H_BETA2, H_EPS, H_WD, H_NESTEROV, H_DECOUPLED = range(8)
-N_HYPER = 8
+SGD, MOMENTUM, ADAM, RMSPROP, ADAGRAD, LION, LAMB = range(7)
+(H_LR, H_MOMENTUM, H_BETA1, H_BETA2, H_EPS, H_WD, H_NESTEROV, H_DECOUPLED,
+ H_ALPHA, H_CENTERED) = range(10)
+N_HYPER = 10
 
-CHUNK = 1 << 14          # elements per parallel chunk
+CHUNK = 1 << 14          # elements per parallel chunk (and per piece of LAMB's norm pass)
 
 
 @kernel(inline="always")
-def opt_update_range(params, grads, opt, t, gscale, lo, hi):
-    """Apply update number t >= 1 of optimizer ``opt`` to elements [lo, hi) of params (and its state)."""
+def _lamb_direction(p, m, v, bc1, bc2, eps, wd):
+    """optax.lamb's update before the trust ratio, from the new moments m and v."""
+    return (m / bc1) / (np.sqrt(v / bc2) + eps) + wd * p
+
+
+@kernel(inline="always")
+def opt_update_range(params, grads, opt, t, lr, gscale, trust, lo, hi):
+    """Apply update number t >= 1 of optimizer ``opt``, at rate ``lr``, with the gradient scaled
+    by ``gscale``, to elements [lo, hi) of params (and its state); ``trust``: LAMB's trust ratio
+    of each tensor of ``opt.segments`` (unused by the other optimizers)."""
     # Slices indexed by range variables let LLVM vectorize (see activations.bias_act_forward).
     p = params[lo:hi]
     g = grads[lo:hi]
     n = hi - lo
     hyper = opt.hyper
     dt = params.dtype.type
-    lr = dt(hyper[H_LR])
+    dlr = dt(lr)
     wd = dt(hyper[H_WD])
     decoupled = hyper[H_DECOUPLED] != 0.0
     l2 = wd if not decoupled else dt(0.0)
-    decay = dt(1.0 - hyper[H_LR] * hyper[H_WD]) if decoupled else dt(1.0)
+    decay = dt(1.0 - lr * hyper[H_WD]) if decoupled else dt(1.0)
     gs = dt(gscale)
-    if opt.code == SGD:
+    code = opt.code
+    if code == SGD:
         for i in range(n):
-            p[i] = p[i] * decay - lr * (g[i] * gs + l2 * p[i])
-    elif opt.code == MOMENTUM:
+            p[i] = p[i] * decay - dlr * (g[i] * gs + l2 * p[i])
+    elif code == MOMENTUM:
         v = opt.state[0, lo:hi]
         mu = dt(hyper[H_MOMENTUM])
         if hyper[H_NESTEROV] != 0.0:
@@ -47,20 +71,20 @@ def opt_update_range(params, grads, opt, t, gscale, lo, hi):
                 gi = g[i] * gs + l2 * p[i]
                 vi = mu * v[i] + gi
                 v[i] = vi
-                p[i] = p[i] * decay - lr * (gi + mu * vi)
+                p[i] = p[i] * decay - dlr * (gi + mu * vi)
         else:
             for i in range(n):
                 gi = g[i] * gs + l2 * p[i]
                 vi = mu * v[i] + gi
                 v[i] = vi
-                p[i] = p[i] * decay - lr * vi
-    else:
+                p[i] = p[i] * decay - dlr * vi
+    elif code == ADAM:
         m = opt.state[0, lo:hi]
         v = opt.state[1, lo:hi]
         b1 = hyper[H_BETA1]
         b2 = hyper[H_BETA2]
         # torch.optim.Adam's arithmetic: p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
-        step = dt(hyper[H_LR] / (1.0 - b1 ** t))
+        step = dt(lr / (1.0 - b1 ** t))
         inv_sqrt_bc2 = dt(1.0 / np.sqrt(1.0 - b2 ** t))
         eps = dt(hyper[H_EPS])
         db1, db2 = dt(b1), dt(b2)
@@ -72,26 +96,166 @@ def opt_update_range(params, grads, opt, t, gscale, lo, hi):
             m[i] = mi
             v[i] = vi
             p[i] = p[i] * decay - step * mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps)
-
-
-@kernel(parallel=True)
-def _opt_update_parallel(params, grads, opt, t, gscale):
-    n = params.shape[0]
-    nchunks = (n + CHUNK - 1) // CHUNK
-    for c in prange(nchunks):
-        opt_update_range(params, grads, opt, t, gscale, c * CHUNK, min(n, (c + 1) * CHUNK))
+    elif code == RMSPROP:
+        # torch.optim.RMSprop; the rows after square_avg exist only when used, so a missing
+        # one is aliased to row 0 and never touched
+        last = opt.state.shape[0] - 1
+        centered = hyper[H_CENTERED] != 0.0
+        heavy = hyper[H_MOMENTUM] > 0.0
+        sq = opt.state[0, lo:hi]
+        ga = opt.state[min(1, last), lo:hi]
+        buf = opt.state[min(1 + int(centered), last), lo:hi]
+        alpha, c = dt(hyper[H_ALPHA]), dt(1.0 - hyper[H_ALPHA])
+        eps, mu = dt(hyper[H_EPS]), dt(hyper[H_MOMENTUM])
+        for i in range(n):
+            gi = g[i] * gs + l2 * p[i]
+            si = alpha * sq[i] + c * (gi * gi)
+            sq[i] = si
+            if centered:
+                ai = ga[i] + c * (gi - ga[i])
+                ga[i] = ai
+                avg = np.sqrt(si - ai * ai) + eps
+            else:
+                avg = np.sqrt(si) + eps
+            if heavy:
+                bi = mu * buf[i] + gi / avg
+                buf[i] = bi
+                p[i] = p[i] - dlr * bi
+            else:
+                p[i] = p[i] - dlr * (gi / avg)
+    elif code == ADAGRAD:
+        # torch.optim.Adagrad (lr_decay 0): sum += g^2; p += -lr * (g / (sqrt(sum) + eps))
+        acc = opt.state[0, lo:hi]
+        eps = dt(hyper[H_EPS])
+        for i in range(n):
+            gi = g[i] * gs + l2 * p[i]
+            si = acc[i] + gi * gi
+            acc[i] = si
+            p[i] = p[i] - dlr * (gi / (np.sqrt(si) + eps))
+    elif code == LION:
+        # optax.lion: u = sign((1 - b1) g + b1 m) + wd p; m = (1 - b2) g + b2 m; p -= lr u
+        m = opt.state[0, lo:hi]
+        b1, b2 = dt(hyper[H_BETA1]), dt(hyper[H_BETA2])
+        c1, c2 = dt(1.0 - hyper[H_BETA1]), dt(1.0 - hyper[H_BETA2])
+        one = dt(1.0)
+        for i in range(n):
+            gi = g[i] * gs
+            ci = c1 * gi + b1 * m[i]
+            ui = one if ci > 0 else (-one if ci < 0 else ci)      # jnp.sign: 0 at 0, NaN kept
+            m[i] = c2 * gi + b2 * m[i]
+            p[i] = p[i] - dlr * (ui + wd * p[i])
+    else:
+        # LAMB (optax.lamb): lamb_moments has updated m and v; p -= lr * (u * trust ratio of u's tensor)
+        m = opt.state[0, lo:hi]
+        v = opt.state[1, lo:hi]
+        bc1, bc2 = dt(1.0 - hyper[H_BETA1] ** t), dt(1.0 - hyper[H_BETA2] ** t)
+        eps = dt(hyper[H_EPS])
+        segments = opt.segments
+        # the tensor holding element lo, then each tensor overlapping [lo, hi) in turn
+        s = np.searchsorted(segments, lo, side="right") - 1
+        a = lo
+        while a < hi and s < segments.shape[0] - 1:
+            b = min(hi, segments[s + 1])
+            r = dt(trust[s])
+            for i in range(a - lo, b - lo):
+                p[i] = p[i] - dlr * (_lamb_direction(p[i], m[i], v[i], bc1, bc2, eps, wd) * r)
+            a = max(a, b)
+            s += 1
 
 
 @kernel(inline="always")
-def opt_update(params, grads, opt, t, gscale, maxparts):
+def lamb_moments(params, grads, opt, t, gscale, first, owner, sums, k):
+    """LAMB's norm pass over piece k (elements first[k] .. the end of the piece): the new moments
+    m and v in the state, and sums[k] = (sum of p^2, sum of u^2) in float64 and index order,
+    u being LAMB's update before the trust ratio (as opt_update_range computes it)."""
+    n = params.shape[0]
+    lo = first[k]
+    hi = min(lo + CHUNK, min(opt.segments[owner[k] + 1], n))
+    hyper = opt.hyper
+    dt = params.dtype.type
+    b1, b2 = dt(hyper[H_BETA1]), dt(hyper[H_BETA2])
+    c1, c2 = dt(1.0 - hyper[H_BETA1]), dt(1.0 - hyper[H_BETA2])
+    bc1, bc2 = dt(1.0 - hyper[H_BETA1] ** t), dt(1.0 - hyper[H_BETA2] ** t)
+    eps, wd, gs = dt(hyper[H_EPS]), dt(hyper[H_WD]), dt(gscale)
+    m = opt.state[0]
+    v = opt.state[1]
+    sp = 0.0
+    su = 0.0
+    for i in range(lo, hi):
+        gi = grads[i] * gs
+        mi = c1 * gi + b1 * m[i]            # optax's update_moment: (1 - b) g + b m
+        vi = c2 * (gi * gi) + b2 * v[i]
+        m[i] = mi
+        v[i] = vi
+        pi = params[i]
+        ui = _lamb_direction(pi, mi, vi, bc1, bc2, eps, wd)
+        sp += np.float64(pi) * np.float64(pi)
+        su += np.float64(ui) * np.float64(ui)
+    sums[k, 0] = sp
+    sums[k, 1] = su
+
+
+@kernel(parallel=True)
+def _lamb_moments_parallel(params, grads, opt, t, gscale, first, owner, sums):
+    for k in prange(first.shape[0]):
+        lamb_moments(params, grads, opt, t, gscale, first, owner, sums, k)
+
+
+@kernel(inline="always")
+def lamb_trust(params, grads, opt, t, gscale, maxparts):
+    """LAMB's norm pass: the moments of update t, and optax's trust ratio ||p|| / ||u|| of
+    each tensor (1 where either norm is 0), in float64. The pieces are each tensor cut into
+    CHUNK elements from its start: fixed by the layout alone."""
+    n = params.shape[0]
+    segments = opt.segments
+    nseg = segments.shape[0] - 1
+    count = 0
+    for s in range(nseg):
+        count += (min(segments[s + 1], n) - min(segments[s], n) + CHUNK - 1) // CHUNK
+    first = np.empty(count, np.int64)
+    owner = np.empty(count, np.int64)
+    k = 0
+    for s in range(nseg):
+        for a in range(min(segments[s], n), min(segments[s + 1], n), CHUNK):
+            first[k] = a
+            owner[k] = s
+            k += 1
+    sums = np.empty((count, 2))
+    if maxparts is None or n < PARALLEL_MIN_PARAMS or maxparts == 1:
+        for k in range(count):
+            lamb_moments(params, grads, opt, t, gscale, first, owner, sums, k)
+    else:
+        _lamb_moments_parallel(params, grads, opt, t, gscale, first, owner, sums)
+    sp = np.zeros(nseg)
+    su = np.zeros(nseg)
+    for k in range(count):
+        sp[owner[k]] += sums[k, 0]
+        su[owner[k]] += sums[k, 1]
+    trust = np.empty(nseg)
+    for s in range(nseg):
+        pn, un = np.sqrt(sp[s]), np.sqrt(su[s])
+        trust[s] = 1.0 if pn == 0.0 or un == 0.0 else pn / un
+    return trust
+
+
+@kernel(parallel=True)
+def _opt_update_parallel(params, grads, opt, t, lr, gscale, trust):
+    n = params.shape[0]
+    nchunks = (n + CHUNK - 1) // CHUNK
+    for c in prange(nchunks):
+        opt_update_range(params, grads, opt, t, lr, gscale, trust, c * CHUNK, min(n, (c + 1) * CHUNK))
+
+
+@kernel(inline="always")
+def opt_update(params, grads, opt, t, lr, gscale, trust, maxparts):
     """Update number t over the whole buffer; parallel over fixed chunks when the buffer is large
     and more than one thread is allowed (``maxparts`` as in parts.py: None or 1 means serial, so a
     1-thread fit starts no parallel region at all and idle workers can go to sleep)."""
     n = params.shape[0]
     if maxparts is None or n < PARALLEL_MIN_PARAMS or maxparts == 1:
-        opt_update_range(params, grads, opt, t, gscale, np.int64(0), n)
+        opt_update_range(params, grads, opt, t, lr, gscale, trust, np.int64(0), n)
     else:
-        _opt_update_parallel(params, grads, opt, t, gscale)
+        _opt_update_parallel(params, grads, opt, t, lr, gscale, trust)
 
 
 @kernel(inline="always")
@@ -110,15 +274,32 @@ def clip_scale(grads, max_norm):
     return min(coef, 1.0)
 
 
+@kernel
+def _update(params, grads, opt, maxparts):
+    """One optimizer step. A kernel of its own rather than inlined (jit.py): the update is large
+    (every optimizer, the schedules, LAMB's norm pass), and each training entry point would
+    otherwise compile all of it again; as a kernel it is compiled once per dtype and per kind of
+    ``maxparts`` (None: serial, and the parallel kernels are never compiled). The rate is taken
+    first: a schedule that refuses update t raises before anything changes."""
+    t = opt.step[0]
+    lr = schedule_rate(opt.sched, opt.hyper[H_LR], t)
+    opt.step[0] = t + 1
+    gscale = clip_scale(grads, opt.clip)
+    if opt.code == LAMB:
+        trust = lamb_trust(params, grads, opt, t + 1, gscale, maxparts)
+    else:
+        trust = np.empty(0)
+    opt_update(params, grads, opt, t + 1, lr, gscale, trust, maxparts)
+
+
 @kernel(inline="always")
 def apply_update(params, grads, opt, maxparts):
-    """One optimizer step from ``grads``: opt.step[0] += 1, global-norm clipping, the update."""
-    opt.step[0] += 1
-    opt_update(params, grads, opt, opt.step[0], clip_scale(grads, opt.clip), maxparts)
+    """One optimizer step from ``grads``: opt.step[0] += 1, the rate from the schedule,
+    global-norm clipping, the update (parallel as ``maxparts`` allows, see opt_update)."""
+    _update(params, grads, opt, maxparts)
 
 
 @kernel(inline="always")
 def apply_update_serial(params, grads, opt):
-    """apply_update on one thread, without the parallel kernel (small networks never compile it)."""
-    opt.step[0] += 1
-    opt_update_range(params, grads, opt, opt.step[0], clip_scale(grads, opt.clip), np.int64(0), params.shape[0])
+    """apply_update on one thread, without the parallel kernels (small networks never compile them)."""
+    _update(params, grads, opt, None)
