@@ -11,6 +11,23 @@ for a network without batch normalization.
 import numpy as np
 
 NO_NORM, LAYER_NORM, BATCH_NORM = 0, 1, 2
+# norm= names (per hidden layer) and their codes
+NORMS = {None: NO_NORM, "none": NO_NORM, "layer": LAYER_NORM, "batch": BATCH_NORM}
+
+
+def norm_codes(norm, n_hidden):
+    """The norm code of every layer (the output layer's NO_NORM last) from MLP's ``norm``
+    argument (one name or a list of n_hidden); ValueError for anything else."""
+    names = list(norm) if isinstance(norm, (list, tuple)) else [norm] * n_hidden
+    if len(names) != n_hidden:
+        raise ValueError(f"norm: expected one value or a list of {n_hidden} (one per hidden layer), got a list of "
+                         f"{len(names)}")
+    codes = []
+    for v in names:
+        if not (v is None or isinstance(v, str)) or v not in NORMS:
+            raise ValueError(f"norm: unknown name {v!r}; expected None, 'none', 'layer' or 'batch'")
+        codes.append(NORMS[v])
+    return codes + [NO_NORM]
 
 
 class Layout:
@@ -69,16 +86,20 @@ class Layout:
         return np.zeros(self.size, dtype=dtype)
 
     def views(self, buf):
-        """[(W, b, gamma, beta), ...]: views into ``buf`` (None where a layer has no such tensor);
-        writing them writes buf."""
+        """[(W, b), ...]: views into ``buf`` (b None without bias); writing them writes buf."""
         out = []
         for l, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
             w0 = self.woff[l]
             W = buf[w0:w0 + n_in * n_out].reshape(n_in, n_out)
-            b = buf[self.boff[l]:self.boff[l] + n_out] if self.bias else None
+            out.append((W, buf[self.boff[l]:self.boff[l] + n_out] if self.bias else None))
+        return out
+
+    def norm_views(self, buf):
+        """[(gamma, beta), ...] per layer: views into ``buf`` ((None, None) without norm)."""
+        out = []
+        for l, n_out in enumerate(self.sizes[1:]):
             g = self.goff[l]
-            gamma, beta = (buf[g:g + n_out], buf[g + n_out:g + 2 * n_out]) if g >= 0 else (None, None)
-            out.append((W, b, gamma, beta))
+            out.append((buf[g:g + n_out], buf[g + n_out:g + 2 * n_out]) if g >= 0 else (None, None))
         return out
 
     def stat_views(self, stats):

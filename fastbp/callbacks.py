@@ -180,7 +180,7 @@ class ProgressBar(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         dt = time.perf_counter() - self._t0
-        text = " - ".join(f"{k}: {v:.4f}" for k, v in (logs or {}).items())
+        text = " - ".join(f"{k}: {v:.4g}" if k == "lr" else f"{k}: {v:.4f}" for k, v in (logs or {}).items())
         if self._bar is not None:
             self._bar.set_postfix_str(text, refresh=True)
             self._bar.close()

@@ -1,10 +1,10 @@
 """Model and checkpoint files: a format that cannot execute anything, written atomically.
 
-Layout of a ``.fbp`` file, version 1 (all integers little-endian):
+Layout of a ``.fbp`` file, version 2 (all integers little-endian):
 
     offset  size  content
     0       8     magic b"\\x89FASTBP\\n"
-    8       4     uint32 format version (1)
+    8       4     uint32 format version (2; version 1 files, without buffers, still load)
     12      4     uint32 header length H (at most MAX_HEADER = 16 MiB)
     16      4     uint32 CRC-32 of the H header bytes
     20      H     header: a UTF-8 JSON object (standard JSON: no NaN or Infinity)
@@ -13,9 +13,12 @@ Layout of a ``.fbp`` file, version 1 (all integers little-endian):
                   to a multiple of 64, back to back in offset order, up to the end of the file
 
 The header holds ``kind`` ("model" or "checkpoint"), ``config`` (the MLP constructor
-arguments), ``meta`` (for checkpoints: epoch, optimizer, RNG state, history), ``data_crc32``
+arguments), ``meta`` (the model's update count ``updates``; for checkpoints also epoch,
+optimizer with its schedule, RNG state, history), ``data_crc32``
 (CRC-32 of the whole data section) and ``arrays``:
-``{name: {"dtype": "<f4" | "<f8", "shape": [...], "offset": bytes into the data section}}``.
+``{name: {"dtype": "<f4" | "<f8", "shape": [...], "offset": bytes into the data section}}``:
+``params``, ``buffers`` (batch norm's running statistics, when the model has any), and in
+checkpoints ``opt_s0..opt_sK`` (the optimizer's states) and ``cbN_params``.
 A model trained on a table adds ``preprocessing``: its ``TablePreprocessor.to_json()`` (column
 names, kinds, categories, means, class names), checked by ``TablePreprocessor.from_json`` and
 against the network's widths on reading.
@@ -38,17 +41,19 @@ import zlib
 import numpy as np
 
 from ._version import __version__
+from ._layout import Layout, norm_codes
 from .tables import TablePreprocessor
 
 MAGIC = b"\x89FASTBP\n"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)
 MAX_HEADER = 16 << 20          # room for a table model's categories and class names
 ALIGN = 64
 PREAMBLE = struct.Struct("<8sIII")          # magic, version, header length, header CRC-32
 _DTYPES = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
 _MAX_DIMS = 4
 # The arrays each kind of file may hold: the flat params and the optimizer's flat states.
-_NAMES = {"model": ("params",), "checkpoint": ("params", "opt_s0", "opt_s1")}
+_NAMES = {"model": ("params", "buffers"), "checkpoint": ("params", "buffers", "opt_s0", "opt_s1")}
 # A checkpoint holds as many optimizer states as its optimizer has (RMSprop: up to 3).
 _OPT_STATE_ARRAY = re.compile(r"opt_s[0-9]{1,2}")
 # A checkpoint may also hold one array per callback that keeps one (EarlyStopping's best params),
@@ -56,7 +61,7 @@ _OPT_STATE_ARRAY = re.compile(r"opt_s[0-9]{1,2}")
 _CALLBACK_ARRAY = re.compile(r"cb[0-9]{1,3}_params")
 # MLP constructor arguments a model file may set.
 _CONFIG_KEYS = ("sizes", "activation", "output", "loss", "bias", "init", "init_scale", "dtype", "seed",
-                "deterministic")
+                "deterministic", "dropout", "norm", "l1", "l2", "label_smoothing", "huber_delta")
 
 
 def _name_problem(kind, name):
@@ -199,8 +204,8 @@ def _read(f, path, size):
     magic, version, hlen, hcrc = PREAMBLE.unpack(_read_exact(f, PREAMBLE.size, path, "preamble"))
     if magic != MAGIC:
         raise _bad(path, "wrong magic number (is this a .fbp file?)")
-    if version != VERSION:
-        raise _bad(path, f"format version {version}; this fastbp reads version {VERSION}")
+    if version not in READS:
+        raise _bad(path, f"format version {version}; this fastbp reads versions {list(READS)}")
     if hlen > MAX_HEADER:
         raise _bad(path, f"header length {hlen} exceeds the {MAX_HEADER}-byte limit")
     start = _align(PREAMBLE.size + hlen)
@@ -280,13 +285,10 @@ def _check_header(path, header, data_size):
 
 
 # ---- models and checkpoints ------------------------------------------------------------------
-def _n_params(sizes, bias):
-    return sum(a * b + (b if bias else 0) for a, b in zip(sizes[:-1], sizes[1:]))
-
-
 def _check_params(path, config, arrays):
     """The params array, checked against the architecture in config before anything is built."""
     sizes, bias, dtype = config.get("sizes"), config.get("bias", True), config.get("dtype", "float32")
+    norm = config.get("norm")
     if (not isinstance(sizes, list) or len(sizes) < 2
             or not all(type(s) is int and s >= 1 for s in sizes)):
         raise _bad(path, f"config 'sizes' {sizes!r} is not a list of at least two positive ints")
@@ -294,14 +296,39 @@ def _check_params(path, config, arrays):
         raise _bad(path, f"config 'bias' {bias!r} is not true or false")
     if dtype not in ("float32", "float64"):
         raise _bad(path, f"config 'dtype' {dtype!r} is not 'float32' or 'float64'")
+    try:
+        layout = Layout(sizes, bias, norm_codes(norm, len(sizes) - 2))
+    except ValueError as e:
+        raise _bad(path, f"config {e}") from None
     p = arrays.get("params")
-    n = _n_params(sizes, bias)
+    n = layout.size
     if p is None or p.shape != (n,) or p.dtype != np.dtype(dtype):
-        raise _bad(path, f"params array: expected shape ({n},) and dtype {dtype} for sizes {sizes}, got "
+        raise _bad(path, f"params array: expected shape ({n},) and dtype {dtype} for sizes {sizes}"
+                         + (f" and norm {norm!r}" if norm else "") + ", got "
                          + ("none" if p is None else f"shape {p.shape} and dtype {p.dtype}"))
     if not np.isfinite(p).all():
         raise _bad(path, "params hold NaN or inf")
-    return p
+    b = arrays.get("buffers")
+    if layout.n_stats or b is not None:
+        if b is None or b.shape != (layout.n_stats,) or b.dtype != np.dtype(dtype):
+            raise _bad(path, f"buffers array: expected shape ({layout.n_stats},) and dtype {dtype} (the running "
+                             "statistics of batch norm), got "
+                             + ("none" if b is None else f"shape {b.shape} and dtype {b.dtype}"))
+        if not np.isfinite(b).all() or (layout.n_stats and (_running_vars(layout, b) < 0).any()):
+            raise _bad(path, "buffers hold NaN, inf or a negative running variance")
+    return p, b
+
+
+def _running_vars(layout, b):
+    return np.concatenate([v for _, v in layout.stat_views(b) if v is not None])
+
+
+def _check_updates(path, meta):
+    """The model's update count from a file's meta (0 in files written before it was kept)."""
+    v = meta.get("updates", 0)
+    if type(v) is not int or v < 0:
+        raise _bad(path, f"meta 'updates' {v!r} is not an int >= 0")
+    return v
 
 
 def _model_from(path, header, arrays, model_class):
@@ -309,12 +336,16 @@ def _model_from(path, header, arrays, model_class):
     unknown = sorted(set(config) - set(_CONFIG_KEYS))
     if unknown:
         raise _bad(path, f"config has unknown keys {unknown}; expected a subset of {list(_CONFIG_KEYS)}")
-    p = _check_params(path, config, arrays)
+    p, b = _check_params(path, config, arrays)
+    updates = _check_updates(path, header["meta"])
     try:
         model = model_class(**config)
     except (TypeError, ValueError) as e:
         raise _bad(path, f"config does not describe a valid MLP ({e})") from None
     model.params[...] = p
+    if b is not None:
+        model.buffers[...] = b
+    model.updates = updates
     if "preprocessing" in header:
         model.preprocessor = _preprocessor_from(path, header["preprocessing"], model)
     return model
@@ -345,7 +376,15 @@ def _preprocessing_of(model):
 
 def save_model(path, model):
     """Write the model's config and params (and its table preprocessing, if any) to ``path`` atomically."""
-    write_file(path, "model", model.config(), {"params": model.params}, preprocessing=_preprocessing_of(model))
+    write_file(path, "model", model.config(), _model_arrays(model), {"updates": model.updates},
+               preprocessing=_preprocessing_of(model))
+
+
+def _model_arrays(model):
+    arrays = {"params": model.params}
+    if model.buffers.size:
+        arrays["buffers"] = model.buffers
+    return arrays
 
 
 def load_model(path, model_class):
@@ -371,7 +410,7 @@ def save_checkpoint(path, model, optimizer, epoch, history, callbacks=()):
     and step count, the model's RNG state (which shuffles the next epochs), the history, and
     the state of those ``callbacks`` (fit's list) that keep one."""
     preprocessing = _preprocessing_of(model)
-    arrays = {"params": model.params}
+    arrays = _model_arrays(model)
     arrays.update({"opt_" + k: v for k, v in optimizer.state_arrays().items()})
     kept = []
     for i, cb in enumerate(callbacks):
@@ -385,6 +424,7 @@ def save_checkpoint(path, model, optimizer, epoch, history, callbacks=()):
     meta = {
         "fastbp": __version__,
         "epoch": int(epoch),
+        "updates": model.updates,
         "optimizer": {"class": type(optimizer).__name__, "config": optimizer.config(),
                       "iterations": int(optimizer.iterations)},
         "rng": model.rng.bit_generator.state,
@@ -419,12 +459,14 @@ def restore_checkpoint(path, model, optimizer, history, callbacks=()):
         raise ValueError(f"resume_from: {os.fspath(path)} is a {header['kind']!r} file; resuming needs a "
                          "checkpoint (ModelCheckpoint with save_weights_only=False)")
     theirs, mine = header["config"], model.config()
-    for key in ("sizes", "activation", "output", "loss", "bias", "dtype"):
-        if theirs.get(key) != mine[key]:
+    for key in ("sizes", "activation", "output", "loss", "bias", "dtype", "dropout", "norm", "l1", "l2",
+                "label_smoothing", "huber_delta"):
+        if theirs.get(key, mine[key] if key not in ("sizes", "activation", "output", "loss") else None) != mine[key]:
             raise ValueError(f"resume_from: the checkpoint has {key}={theirs.get(key)!r}, this model has "
                              f"{key}={mine[key]!r}")
-    params = _check_params(path, theirs, arrays)
+    params, buffers = _check_params(path, theirs, arrays)
     meta = header["meta"]
+    updates = _check_updates(path, meta)
     epoch = _check_int(path, "epoch", meta.get("epoch"))
     opt_meta = meta.get("optimizer")
     if not isinstance(opt_meta, dict) or not isinstance(opt_meta.get("config"), dict):
@@ -466,6 +508,9 @@ def restore_checkpoint(path, model, optimizer, history, callbacks=()):
 
     # All checks passed: now change state.
     model.params[...] = params
+    if buffers is not None:
+        model.buffers[...] = buffers
+    model.updates = updates
     model.rng = rng
     optimizer.reset()
     for k in opt_meta["config"]:

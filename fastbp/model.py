@@ -16,7 +16,7 @@ from . import interop
 from . import io
 from . import threads
 from . import training
-from ._layout import BATCH_NORM, LAYER_NORM, NO_NORM, Layout
+from ._layout import NO_NORM, Layout, norm_codes
 from .errors import TrainingDiverged
 from .kernels import epoch as E
 from .kernels import parts
@@ -28,7 +28,6 @@ from .optim import get_optimizer
 from .validation import _describe, check_bool, check_dtype, check_int, check_number
 
 INITS = ("auto", "he", "glorot", "lecun", "normal")
-NORMS = {None: NO_NORM, "none": NO_NORM, "layer": LAYER_NORM, "batch": BATCH_NORM}
 # Rows per block in predict/evaluate: large enough for BLAS efficiency, small enough to stay in cache.
 INFER_BLOCK = 2048
 # A small net predicts in feature-major blocks when they can hold at least this many rows.
@@ -153,9 +152,7 @@ class MLP:
             if not 0.0 <= r < 1.0:
                 raise ValueError(f"dropout: expected a rate in [0, 1), got {r}")
         norms = self._per_layer("norm", norm, n_hidden, (str, type(None)))
-        for v in norms:
-            if v not in NORMS:
-                raise ValueError(f"norm: unknown name {v!r}; expected None, 'layer' or 'batch'")
+        codes_of_norm = norm_codes(norms, n_hidden)
         l1, l2 = check_number("l1", l1), check_number("l2", l2)
         for name, v in (("l1", l1), ("l2", l2)):
             if not (v >= 0 and math.isfinite(v)):
@@ -179,18 +176,18 @@ class MLP:
         self.dropout, self.norm = dropout, norm
         self.l1, self.l2, self.label_smoothing, self.huber_delta = l1, l2, label_smoothing, huber_delta
         self.is_classifier = loss_entry.classifier
-        norm_codes = [NORMS[v] for v in norms] + [NO_NORM]
-        self.layout = Layout(sizes, self.bias, norm_codes)
+        self.layout = Layout(sizes, self.bias, codes_of_norm)
         self.params = self.layout.zeros(self.dtype)
         self.buffers = np.zeros(self.layout.n_stats, self.dtype)
         L = self.layout.n_layers
         self.layers = [Layer(W, b, g, beta, rm, rv, acts[i] if i < L - 1 else output,
                              norms[i] if i < L - 1 and norms[i] != "none" else None, rates[i] if i < L - 1 else 0.0)
-                       for i, ((W, b, g, beta), (rm, rv)) in enumerate(zip(self.layout.views(self.params),
-                                                                         self.layout.stat_views(self.buffers)))]
+                       for i, ((W, b), (g, beta), (rm, rv)) in enumerate(zip(self.layout.views(self.params),
+                                                                           self.layout.norm_views(self.params),
+                                                                           self.layout.stat_views(self.buffers)))]
         codes = np.array(act_codes + [out_code], np.int64)
         rate = np.array(rates + [0.0])
-        full = np.array([int(norm_codes[i] != NO_NORM or rate[i] > 0 or not HIDDEN.get(acts[i]).from_output)
+        full = np.array([int(codes_of_norm[i] != NO_NORM or rate[i] > 0 or not HIDDEN.get(acts[i]).from_output)
                          for i in range(L - 1)] + [0], np.int64)
         key = np.random.SeedSequence(self.seed).generate_state(1, np.uint64)[0]
         lay = self.layout
@@ -438,6 +435,7 @@ class MLP:
         opt = get_optimizer(optimizer)
         data = D.prepare(self, X, y, sample_weight)
         opt.check_params(self.params)    # raises before any work if opt belongs to another model
+        opt.check_updates(1)
         self.check_batch_rows("X", data.X.shape[0])
         buffers = self.buffers.copy()
         loss, grads = self._batch_gradient(data, E.TRAIN_GRADIENT)
@@ -446,7 +444,7 @@ class MLP:
             raise TrainingDiverged(f"train_step: the loss ({loss}) or its gradient is NaN or inf on this batch; "
                                    f"params, running statistics and optimizer state are unchanged. Try a smaller "
                                    f"learning rate (now {opt.lr:g}) or clip_norm on the optimizer.")
-        opt.step(self.params, grads)
+        opt.step(self.params, grads, self.layout.segments_arr)
         self.net.updates[0] += 1
         return loss
 

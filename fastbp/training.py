@@ -46,7 +46,8 @@ CHUNK_SECONDS = 0.25
 LOSS, CORRECT, FAILED, INTERRUPTED = range(4)
 N_EXTRA = 4
 # Model settings every rank must share (seed and init may differ: rank 0's params are broadcast).
-SAME_CONFIG = ("sizes", "activation", "output", "loss", "bias", "dtype")
+SAME_CONFIG = ("sizes", "activation", "output", "loss", "bias", "dtype", "dropout", "norm", "l1", "l2",
+               "label_smoothing", "huber_delta")
 COMPILE_MESSAGE = ("fastbp: compiling kernels for {dtype} (once per install; "
                    "'fastbp compile' does it ahead of time)...")
 
@@ -148,6 +149,8 @@ class Run:
         self.callback_states, self.start = callback_states, start
         if comm.size > 1:
             self._adopt_root_state(initial_epoch, validation_split, resume_from)
+        # a schedule must have a rate for every update of the run (OneCycle's total_steps)
+        self.optimizer.check_updates(max(0, self.epochs - self.start) * -(-n // batch_size))
         # Work buffers: a rank gets at most its share of a global minibatch.
         cap = batch_size if comm.size == 1 else max(1, -(-min(batch_size, n) // comm.size))
         self.ws = model.workspace(cap)
@@ -173,7 +176,7 @@ class Run:
         root = None
         if comm.is_root:
             root = dict(mine, start=self.start, rng=model.rng.bit_generator.state, iterations=opt.iterations,
-                        history={"history": self.history.history, "epoch": self.history.epoch})
+                        updates=model.updates, dropout_key=int(model.net.key), history={"history": self.history.history, "epoch": self.history.epoch})
         root = json.loads(comm.bcast_bytes(json.dumps(root).encode() if comm.is_root else b""))
         with comm.together():
             for part in ("model", "fit", "data"):
@@ -187,6 +190,8 @@ class Run:
         model.rng.bit_generator.state = root["rng"]
         self.start = int(root["start"])
         opt.iterations = int(root["iterations"])
+        model.updates = int(root["updates"])
+        model.net = model.net._replace(key=np.uint64(root["dropout_key"]))   # the same masks on every rank
         if not comm.is_root:
             self.history.history = {k: list(v) for k, v in root["history"]["history"].items()}
             self.history.epoch = list(root["history"]["epoch"])
@@ -242,6 +247,7 @@ class Run:
                     t0 = time.perf_counter()
                     logs.update({"val_" + k: v for k, v in self._validate().items()})
                     self.timing["validate"] += time.perf_counter() - t0
+                logs["lr"] = self.optimizer.lr      # the rate of the next update (a schedule's too)
                 with comm.together():
                     if comm.is_root:
                         cbs.on_epoch_end(epoch, logs)
@@ -292,7 +298,7 @@ class Run:
         notice = compile_notice(message) if shown else contextlib.nullcontext()
         t0 = time.perf_counter()
         with notice:
-            opt = self.opt_args = self.optimizer.kernel_args(model.params)
+            opt = self.opt_args = self.optimizer.kernel_args(model.params, model.layout.segments_arr)
             # calls that run no batch: they only load (or compile) the kernels
             mode = E.TRAIN if comm.size == 1 else E.TRAIN_GRADIENT
             E.run(mode, model.params, model.net, ws, self.data, opt=opt, order=np.zeros(0, np.int64),
@@ -322,12 +328,14 @@ class Run:
         n, batch = self.n, self.batch
         steps = -(-n // batch)
         order = self._epoch_order(n)
-        self.opt_args = opt.kernel_args(model.params)
+        self.opt_args = opt.kernel_args(model.params, model.layout.segments_arr)
         if comm.size > 1:       # rank 0's hyperparameters: a callback there may have changed lr
             ctl = np.append(self.opt_args.hyper, self.opt_args.clip)
             comm.bcast(ctl)
             if not comm.is_root:
-                opt.lr, opt.clip_norm = float(ctl[K.H_LR]), float(ctl[-1]) or None
+                if opt.schedule is None:
+                    opt.lr = float(ctl[K.H_LR])
+                opt.clip_norm = float(ctl[-1]) or None
             self.opt_args = self.opt_args._replace(hyper=ctl[:-1].copy(), clip=float(ctl[-1]))
         state = self.opt_args.state
         snapshot = None if self.on_nan == "ignore" else (model.params.copy(), state.copy(), opt.iterations,

@@ -66,7 +66,7 @@ def test_history_holds_one_value_per_epoch_and_val_metrics_are_the_final_model_s
     X, y = data(96)
     m = model()
     hist = m.fit(X[:64], y[:64], epochs=4, batch_size=16, validation_data=(X[64:], y[64:]), verbose=0)
-    assert sorted(hist.history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    assert sorted(hist.history) == ["accuracy", "loss", "lr", "val_accuracy", "val_loss"]
     assert all(len(v) == 4 for v in hist.history.values())
     assert hist.epoch == [0, 1, 2, 3]
     final = m.evaluate(X[64:], y[64:])
@@ -299,7 +299,7 @@ def test_verbose_2_prints_one_line_per_epoch_with_metrics(capsys):
     assert out.out == "" and len(lines) == 3
     for i, line in enumerate(lines):
         assert re.match(rf"epoch {i + 1}/3 - [\d.]+s - [\d,]+ samples/s - loss: [\d.]+ - accuracy: [\d.]+ - "
-                        r"val_loss: [\d.]+ - val_accuracy: [\d.]+$", line), line
+                        r"val_loss: [\d.]+ - val_accuracy: [\d.]+ - lr: [\d.e+-]+$", line), line
 
 
 def test_verbose_1_draws_a_bar_on_a_terminal_and_stays_quiet_otherwise(monkeypatch, capsys):

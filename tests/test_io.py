@@ -107,7 +107,7 @@ def test_file_follows_the_documented_layout(tmp_path):
     raw = (tmp_path / "m.fbp").read_bytes()
     assert raw[:8] == MAGIC
     version, hlen, hcrc = struct.unpack("<III", raw[8:20])
-    assert version == 1 and hlen <= 16 << 20
+    assert version == 2 and hlen <= 16 << 20
     header = raw[20:20 + hlen]
     assert zlib.crc32(header) == hcrc
     h = json.loads(header)
@@ -191,7 +191,7 @@ def _malformed():
     cases = {
         "empty": (b"", "shorter than the 20-byte preamble"),
         "magic": (craft(h, good, magic=b"PK\x03\x04\0\0\0\0"), "wrong magic"),
-        "version": (craft(h, good, version=2), "format version 2"),
+        "version": (craft(h, good, version=3), "format version 3"),
         "header over limit": (MAGIC + struct.pack("<III", 1, (16 << 20) + 1, 0) + b"{}",
                               "exceeds the 16777216-byte limit"),
         "header past end": (MAGIC + struct.pack("<III", 1, 5000, 0) + b"{}", "runs past the end"),

@@ -308,7 +308,7 @@ def network(sizes, act, out, loss, bias, seed=0):
     """(Layout, params, Net) of a float64 net with random params, as MLP would build them."""
     lay = Layout(sizes, bias)
     params = np.random.default_rng(seed).standard_normal(lay.size) * 0.4
-    for W, *_ in lay.views(params):
+    for W, _ in lay.views(params):
         W *= 2.5 / np.sqrt(W.shape[0])          # logits of order 1: no saturated probabilities
     codes = [A.HIDDEN.code(act)] * (len(sizes) - 2) + [A.OUTPUT.code(out)]
     return lay, params, make_net(lay.sizes_arr, lay.woff, lay.boff, codes, Lo.LOSSES.code(loss))

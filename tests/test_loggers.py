@@ -43,7 +43,7 @@ def test_csv_has_keras_columns_and_the_history_values(tmp_path):
     hist = classifier().fit(X, y, epochs=4, batch_size=16, validation_split=0.25,
                             callbacks=[fastbp.CSVLogger(path), counter], verbose=0)
     rows = read_csv(path)
-    assert rows[0] == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
+    assert rows[0] == ["epoch", "accuracy", "loss", "lr", "val_accuracy", "val_loss"]
     assert rows[0][1:] == sorted(hist.history)
     assert [r[0] for r in rows[1:]] == ["0", "1", "2", "3"]
     for i, row in enumerate(rows[1:]):
@@ -61,8 +61,8 @@ def test_csv_of_a_regression_fit_with_validation_data_and_a_separator(tmp_path):
     hist = model.fit(X, Y, epochs=2, batch_size=20, validation_data=(X[:10], Y[:10]),
                      callbacks=[fastbp.CSVLogger(path, separator="\t")], verbose=0)
     rows = read_csv(path, "\t")
-    assert rows[0] == ["epoch", "loss", "val_loss"]
-    assert [float(r[2]) for r in rows[1:]] == hist.history["val_loss"]
+    assert rows[0] == ["epoch", "loss", "lr", "val_loss"]
+    assert [float(r[3]) for r in rows[1:]] == hist.history["val_loss"]
 
 
 def test_append_continues_the_file_without_a_second_header(tmp_path):
@@ -73,13 +73,13 @@ def test_append_continues_the_file_without_a_second_header(tmp_path):
     h2 = model.fit(X, y, epochs=5, initial_epoch=2, validation_split=0.25,
                    callbacks=[fastbp.CSVLogger(path, append=True)], verbose=0)
     rows = read_csv(path)
-    assert rows[0] == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
+    assert rows[0] == ["epoch", "accuracy", "loss", "lr", "val_accuracy", "val_loss"]
     assert [r[0] for r in rows[1:]] == ["0", "1", "2", "3", "4"]
     assert [float(r[2]) for r in rows[1:]] == h1.history["loss"] + h2.history["loss"]
     # append=False starts the file anew
     model.fit(X, y, epochs=1, callbacks=[fastbp.CSVLogger(path)], verbose=0)
     rows = read_csv(path)
-    assert rows[0] == ["epoch", "accuracy", "loss"] and len(rows) == 2
+    assert rows[0] == ["epoch", "accuracy", "loss", "lr"] and len(rows) == 2
 
 
 def test_append_to_a_missing_or_empty_file_writes_the_header(tmp_path):
@@ -88,7 +88,7 @@ def test_append_to_a_missing_or_empty_file_writes_the_header(tmp_path):
         if path.name == "empty.csv":
             path.write_text("")
         classifier().fit(X, y, epochs=1, callbacks=[fastbp.CSVLogger(path, append=True)], verbose=0)
-        assert read_csv(path)[0] == ["epoch", "accuracy", "loss"]
+        assert read_csv(path)[0] == ["epoch", "accuracy", "loss", "lr"]
         assert len(read_csv(path)) == 2
 
 
