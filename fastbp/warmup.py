@@ -19,7 +19,9 @@ DTYPES = ("float32", "float64")
 # every product serial (no parallel kernel compiled, see kernels.parts); the batch-major ones
 # split into parallel parts (products over a million multiply-adds, more params than
 # PARALLEL_MIN_PARAMS, enough rows for parallel inference).
-_NETS = (([4, 8, 3], 64, 32), ([64, 128, 10], 64, 32), ([64, 1024, 10], 4096, 256))
+_NETS = (([4, 8, 3], 64, 32, {}), ([64, 128, 10], 64, 32, {}), ([64, 1024, 10], 4096, 256, {}),
+         # the kernels with norm, dropout, penalties and the newer activations (one variant)
+         ([16, 32, 32, 10], 64, 32, dict(activation=["gelu", "relu"], norm=["batch", "layer"], dropout=0.1, l2=1e-4)))
 
 
 def compile_kernels(dtypes=DTYPES):
@@ -39,10 +41,10 @@ def compile_kernels(dtypes=DTYPES):
     seconds = {}
     for dtype in dtypes:
         t0 = time.perf_counter()
-        for sizes, rows, batch in _NETS:
+        for sizes, rows, batch, extra in _NETS:
             X = rng.standard_normal((rows, sizes[0])).astype(dtype)
             y = rng.integers(0, sizes[-1], rows)
-            model, opt = MLP(sizes, dtype=dtype, seed=0), Adam()
+            model, opt = MLP(sizes, dtype=dtype, seed=0, **extra), Adam()
             model.fit(X, y, epochs=1, batch_size=batch, optimizer=opt, validation_split=0.25, verbose=0)
             model.predict(X)
             model.evaluate(X, y)
