@@ -13,6 +13,7 @@ import numpy as np
 from .args import EVALUATE, GRADIENT, PREDICT, TRAIN, TRAIN_GRADIENT, Opt
 from .jit import kernel
 from .network import run_batches
+from .optimizers import variants
 from .small import run_batches_small
 
 __all__ = ["EVALUATE", "GRADIENT", "PREDICT", "TRAIN", "TRAIN_GRADIENT", "run", "run_batches", "run_batches_small", "shuffled_order"]
@@ -66,6 +67,8 @@ def run(mode, params, net, ws, data, *, grads=None, opt=None, out=None, order=No
             e["steps"] if step_correct is None else step_correct, params, ws.grads if grads is None else grads,
             e["opt"] if opt is None else opt, net, data, e["order"] if order is None else order, first, last, batch,
             ws.arrays)
+    # a plain network's kernels stay plain unless its optimizer runs a schedule
+    extras, newopt = (ws.extras, None) if opt is None else variants(opt, ws.extras is None)
     if ws.small:
-        return run_batches_small(*args)
-    return run_batches(*args, maxparts, ws.extras)
+        return run_batches_small(*args, extras, newopt)
+    return run_batches(*args, maxparts, extras, newopt)
