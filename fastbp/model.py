@@ -520,20 +520,17 @@ class MLP:
         return interop.to_onnx(self, path, opset=opset)
 
     def to_state_dict(self):
-        """Params as numpy arrays in torch nn.Sequential naming ("0.weight" (out, in), "0.bias")."""
+        """Params (and batch norm's running statistics) as numpy arrays in torch nn.Sequential
+        naming ("0.weight" (out, in), "0.bias", ...); see fastbp.interop.to_state_dict."""
         return interop.to_state_dict(self)
 
     @classmethod
     def from_state_dict(cls, state_dict, **kwargs):
-        """An MLP from a torch-style state dict; kwargs as for MLP (activation, output, ...);
-        see fastbp.interop.parse_state_dict."""
-        kwargs, layers = interop.parse_state_dict(state_dict, **kwargs)
-        model = cls(**kwargs)
-        for layer, (W, b) in zip(model.layers, layers):
-            layer.W[...] = W
-            if b is not None:
-                layer.b[...] = b
-        return model
+        """An MLP from a torch-style state dict; kwargs as for MLP (activation, output, dropout
+        rates, ...); sizes, bias, norms and dtype come from the dict. See
+        fastbp.interop.parse_state_dict and load_state_dict."""
+        kwargs, _ = interop.parse_state_dict(state_dict, **kwargs)
+        return interop.load_state_dict(cls(**kwargs), state_dict)
 
     def __getstate__(self):
         # In-memory pickling (copy.deepcopy, multiprocessing, scikit-learn clones). Files use
