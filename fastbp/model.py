@@ -195,7 +195,7 @@ class MLP:
                             goff=lay.goff, roff=lay.roff, rate=rate, full=full, stats=self.buffers, key=key, l1=l1,
                             l2=l2, huber_delta=huber_delta, smoothing=label_smoothing)
         # a plain network takes the kernels without any of the newer code (see kernels/dense.py)
-        self.plain = not (full.any() or l1 or l2 or loss_entry.code >= MAE)
+        self.plain = not (full.any() or l1 or l2 or label_smoothing or loss_entry.code >= MAE)
         self.rng = np.random.default_rng(self.seed)
         self._initialize()
         self._workspaces = {}

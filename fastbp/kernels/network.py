@@ -68,7 +68,6 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
     training = mode == TRAIN or mode == GRADIENT or mode == TRAIN_GRADIENT
     train = np.int64(STEP if mode == TRAIN or mode == TRAIN_GRADIENT else BATCH_STATS if mode == GRADIENT else INFERENCE)
     pos0 = np.int64(batch if mode == TRAIN_GRADIENT else 0)
-    penalized = net.l1 != 0.0 or net.l2 != 0.0
     if mode == TRAIN:
         n_batches = last - first
     elif mode == GRADIENT or mode == TRAIN_GRADIENT:
@@ -141,7 +140,7 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
                 _task(np.int64(BACKWARD_INPUT), n_parts(m, work_l, maxparts), l, m, np.int64(LINEAR), grads, params,
                       net, work, X, dcur, dnext, train, pos0, maxparts, extras)
             dcur = dnext
-        if extras is not None and penalized:
+        if extras is not None and (net.l1 != 0.0 or net.l2 != 0.0):
             # the penalty at the weights before this update, once per row like the data loss
             pen = 0.0
             for i in range(work.pen.shape[0]):

@@ -132,7 +132,7 @@ def small_batch_gradient(grads, params, net, data, work, m):
     half = G.shape[0] // 2
     gcur = 0
     Gc = G[gcur:gcur + k]
-    if loss == CROSS_ENTROPY and yint.shape[0] > 0 and sw.shape[0] == 0 and net.smoothing == 0.0:
+    if loss == CROSS_ENTROPY and yint.shape[0] > 0 and sw.shape[0] == 0:
         total, correct = _softmax_ce_int(Zo, Gc, m, yint, ridx, 1.0 / m, scratch[:cap], scratch[cap:2 * cap],
                                          scratch[2 * cap:3 * cap])
     else:
