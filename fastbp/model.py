@@ -415,7 +415,9 @@ class MLP:
         m = data.X.shape[0]
         ws = self.workspace(m)
         with threads.running(threads.get_num_threads(), blas=not ws.small):
-            _, total, _ = E.run(mode, self.params, self.net, ws, data, order=np.arange(m), last=m,
+            # batch=0: the rows are positions 0 .. m-1 of their minibatch, as in a step of fit
+            # (dropout masks are keyed by position)
+            _, total, _ = E.run(mode, self.params, self.net, ws, data, order=np.arange(m), last=m, batch=0,
                                 maxparts=self.kernel_parts(m))
         return total / m, ws.grads
 
