@@ -510,7 +510,9 @@ def restore_checkpoint(path, model, optimizer, history, callbacks=()):
     model.params[...] = params
     if buffers is not None:
         model.buffers[...] = buffers
-    model.updates = updates
+    # a checkpoint written before the model kept its own count (format version 1): every update
+    # of that model was one of this optimizer's
+    model.updates = updates if "updates" in meta else iterations
     model.rng = rng
     optimizer.reset()
     for k in opt_meta["config"]:

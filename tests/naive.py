@@ -12,8 +12,9 @@ CosineDecay, ExponentialDecay and PiecewiseConstantDecay. tests/test_naive_refer
 it by finite differences and against those peers.
 
 Entry points: ``Spec`` (the network), ``init_params``/``init_buffers``, ``loss_and_grad``,
-``loss_value``, ``predict``, ``train_steps``, ``Optimizer`` and the schedules; the layout
-helpers ``param_segments``, ``unflatten_params``/``flatten_params`` (and the buffer versions),
+``loss_value``, ``predict``, ``train_steps``, ``Optimizer`` and the schedules; the dropout
+masks fastbp draws (``dropout_key``, ``dropout_masks``: its counter-based generator written
+again from its definition); the layout helpers ``param_segments``, ``unflatten_params``/``flatten_params`` (and the buffer versions),
 ``param_tensors``.
 """
 import math
@@ -339,6 +340,65 @@ def dropout_scale(mask, p):
     if mask is None or p == 0:
         return None
     return np.asarray(mask, np.float64) / (1.0 - p)
+
+
+# The masks fastbp draws: a counter-based generator, written here from its documented
+# definition with Python integers (64-bit wrap by explicit masking) and numpy uint64 arrays
+# (32-bit wrap by masking), never with fastbp's code:
+#   key         the model's dropout key: SeedSequence(seed).generate_state(1, uint64)[0]
+#   step key    mix64(key + (t + 1) * 0x9E3779B97F4A7C15), t the model's update count before the step
+#   row key     mix64(step key ^ (pos << 16 | layer)), pos the row's position in its minibatch
+#   unit u      h = lowbias32(lowbias32((u * 0x9E3779B9 mod 2**32) ^ lo) ^ hi), lo/hi the row key's halves
+#   kept        h >= floor(p * 2**32)
+# mix64 is splitmix64's output function (Steele, Lea, Flood 2014); lowbias32 is C. Wellons'
+# 32-bit integer hash (hash-prospector: shifts 16, 15, 16; multipliers 0x7feb352d, 0x846ca68b).
+_M64 = (1 << 64) - 1
+_M32 = (1 << 32) - 1
+
+
+def mix64(z):
+    z &= _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def lowbias32(x):
+    x = np.asarray(x, np.uint64) & _M32
+    x = x ^ (x >> np.uint64(16))
+    x = (x * np.uint64(0x7FEB352D)) & np.uint64(_M32)
+    x = x ^ (x >> np.uint64(15))
+    x = (x * np.uint64(0x846CA68B)) & np.uint64(_M32)
+    return x ^ (x >> np.uint64(16))
+
+
+def dropout_key(seed):
+    """The dropout key of a model built with ``seed``."""
+    return int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])
+
+
+def mask_hashes(key, t, positions, layer, width):
+    """The 32-bit hashes (len(positions), width) of units 0 .. width-1 of the rows at
+    ``positions`` of their minibatch in hidden layer ``layer`` at update ``t``."""
+    skey = mix64(int(key) + (int(t) + 1) * 0x9E3779B97F4A7C15)
+    rkeys = [mix64(skey ^ ((int(pos) << 16) | int(layer))) for pos in np.atleast_1d(positions)]
+    lo = np.array([k & _M32 for k in rkeys], np.uint64)[:, None]
+    hi = np.array([k >> 32 for k in rkeys], np.uint64)[:, None]
+    u = (np.arange(width, dtype=np.uint64) * np.uint64(0x9E3779B9)) & np.uint64(_M32)
+    return lowbias32(lowbias32(u[None, :] ^ lo) ^ hi)
+
+
+def dropout_mask(key, t, positions, layer, width, p):
+    """The 0/1 (float64) masks (len(positions), width) of those rows: 1 where a unit is kept."""
+    return (mask_hashes(key, t, positions, layer, width) >= int(p * 4294967296.0)).astype(np.float64)
+
+
+def dropout_masks(spec, key, t, n_rows, pos0=0):
+    """Per hidden layer the (n_rows, width) mask of update ``t`` for rows at positions pos0,
+    pos0+1, ... of the minibatch (None for a layer without dropout): ``masks`` for
+    ``network_forward`` and ``train_steps``."""
+    pos = np.arange(pos0, pos0 + n_rows)
+    return [dropout_mask(key, t, pos, l, spec.sizes[l + 1], p) if p else None for l, p in enumerate(spec.dropouts)]
 
 
 # -- the network specification and the parameter layout ------------------------------------------
