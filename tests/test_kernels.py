@@ -214,7 +214,7 @@ def test_opt_update_range_touches_only_its_range(opt, n_states, lo, hi):
     h = np.zeros(O.N_HYPER)
     h[[O.H_LR, O.H_MOMENTUM, O.H_BETA1, O.H_BETA2, O.H_EPS]] = 0.1, 0.9, 0.9, 0.999, 1e-8
     p0, state0 = p.copy(), state.copy()
-    O.opt_update_range(p, g, Opt(opt, h, state, np.zeros(1, np.int64), 0.0), 3, h[O.H_LR], 1.0, np.ones(1), lo, hi, None)
+    O.opt_update_range(p, g, Opt(opt, h, state, np.zeros(1, np.int64), 0.0), 3, h[O.H_LR], 1.0, np.ones(1), lo, hi)
     r = slice(lo, hi)
     if opt == O.SGD:
         want = p0[r] - 0.1 * g[r]

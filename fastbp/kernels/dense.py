@@ -87,30 +87,36 @@ def _activate(work, net, l, r0, r1, c0, c1, train, pos0):
 
 
 @kernel(inline="always")
-def dense_forward(work, params, net, X, l, act, r0, r1, p, train, pos0, extras):
+def _input_rows(work, net, X, l, r0, r1):
+    """Layer 0's rows [r0, r1) of A_0, gathered from X by work.rows."""
+    if l == 0:
+        n_in = net.sizes[0]
+        for i in range(r0, r1):
+            _copy_row(work.acts, work.acts_off[0] + i * n_in, X, work.rows[i])
+
+
+@kernel(inline="always")
+def dense_forward(work, params, net, X, l, act, r0, r1, p):
     """Rows [r0, r1) of A_{l+1} = act(A_l @ W_l + b_l) (act LINEAR leaves the logits); for
     layer 0 the rows' input first, gathered from X by work.rows."""
     n_in = net.sizes[l]
     n_out = net.sizes[l + 1]
     acts, off = work.acts, work.acts_off
-    if l == 0:
-        for i in range(r0, r1):
-            _copy_row(acts, off[0] + i * n_in, X, work.rows[i])
-    if extras is None:
-        gemm(np.bool_(False), np.bool_(False), r1 - r0, n_out, n_in, acts, off[l] + r0 * n_in, n_in, params,
-             net.woff[l], n_out, 0.0, acts, off[l + 1] + r0 * n_out, n_out, work.blas_int[p], work.blas_float[p])
-        bias_act_forward(acts, off[l + 1] + r0 * n_out, r1 - r0, n_out, params, net.boff[l], act)
-    else:
-        _full_forward(work, params, net, l, act, r0, r1, p, train, pos0)
+    _input_rows(work, net, X, l, r0, r1)
+    gemm(np.bool_(False), np.bool_(False), r1 - r0, n_out, n_in, acts, off[l] + r0 * n_in, n_in, params, net.woff[l],
+         n_out, 0.0, acts, off[l + 1] + r0 * n_out, n_out, work.blas_int[p], work.blas_float[p])
+    bias_act_forward(acts, off[l + 1] + r0 * n_out, r1 - r0, n_out, params, net.boff[l], act)
 
 
-@kernel
-def _full_forward(work, params, net, l, act, r0, r1, p, train, pos0):
-    """dense_forward past the input rows, for a network with extras: a full layer goes through
-    work.pre (a batch-norm layer in training stops at Z: NORM_FORWARD finishes it)."""
+@kernel(inline="always")
+def full_forward(work, params, net, X, l, act, r0, r1, p, train, pos0):
+    """dense_forward for a network with extras: a full layer goes through work.pre, then its
+    norm, activation and dropout (a batch-norm layer in training stops at Z: NORM_FORWARD
+    finishes it)."""
     n_in = net.sizes[l]
     n_out = net.sizes[l + 1]
     acts, off = work.acts, work.acts_off
+    _input_rows(work, net, X, l, r0, r1)
     full = net.full[l] != 0
     # a full layer's Z goes to work.pre (the activation comes after the norm); one product and
     # one bias pass either way (each copy is compile time)
@@ -147,8 +153,6 @@ def batch_norm_forward(work, params, net, l, m, p, parts, train, pos0):
 @kernel
 def _penalize(grads, work, params, net, l, i0, i1):
     """Rows [i0, i1) of dW_l += l1*sign(W) + 2*l2*W; their penalty l1*|W| + l2*W**2 into work.pen."""
-    if net.l1 == 0.0 and net.l2 == 0.0:
-        return
     n_out = net.sizes[l + 1]
     w0 = net.woff[l]
     prow = 0
@@ -168,19 +172,15 @@ def _penalize(grads, work, params, net, l, i0, i1):
 
 
 @kernel(inline="always")
-def dense_backward_weights(grads, work, params, net, l, m, dcur, p, parts, extras):
+def dense_backward_weights(grads, work, net, l, m, dcur, p, parts):
     """Part p of parts of dW_l = A_l^T @ dZ (a block of its input features, i.e. rows of dW_l)
-    and db_l = sum over the batch of dZ (a block of its columns); with l1/l2, those rows'
-    penalty gradient added and their penalty into work.pen."""
+    and db_l = sum over the batch of dZ (a block of its columns)."""
     n_in = net.sizes[l]
     n_out = net.sizes[l + 1]
     acts, deltas = work.acts, work.deltas
     i0, i1 = part_range(n_in, parts, p)
-    w0 = net.woff[l]
     gemm(np.bool_(True), np.bool_(False), i1 - i0, n_out, m, acts, work.acts_off[l] + i0, n_in, deltas, dcur, n_out,
-         0.0, grads, w0 + i0 * n_out, n_out, work.blas_int[p], work.blas_float[p])
-    if extras is not None:
-        _penalize(grads, work, params, net, l, i0, i1)
+         0.0, grads, net.woff[l] + i0 * n_out, n_out, work.blas_int[p], work.blas_float[p])
     if net.boff[l] >= 0:
         c0, c1 = part_range(n_out, parts, p)
         db = grads[net.boff[l] + c0:net.boff[l] + c1]
@@ -192,26 +192,26 @@ def dense_backward_weights(grads, work, params, net, l, m, dcur, p, parts, extra
 
 
 @kernel(inline="always")
-def dense_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, pos0, extras):
-    """Rows [r0, r1) of the delta of layer l-1: dZ_{l-1} = (dZ @ W_l^T) * act'(.), written at
-    dnext; act is layer l-1's activation, its derivative taken from the stored A_l, or for a
-    full layer through its dropout mask and from Y (a norm layer then still needs NORM_BACKWARD)."""
+def dense_backward_input(work, params, net, l, dcur, dnext, r0, r1, p):
+    """Rows [r0, r1) of the delta of layer l-1: dZ_{l-1} = (dZ @ W_l^T) * act'(A_l), written
+    at dnext; act is layer l-1's activation, its derivative taken from the stored A_l."""
     n_in = net.sizes[l]
     n_out = net.sizes[l + 1]
     deltas = work.deltas
     gemm(np.bool_(False), np.bool_(True), r1 - r0, n_in, n_out, deltas, dcur + r0 * n_out, n_out, params, net.woff[l],
          n_out, 0.0, deltas, dnext + r0 * n_in, n_in, work.blas_int[p], work.blas_float[p])
-    if extras is None:
-        act_backward(deltas, dnext + r0 * n_in, work.acts, work.acts_off[l] + r0 * n_in, r1 - r0, n_in, net.act[l - 1])
-    else:
-        _full_backward_input(work, net, l, dnext, r0, r1, train, pos0)
+    act_backward(deltas, dnext + r0 * n_in, work.acts, work.acts_off[l] + r0 * n_in, r1 - r0, n_in, net.act[l - 1])
 
 
-@kernel
-def _full_backward_input(work, net, l, dnext, r0, r1, train, pos0):
-    """The activation's derivative of dense_backward_input for a network with extras."""
+@kernel(inline="always")
+def full_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, pos0):
+    """dense_backward_input for a network with extras: a full layer's derivative through its
+    dropout mask and from Y (a norm layer then still needs NORM_BACKWARD)."""
     n_in = net.sizes[l]
+    n_out = net.sizes[l + 1]
     deltas = work.deltas
+    gemm(np.bool_(False), np.bool_(True), r1 - r0, n_in, n_out, deltas, dcur + r0 * n_out, n_out, params, net.woff[l],
+         n_out, 0.0, deltas, dnext + r0 * n_in, n_in, work.blas_int[p], work.blas_float[p])
     k = l - 1
     if net.full[k] == 0:
         act_backward(deltas, dnext + r0 * n_in, work.acts, work.acts_off[l] + r0 * n_in, r1 - r0, n_in, net.act[k])
@@ -239,22 +239,46 @@ def norm_backward(grads, work, params, net, l, m, dcur, p, parts, rows):
                                     params, net.goff[l], grads, m, n, c0, c1)
 
 
-@kernel
-def layer_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras):
-    """Part p of ``parts`` of one task on layer l of a batch of m rows (see the module docstring)."""
+@kernel(inline="always")
+def _plain_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext):
     if task == FORWARD:
         r0, r1 = part_range(m, parts, p)
-        dense_forward(work, params, net, X, l, act, r0, r1, p, train, pos0, extras)
+        dense_forward(work, params, net, X, l, act, r0, r1, p)
     elif task == BACKWARD_WEIGHTS:
-        dense_backward_weights(grads, work, params, net, l, m, dcur, p, parts, extras)
+        dense_backward_weights(grads, work, net, l, m, dcur, p, parts)
+    else:
+        r0, r1 = part_range(m, parts, p)
+        dense_backward_input(work, params, net, l, dcur, dnext, r0, r1, p)
+
+
+@kernel(inline="always")
+def _full_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0):
+    if task == FORWARD:
+        r0, r1 = part_range(m, parts, p)
+        full_forward(work, params, net, X, l, act, r0, r1, p, train, pos0)
+    elif task == BACKWARD_WEIGHTS:
+        dense_backward_weights(grads, work, net, l, m, dcur, p, parts)
+        if net.l1 != 0.0 or net.l2 != 0.0:
+            i0, i1 = part_range(net.sizes[l], parts, p)
+            _penalize(grads, work, params, net, l, i0, i1)
     elif task == BACKWARD_INPUT:
         r0, r1 = part_range(m, parts, p)
-        dense_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, pos0, extras)
-    elif extras is not None:
-        if task == NORM_FORWARD:
-            batch_norm_forward(work, params, net, l, m, p, parts, train, pos0)
-        else:
-            norm_backward(grads, work, params, net, l, m, dcur, p, parts, task == NORM_BACKWARD_ROWS)
+        full_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, pos0)
+    elif task == NORM_FORWARD:
+        batch_norm_forward(work, params, net, l, m, p, parts, train, pos0)
+    else:
+        norm_backward(grads, work, params, net, l, m, dcur, p, parts, task == NORM_BACKWARD_ROWS)
+
+
+@kernel
+def layer_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras):
+    """Part p of ``parts`` of one task on layer l of a batch of m rows (see the module docstring).
+    The test of ``extras`` is made here, in a kernel that takes it as an argument: numba drops
+    the branch not taken before it inlines anything."""
+    if extras is None:
+        _plain_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext)
+    else:
+        _full_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0)
 
 
 @kernel(parallel=True)

@@ -44,11 +44,9 @@ def _lamb_direction(p, m, v, bc1, bc2, eps, wd):
 
 
 @kernel(inline="always")
-def opt_update_range(params, grads, opt, t, lr, gscale, trust, lo, hi, extras):
-    """Apply update number t >= 1 of optimizer ``opt``, at rate ``lr``, with the gradient scaled
-    by ``gscale``, to elements [lo, hi) of params (and its state); ``trust``: LAMB's trust ratio
-    of each tensor of ``opt.segments`` (unused by the other optimizers). With ``extras`` None
-    only SGD, Momentum and Adam are compiled (see apply_update)."""
+def classic_range(params, grads, opt, t, lr, gscale, lo, hi):
+    """Apply update number t >= 1 of SGD, Momentum or Adam (``opt``), at rate ``lr``, with the
+    gradient scaled by ``gscale``, to elements [lo, hi) of params (and its state)."""
     # Slices indexed by range variables let LLVM vectorize (see activations.bias_act_forward).
     p = params[lo:hi]
     g = grads[lo:hi]
@@ -98,9 +96,27 @@ def opt_update_range(params, grads, opt, t, lr, gscale, trust, lo, hi, extras):
             m[i] = mi
             v[i] = vi
             p[i] = p[i] * decay - step * mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps)
-    elif extras is None:
+
+
+@kernel(inline="always")
+def opt_update_range(params, grads, opt, t, lr, gscale, trust, lo, hi):
+    """classic_range for any optimizer; ``trust``: LAMB's trust ratio of each tensor of
+    ``opt.segments`` (unused by the other optimizers)."""
+    code = opt.code
+    if code <= ADAM:
+        classic_range(params, grads, opt, t, lr, gscale, lo, hi)
         return
-    elif code == RMSPROP:
+    p = params[lo:hi]
+    g = grads[lo:hi]
+    n = hi - lo
+    hyper = opt.hyper
+    dt = params.dtype.type
+    dlr = dt(lr)
+    wd = dt(hyper[H_WD])
+    decoupled = hyper[H_DECOUPLED] != 0.0
+    l2 = wd if not decoupled else dt(0.0)
+    gs = dt(gscale)
+    if code == RMSPROP:
         # torch.optim.RMSprop; the rows after square_avg exist only when used, so a missing
         # one is aliased to row 0 and never touched
         last = opt.state.shape[0] - 1
@@ -243,23 +259,26 @@ def lamb_trust(params, grads, opt, t, gscale, maxparts):
 
 
 @kernel(parallel=True)
-def _opt_update_parallel(params, grads, opt, t, lr, gscale, trust, extras):
+def _classic_parallel(params, grads, opt, t, lr, gscale):
     n = params.shape[0]
     nchunks = (n + CHUNK - 1) // CHUNK
     for c in prange(nchunks):
-        opt_update_range(params, grads, opt, t, lr, gscale, trust, c * CHUNK, min(n, (c + 1) * CHUNK), extras)
+        classic_range(params, grads, opt, t, lr, gscale, c * CHUNK, min(n, (c + 1) * CHUNK))
+
+
+@kernel(parallel=True)
+def _opt_update_parallel(params, grads, opt, t, lr, gscale, trust):
+    n = params.shape[0]
+    nchunks = (n + CHUNK - 1) // CHUNK
+    for c in prange(nchunks):
+        opt_update_range(params, grads, opt, t, lr, gscale, trust, c * CHUNK, min(n, (c + 1) * CHUNK))
 
 
 @kernel(inline="always")
-def opt_update(params, grads, opt, t, lr, gscale, trust, maxparts, extras):
-    """Update number t over the whole buffer; parallel over fixed chunks when the buffer is large
-    and more than one thread is allowed (``maxparts`` as in parts.py: None or 1 means serial, so a
-    1-thread fit starts no parallel region at all and idle workers can go to sleep)."""
-    n = params.shape[0]
-    if maxparts is None or n < PARALLEL_MIN_PARAMS or maxparts == 1:
-        opt_update_range(params, grads, opt, t, lr, gscale, trust, np.int64(0), n, extras)
-    else:
-        _opt_update_parallel(params, grads, opt, t, lr, gscale, trust, extras)
+def _serial(params, maxparts):
+    """Whether an update runs serially: a small buffer, or ``maxparts`` (as in parts.py) None or
+    1, so a 1-thread fit starts no parallel region at all and idle workers can go to sleep."""
+    return maxparts is None or params.shape[0] < PARALLEL_MIN_PARAMS or maxparts == 1
 
 
 @kernel(inline="always")
@@ -280,12 +299,11 @@ def clip_scale(grads, max_norm):
 
 @kernel
 def update(params, grads, opt, maxparts):
-    """One step of any optimizer, at the rate its schedule gives. A kernel of its own rather than
-    inlined (jit.py): it is large (every optimizer, the schedules, LAMB's norm pass), and each
-    training entry point would otherwise compile all of it again; as a kernel it is compiled
-    once per dtype and per kind of ``maxparts`` (None: serial, and the parallel kernels are never
-    compiled). The rate is taken first: a schedule that refuses update t raises before anything
-    changes."""
+    """One step of any optimizer, at the rate its schedule gives: opt.step[0] += 1, global-norm
+    clipping, LAMB's norm pass, the update (parallel over fixed chunks as ``maxparts`` allows).
+    A kernel of its own rather than inlined (jit.py): it is large, and each training entry
+    point would otherwise compile all of it again. The rate is taken first: a schedule that
+    refuses update t raises before anything changes."""
     t = opt.step[0]
     lr = schedule_rate(opt.sched, opt.hyper[H_LR], t)
     opt.step[0] = t + 1
@@ -294,31 +312,37 @@ def update(params, grads, opt, maxparts):
         trust = lamb_trust(params, grads, opt, t + 1, gscale, maxparts)
     else:
         trust = np.empty(0)
-    opt_update(params, grads, opt, t + 1, lr, gscale, trust, maxparts, np.int64(1))
+    if _serial(params, maxparts):
+        opt_update_range(params, grads, opt, t + 1, lr, gscale, trust, np.int64(0), params.shape[0])
+    else:
+        _opt_update_parallel(params, grads, opt, t + 1, lr, gscale, trust)
 
 
 @kernel(inline="always")
+def classic_update(params, grads, opt, lr, maxparts):
+    """update() for SGD, Momentum and Adam at rate ``lr``: the loop of old, small enough to inline."""
+    opt.step[0] += 1
+    t = opt.step[0]
+    gscale = clip_scale(grads, opt.clip)
+    if _serial(params, maxparts):
+        classic_range(params, grads, opt, t, lr, gscale, np.int64(0), params.shape[0])
+    else:
+        _classic_parallel(params, grads, opt, t, lr, gscale)
+
+
+@kernel
 def apply_update(params, grads, opt, maxparts, extras, newopt):
-    """One optimizer step from ``grads``: opt.step[0] += 1, the rate, global-norm clipping, the
-    update (parallel as ``maxparts`` allows, see opt_update). SGD, Momentum and Adam (``newopt``
-    None, see variants()) inline their loop, at the constant rate hyper[H_LR] when ``extras`` is
-    None (no schedule code compiled), else at their schedule's; the others call update()."""
+    """One optimizer step from ``grads`` (see variants()): with ``newopt`` None, SGD, Momentum or
+    Adam inlined, at the constant rate hyper[H_LR] when ``extras`` is None (no schedule code
+    compiled), else at their schedule's; otherwise update(). Kernels that step inline this
+    test themselves (the branch not taken is dropped only where these are arguments)."""
     if newopt is None:
-        t = opt.step[0]
         if extras is None:
-            lr = opt.hyper[H_LR]
+            classic_update(params, grads, opt, opt.hyper[H_LR], maxparts)
         else:
-            lr = schedule_rate(opt.sched, opt.hyper[H_LR], t)
-        opt.step[0] = t + 1
-        opt_update(params, grads, opt, t + 1, lr, clip_scale(grads, opt.clip), np.empty(0), maxparts, None)
+            classic_update(params, grads, opt, schedule_rate(opt.sched, opt.hyper[H_LR], opt.step[0]), maxparts)
     else:
         update(params, grads, opt, maxparts)
-
-
-@kernel(inline="always")
-def apply_update_serial(params, grads, opt, extras, newopt):
-    """apply_update on one thread, without the parallel kernels (small networks never compile them)."""
-    apply_update(params, grads, opt, None, extras, newopt)
 
 
 def variants(opt, plain=True):
