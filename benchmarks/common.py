@@ -24,6 +24,19 @@ SWEEP_BATCH_SIZES = [32, 256, 1024]
 SWEEP_BATCH = 256
 SWEEP_WIDTHS = [64, 256, 1024]
 PREDICT_ROWS = [1, 256, 32768]
+# The layers suite: the mnist network as the peer comparison's "modern" workloads build it (gelu,
+# each hidden layer Dense -> norm -> gelu -> dropout 0.1), against the plain relu net of the same
+# sizes; every variant trains with the modern workloads' optimizer (modern_optimizer).
+LAYER_VARIANTS = {
+    "plain": dict(activation="relu"),
+    "layer_norm": dict(activation="gelu", norm="layer", dropout=0.1),
+    "batch_norm": dict(activation="gelu", norm="batch", dropout=0.1),
+}
+LAYER_SAMPLES = 8192
+LAYER_PREDICT_ROWS = [256, 8192]
+# The optimizer suite: one update over a flat buffer of about a million float32 parameters, laid
+# out as this network's (its W and b are LAMB's tensors).
+OPTIMIZER_SIZES = [1024, 768, 256, 10]
 
 
 @functools.lru_cache(maxsize=4)
@@ -36,10 +49,27 @@ def make_data(n_in, n_out, n, seed=0):
     return X, y
 
 
-def make_model(sizes, seed=0):
-    """A relu / softmax / cross-entropy float32 MLP, as in every workload."""
-    return fastbp.MLP(sizes, activation="relu", output="softmax", loss="cross_entropy",
-                      dtype="float32", seed=seed)
+def make_model(sizes, seed=0, **layers):
+    """A relu / softmax / cross-entropy float32 MLP, as in every workload; ``layers`` (one of
+    LAYER_VARIANTS) may change the hidden layers."""
+    layers = {"activation": "relu", **layers}
+    return fastbp.MLP(sizes, output="softmax", loss="cross_entropy", dtype="float32", seed=seed, **layers)
+
+
+def modern_optimizer(lr=1e-3):
+    """The modern workloads' optimizer: AdamW (weight decay 1e-2) whose rate warms up from 0 to
+    ``lr`` over 100 updates, then follows a cosine over three epochs of the mnist workload."""
+    decay_steps = 3 * -(-WORKLOADS["mnist"][2] // WORKLOADS["mnist"][1])
+    sched = fastbp.schedules.CosineDecay(0.0, decay_steps, warmup_target=lr, warmup_steps=100)
+    return fastbp.AdamW(lr=sched, weight_decay=1e-2)
+
+
+def make_flat(sizes, seed=0):
+    """(params, grads, segments): float32 params initialized as an MLP of ``sizes``, a Gaussian
+    gradient of the same size, and the boundaries of its W and b tensors."""
+    model = make_model(sizes, seed=seed)
+    grads = np.random.default_rng(seed).standard_normal(model.n_params, dtype=np.float32) * np.float32(1e-2)
+    return model.params.copy(), grads, model.layout.segments_arr
 
 
 def use_threads(n):
@@ -91,6 +121,51 @@ def precompile(_benchmark=None):
 
 
 precompile.timeout = 900      # a cold numba cache takes minutes on a busy 2-core machine
+
+
+def precompile_layers(_benchmark=None):
+    """``setup_cache`` of the layers suite: every LAYER_VARIANTS network trains one minibatch,
+    takes one ``train_step`` and predicts every LAYER_PREDICT_ROWS size, at every thread count
+    (the networks with norm and dropout compile kernels of their own)."""
+    sizes, batch = WORKLOADS["mnist"][0], WORKLOADS["mnist"][1]
+    X, y = make_data(sizes[0], sizes[-1], LAYER_SAMPLES)
+    old = fastbp.get_num_threads()
+    try:
+        for n in THREADS:
+            if n > numba.config.NUMBA_NUM_THREADS:
+                continue
+            fastbp.set_num_threads(n)
+            for layers in LAYER_VARIANTS.values():
+                model, opt = make_model(sizes, **layers), modern_optimizer()
+                warm_up(model, X, y, batch, opt)
+                model.train_step(X[:batch], y[:batch], opt)
+                for rows in LAYER_PREDICT_ROWS:
+                    model.predict(X[:rows])
+    finally:
+        fastbp.set_num_threads(old)
+
+
+precompile_layers.timeout = 900
+
+
+def precompile_optimizers(_benchmark=None):
+    """``setup_cache`` of the optimizer suite: one ``step`` of every optimizer, and of AdamW under
+    a schedule, on the OPTIMIZER_SIZES buffer at every thread count."""
+    params, grads, segments = make_flat(OPTIMIZER_SIZES)
+    old = fastbp.get_num_threads()
+    try:
+        for n in THREADS:
+            if n > numba.config.NUMBA_NUM_THREADS:
+                continue
+            fastbp.set_num_threads(n)
+            for name in fastbp.optim.OPTIMIZERS:
+                fastbp.optim.get_optimizer(name).step(params, grads, segments)
+            fastbp.AdamW(lr=modern_optimizer().schedule).step(params, grads, segments)
+    finally:
+        fastbp.set_num_threads(old)
+
+
+precompile_optimizers.timeout = 900
 
 
 def warm_up(model, X, y, batch, optimizer):

@@ -1,7 +1,9 @@
 """The ``fastbp`` command: train on a data file (or an embedded dataset), predict, evaluate, info.
 
     fastbp train [DATA] [--target COL] [--drop COL,...] [--max-categories 256] [--layers 64,32]
-                 [--activation relu] [--task auto] [--loss auto] [--optimizer adam] [--lr 1e-3]
+                 [--activation relu | gelu,relu] [--norm none | layer,batch] [--dropout 0 | 0.1,0.2]
+                 [--l1 0] [--l2 0] [--task auto] [--loss auto] [--huber-delta 1]
+                 [--label-smoothing 0] [--optimizer adam] [--lr 1e-3]
                  [--schedule none|cosine|onecycle] [--warmup-steps 0] [--epochs 20]
                  [--batch-size auto] [--val-split 0.1] [--seed 0] [--threads N]
                  [--out model.fbp] [--plot curves.png]
@@ -20,9 +22,11 @@ A table's columns go through ``fastbp.TablePreprocessor`` (text columns one-hot 
 gaps filled with the mean plus a "was missing" column, rows without a target dropped, text
 targets classified by name), fitted on the training split and saved in the model file, so
 ``predict`` and ``evaluate`` take raw tables with the columns in any order. ``train``
-standardizes the numeric features (and regression targets) with the training split's statistics
-and folds that scaling into the first (and last) layer before saving, so a saved model takes raw
-data.
+standardizes the numeric features (and regression targets, except for ``--loss poisson``, which
+trains an exp output on the raw counts) with the training split's statistics and folds that
+scaling into the first (and last) layer before saving, so a saved model takes raw data.
+``--activation``, ``--norm`` and ``--dropout`` take one value for every hidden layer or a
+comma-separated list with one per hidden layer of ``--layers``.
 
 Every error a user can cause (missing file, bad column, non-numeric data, wrong widths, bad
 option) prints one line ``fastbp: error: ...`` and exits non-zero; no tracebacks.
@@ -126,6 +130,61 @@ def _batch_type(text):
     return _int_type("batch size", 1)(text)
 
 
+def _choices_list_type(name, choices):
+    """Comma-separated names, each one of ``choices`` (one for every hidden layer, or one per
+    hidden layer: the count is checked against --layers after parsing)."""
+    def parse(text):
+        names = [part.strip() for part in text.split(",")]
+        for n in names:
+            if n not in choices:
+                raise argparse.ArgumentTypeError(
+                    f"invalid choice: {n!r} (choose from {', '.join(choices)}; one for every hidden layer, or "
+                    "a comma-separated list with one per hidden layer)")
+        return names
+    parse.__name__ = name
+    return parse
+
+
+def _rates_type(text):
+    rates = []
+    for part in text.split(","):
+        try:
+            r = float(part)
+        except ValueError:
+            r = None
+        if r is None or not 0.0 <= r < 1.0:
+            raise argparse.ArgumentTypeError(f"expected a rate in [0, 1), or comma-separated rates like 0.1,0.2 (one "
+                                             f"per hidden layer), got {text!r}")
+        rates.append(r)
+    return rates
+
+
+# options that take one value for every hidden layer or one per hidden layer
+PER_LAYER = (("activation", "--activation"), ("norm", "--norm"), ("dropout", "--dropout"))
+NORM_CHOICES = ("none", "layer", "batch")
+
+
+def check_per_layer(args):
+    """The per-hidden-layer options against --layers: one value, or exactly one per hidden layer.
+    Returns a usage message, or None when they fit."""
+    n_hidden = len(args.layers)
+    layers = ",".join(map(str, args.layers)) or "''"
+    for dest, flag in PER_LAYER:
+        values = getattr(args, dest)
+        if len(values) not in (1, n_hidden):
+            return (f"argument {flag}: expected one value or {n_hidden} (one per hidden layer of --layers "
+                    f"{layers}), got {len(values)}: {','.join(map(str, values))}")
+    if n_hidden == 0 and (any(args.dropout) or any(n != "none" for n in args.norm)):
+        flag = "--dropout" if any(args.dropout) else "--norm"
+        return f"argument {flag}: the network has no hidden layer (--layers ''), so nothing to apply it to"
+    return None
+
+
+def _per_layer_value(values):
+    """The MLP argument for a per-layer option: one value for all, else the list."""
+    return values[0] if len(values) == 1 else list(values)
+
+
 # ---- parser --------------------------------------------------------------------------------------
 def build_parser():
     from .datasets import DATASETS
@@ -156,12 +215,36 @@ def build_parser():
                                      f"(default: {tables.MAX_CATEGORIES})")
     t.add_argument("--layers", type=_layers_type, default=[64, 32], metavar="W1,W2,...",
                    help="hidden layer widths (default: 64,32; '' for none)")
-    t.add_argument("--activation", default="relu", choices=sorted(HIDDEN), help="hidden activation (default: relu)")
+    t.add_argument("--activation", type=_choices_list_type("activation", HIDDEN.names()), default=["relu"],
+                   metavar="NAME[,NAME...]",
+                   help=f"hidden activation ({', '.join(HIDDEN.names())}; PyTorch's formulas): one for every "
+                        "hidden layer, or one per hidden layer like gelu,relu (default: relu)")
+    t.add_argument("--norm", type=_choices_list_type("norm", NORM_CHOICES), default=["none"],
+                   metavar="NORM[,NORM...]",
+                   help="normalization after each hidden layer's dense product, before its activation: none, layer "
+                        "(PyTorch's LayerNorm) or batch (BatchNorm1d; needs minibatches of at least 2 rows): one for "
+                        "every hidden layer, or one per hidden layer like layer,none (default: none)")
+    t.add_argument("--dropout", type=_rates_type, default=[0.0], metavar="RATE[,RATE...]",
+                   help="dropout rate in [0, 1) after each hidden layer's activation, in training only: one for "
+                        "every hidden layer, or one per hidden layer like 0.1,0.2 (default: 0)")
+    t.add_argument("--l1", type=_float_type("l1", 0), default=0.0,
+                   help="penalty l1 * sum |W| over every weight matrix (not biases or norm parameters) in the "
+                        "training loss (default: 0)")
+    t.add_argument("--l2", type=_float_type("l2", 0), default=0.0,
+                   help="penalty l2 * sum W**2 over every weight matrix (default: 0). Training runs on "
+                        "standardized features, so the penalties apply to those weights; the losses printed after "
+                        "training (and by 'fastbp evaluate') are the data loss, without them")
     t.add_argument("--task", default="auto", choices=["auto", "classify", "regress"],
                    help=f"auto: classify when every target is a whole number in 0..{MAX_AUTO_CLASSES - 1}, "
-                        "else regress (default: auto)")
+                        "else regress; --loss mae, huber or poisson regress (default: auto)")
     t.add_argument("--loss", default="auto", choices=["auto"] + sorted(LOSSES),
-                   help="default: cross_entropy to classify, mse to regress")
+                   help="default: cross_entropy to classify, mse to regress. mae and huber regress with a linear "
+                        "output; poisson regresses counts (targets >= 0) with an exp output, on the raw targets")
+    t.add_argument("--huber-delta", type=_float_type("huber delta", 0, lo_open=True), default=None, metavar="DELTA",
+                   help="--loss huber's delta, in the target's own units (default: 1)")
+    t.add_argument("--label-smoothing", type=_float_type("label smoothing", 0, 1, hi_open=True), default=0.0,
+                   metavar="EPS", help="--loss cross_entropy only: train on targets y*(1-EPS) + EPS/classes "
+                                       "(default: 0)")
     t.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), help="default: adam")
     t.add_argument("--lr", type=_float_type("learning rate", 0, lo_open=True), default=1e-3,
                    help="learning rate (default: 1e-3)")
@@ -479,6 +562,38 @@ def decide_task(task, y, target_name):
     return "regress", 1
 
 
+REGRESSION_LOSSES = ("mae", "huber", "poisson")
+
+
+def describe_model(args, sizes, output, loss, huber_delta):
+    """The model line's description: sizes, activations/output, then norm, dropout, penalties and
+    the loss with its settings, each only when used."""
+    def listed(values, fmt=str):
+        return ",".join(fmt(v) for v in values)
+
+    parts = [f"{listed(args.activation)}/{output}"]
+    if any(n != "none" for n in args.norm):
+        parts.append(f"{args.norm[0]} norm" if len(args.norm) == 1 else f"norm {listed(args.norm)}")
+    if any(args.dropout):
+        parts.append(f"dropout {listed(args.dropout, lambda r: f'{r:g}')}")
+    parts += [f"{name} {v:g}" for name, v in (("l1", args.l1), ("l2", args.l2)) if v]
+    settings = {"huber": f" (delta {huber_delta:g})",
+                "cross_entropy": f" (label smoothing {args.label_smoothing:g})" if args.label_smoothing else ""}
+    parts.append(f"loss {loss}{settings.get(loss, '')}")
+    return " -> ".join(map(str, sizes)) + ", " + ", ".join(parts)
+
+
+def _rebuilt(model, **changes):
+    """A copy of ``model`` with some constructor arguments changed (same params, statistics and
+    update count)."""
+    from .model import MLP
+    new = MLP(**{**model.config(), **changes})
+    new.params[...] = model.params
+    new.buffers[...] = model.buffers
+    new.updates = model.updates
+    return new
+
+
 def auto_batch(n):
     """256, or less on small data: at least MIN_STEPS_PER_EPOCH updates per epoch, never below MIN_AUTO_BATCH."""
     return int(max(MIN_AUTO_BATCH, min(256, n // MIN_STEPS_PER_EPOCH)))
@@ -522,11 +637,14 @@ def model_targets(model, y):
 
 
 def metrics(model, X, y):
-    """loss (the model's), plus accuracy for classifier outputs or rmse and r2 for linear outputs."""
+    """loss (the model's data loss: without an l1/l2 penalty, which depends on the input scaling
+    folded into the first layer), plus accuracy for classifier outputs or rmse and r2 for
+    regression (linear and exp) outputs."""
     out = dict(model.evaluate(X, model_targets(model, y)))
+    out["loss"] -= model.penalty()
     if model.output in ("softmax", "sigmoid") and "accuracy" not in out and model.sizes[-1] > 1:
         out["accuracy"] = float(np.mean(model.predict_classes(X) == y))
-    if model.output == "linear" and model.sizes[-1] == 1:
+    if model.output in ("linear", "exp") and model.sizes[-1] == 1:
         p = model.predict(X)[:, 0].astype(np.float64)
         resid = ((p - y) ** 2).sum()
         out["rmse"] = math.sqrt(resid / len(y))
@@ -644,11 +762,20 @@ def cmd_train(args, out, err):
     if args.drop and frame is None:
         raise CLIError(f"--drop: leaves out columns of a table file (.csv, .tsv, .parquet); {source!r} is not one")
     n = len(y)
+    regress_only = args.loss in REGRESSION_LOSSES
     if classes is not None:
         if args.task == "regress":
             raise CLIError(f"--task regress: target {target_name!r} holds class names such as {classes[0]!r}; "
                            "use --task classify or auto")
+        if regress_only:
+            raise CLIError(f"--loss {args.loss}: a regression loss, but target {target_name!r} holds class names "
+                           f"such as {classes[0]!r}; use --loss cross_entropy")
         task, k = "classify", len(classes)
+    elif regress_only:
+        if args.task == "classify":
+            raise CLIError(f"--loss {args.loss}: a regression loss, but --task classify; use --task regress or auto, "
+                           "or --loss cross_entropy")
+        task, k = "regress", 1
     else:
         task, k = decide_task(args.task, y, target_name)
         if task == "classify" and np.unique(y).size < 2:
@@ -669,8 +796,20 @@ def cmd_train(args, out, err):
         output, k_out = "sigmoid", 1
     elif task == "classify":
         output, k_out = "softmax", k
+    elif loss == "poisson":
+        output, k_out = "exp", 1
+        if y.min() < 0:
+            raise CLIError(f"--loss poisson: target {target_name!r} must hold counts or rates >= 0; got {y.min():g}")
     else:
         output, k_out = "linear", 1
+    if args.label_smoothing and loss != "cross_entropy":
+        raise CLIError(f"--label-smoothing: applies to --loss cross_entropy only, got --loss {loss}")
+    if args.huber_delta is not None and loss != "huber":
+        raise CLIError(f"--huber-delta: applies to --loss huber only, got --loss {loss}")
+    norms = [None if name == "none" else name for name in args.norm]
+    if "batch" in norms and comm is not None:
+        raise CLIError("--norm batch: not supported under MPI yet (its statistics must span the global "
+                       "minibatch); use --norm layer, or one process")
 
     # -- split (seeded shuffle, so a file sorted by class still gets a fair validation set) --
     rng = np.random.default_rng(args.seed)
@@ -696,11 +835,15 @@ def cmd_train(args, out, err):
         flags[encoder.numeric_features_out] = False
         mu[flags], sd[flags] = 0.0, 1.0
     ymu, ysd = (0.0, 1.0)
-    if task == "regress":
+    if task == "regress" and loss != "poisson":      # poisson: an exp output on the raw counts
         ymu, ysd = float(ytr.mean()), float(ytr.std()) or 1.0
+    huber_delta = 1.0 if args.huber_delta is None else args.huber_delta
 
-    model = fastbp.MLP([d] + args.layers + [k_out], activation=args.activation, output=output, loss=loss,
-                       seed=args.seed, dtype=args.dtype)
+    # huber's delta is in the target's units: ysd of them on the standardized targets
+    model = fastbp.MLP([d] + args.layers + [k_out], activation=_per_layer_value(args.activation), output=output,
+                       loss=loss, seed=args.seed, dtype=args.dtype, norm=_per_layer_value(norms),
+                       dropout=_per_layer_value(args.dropout), l1=args.l1, l2=args.l2,
+                       label_smoothing=args.label_smoothing, huber_delta=huber_delta / ysd)
 
     def scaled(Xp, yp):
         Xs = ((Xp - mu) / sd).astype(model.dtype)
@@ -711,6 +854,13 @@ def cmd_train(args, out, err):
     Xs, ys = scaled(Xtr, ytr)
     val = scaled(Xva, yva) if n_val else None
     batch = auto_batch(len(tr)) if args.batch_size == "auto" else args.batch_size
+    if "batch" in norms:                 # batch norm cannot normalize a minibatch of one row
+        if args.batch_size == "auto":
+            while len(tr) % batch == 1:
+                batch += 1
+        elif min(batch, len(tr)) == 1 or len(tr) % batch == 1:
+            raise CLIError(f"--norm batch: minibatches of {batch} over the {len(tr)} training rows leave one of a "
+                           "single row, which batch norm cannot normalize; change --batch-size")
     opt = OPTIMIZERS.get(args.optimizer).cls(lr=lr_schedule(args, args.epochs * -(-len(tr) // batch)))
 
     say(f"data: {source}: {n} samples x {d} features, target {target_name!r}, "
@@ -718,8 +868,8 @@ def cmd_train(args, out, err):
     if encoder is not None:
         say(encoder.report() + (f"; {n_dropped} row{'s' if n_dropped != 1 else ''} with a missing target dropped"
                              if n_dropped else ""))
-    say(f"model: {' -> '.join(map(str, model.sizes))}, {args.activation}/{output}, loss {loss}, "
-        f"{model.n_params:,} params; {args.optimizer} lr {args.lr:g}"
+    say(f"model: {describe_model(args, model.sizes, output, loss, huber_delta)}, {model.n_params:,} params; "
+        f"{args.optimizer} lr {args.lr:g}"
         + ("" if args.schedule == "none" else f" ({args.schedule}"
            + (f", {args.warmup_steps} warm-up updates)" if args.schedule == "cosine" else ")"))
         + f", batch {batch}, {args.epochs} epochs, "
@@ -735,15 +885,19 @@ def cmd_train(args, out, err):
 
     # -- fold the scaling in: the saved model takes raw data; report metrics of that model --
     fold_input_scaling(model, mu, sd)
-    if task == "regress":
+    if task == "regress" and loss != "poisson":
         fold_output_scaling(model, ymu, ysd)
+    if loss == "huber" and ysd != 1.0:   # the saved model's delta in the target's own units
+        model = _rebuilt(model, huber_delta=huber_delta)
     if encoder is not None:
         model.preprocessor = encoder     # saved in the model file; predict and evaluate apply it
     # samples/s of the training steps alone: not compilation, validation or callbacks
     steps_s = hist.timing["train"]
     rate = len(tr) * epochs_run / steps_s if steps_s > 0 else float("inf")
-    if task == "regress":
+    if task == "regress" and loss != "poisson":
         say("(training losses above are on standardized targets; below, on the data's own scale)")
+    if args.l1 or args.l2:
+        say("(training losses above include the l1/l2 penalty; below, the data loss alone)")
     compiled = hist.timing["compile"]
     say(f"trained {epochs_run} epochs in {dt:.2f} s ({steps_s:.2f} s of training steps"
         + (f", {compiled:.1f} s compiling kernels" if compiled >= 0.05 else "") + f"), {rate:,.0f} samples/s"
@@ -936,6 +1090,11 @@ def main(argv=None, out=None, err=None):
     if args.command is None:
         parser.print_help(out)
         return EXIT_USAGE
+    if args.command == "train":
+        problem = check_per_layer(args)
+        if problem is not None:
+            print(f"fastbp train: {problem} (see 'fastbp train --help')", file=err)
+            return EXIT_USAGE
     from .errors import TrainingDiverged
     try:
         return COMMANDS[args.command](args, out, err)

@@ -67,6 +67,8 @@ def targets(model, y, n, name="y"):
                          + f", got {arr.shape}")
     if model.is_classifier and (arr.min() < 0 or arr.max() > 1):
         raise ValueError(f"{name}: {model.loss} targets must lie in [0, 1], got min {arr.min()} and max {arr.max()}")
+    if model.loss == "poisson" and arr.min() < 0:
+        raise ValueError(f"{name}: poisson targets are counts or rates >= 0, got min {arr.min()}")
     return frozen(as_finite(name, arr, model.dtype)), empty_i
 
 

@@ -392,7 +392,7 @@ def load_model(path, model_class):
     ``model_class(**config)`` with the saved params; never unpickles.
 
     Raises TypeError for a path that is not a str or os.PathLike, ValueError for a file that
-    cannot be read or is not a valid fastbp file (see the README's "File format").
+    cannot be read or is not a valid fastbp file (see the documentation's "File format" page).
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path: expected a file path (str or os.PathLike), got {type(path).__name__}")

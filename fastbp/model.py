@@ -195,7 +195,7 @@ class MLP:
                             goff=lay.goff, roff=lay.roff, rate=rate, full=full, stats=self.buffers, key=key, l1=l1,
                             l2=l2, huber_delta=huber_delta, smoothing=label_smoothing)
         # a plain network takes the kernels without any of the newer code (see kernels/dense.py)
-        self.plain = not (full.any() or l1 or l2 or loss_entry.code >= MAE)
+        self.plain = not (full.any() or l1 or l2 or label_smoothing or loss_entry.code >= MAE)
         self.rng = np.random.default_rng(self.seed)
         self._initialize()
         self._workspaces = {}
@@ -415,8 +415,7 @@ class MLP:
         m = data.X.shape[0]
         ws = self.workspace(m)
         with threads.running(threads.get_num_threads(), blas=not ws.small):
-            # batch=0: the rows are positions 0 .. m-1 of their minibatch, as in a step of fit
-            # (dropout masks are keyed by position)
+            # batch=0: the rows are positions 0..m-1 of their minibatch (dropout masks as in fit)
             _, total, _ = E.run(mode, self.params, self.net, ws, data, order=np.arange(m), last=m, batch=0,
                                 maxparts=self.kernel_parts(m))
         return total / m, ws.grads
@@ -521,20 +520,17 @@ class MLP:
         return interop.to_onnx(self, path, opset=opset)
 
     def to_state_dict(self):
-        """Params as numpy arrays in torch nn.Sequential naming ("0.weight" (out, in), "0.bias")."""
+        """Params (and batch norm's running statistics) as numpy arrays in torch nn.Sequential
+        naming ("0.weight" (out, in), "0.bias", ...); see fastbp.interop.to_state_dict."""
         return interop.to_state_dict(self)
 
     @classmethod
     def from_state_dict(cls, state_dict, **kwargs):
-        """An MLP from a torch-style state dict; kwargs as for MLP (activation, output, ...);
-        see fastbp.interop.parse_state_dict."""
-        kwargs, layers = interop.parse_state_dict(state_dict, **kwargs)
-        model = cls(**kwargs)
-        for layer, (W, b) in zip(model.layers, layers):
-            layer.W[...] = W
-            if b is not None:
-                layer.b[...] = b
-        return model
+        """An MLP from a torch-style state dict; kwargs as for MLP (activation, output, dropout
+        rates, ...); sizes, bias, norms and dtype come from the dict. See
+        fastbp.interop.parse_state_dict and load_state_dict."""
+        kwargs, _ = interop.parse_state_dict(state_dict, **kwargs)
+        return interop.load_state_dict(cls(**kwargs), state_dict)
 
     def __getstate__(self):
         # In-memory pickling (copy.deepcopy, multiprocessing, scikit-learn clones). Files use

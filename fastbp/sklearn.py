@@ -2,6 +2,9 @@
 
 Drop-in for ``sklearn.neural_network``: same parameter names, defaults and fitted attributes, so
 existing code switches by changing the import (needs the extra ``sklearn``, scikit-learn >= 1.6).
+``activation`` also takes fastbp's hidden activations "leaky_relu", "elu", "selu", "gelu",
+"gelu_tanh", "silu", "softplus" and "mish" (torch's formulas; see ``fastbp.MLP``), initialized as
+scikit-learn initializes "relu" (Glorot uniform).
 Every epoch of the "adam" and "sgd" solvers runs in fastbp's compiled minibatch loop; Python runs
 between epochs only (stopping rules, learning-rate schedules, early stopping). "lbfgs" hands
 fastbp's full-batch loss and gradient to scipy's L-BFGS-B, as scikit-learn does.
@@ -9,24 +12,32 @@ fastbp's full-batch loss and gradient to scipy's L-BFGS-B, as scikit-learn does.
 What is the same as scikit-learn (the tests compare both): initialization (Glorot uniform for
 weights *and* biases, drawn from ``random_state`` in scikit-learn's order, so equal seeds give
 equal initial weights), the losses and their gradients (log-loss; binary log-loss summed over
-labels for binary and multilabel; half squared error), minibatches (``batch_size="auto"`` is
-``min(200, n)``, the last partial batch is used), SGD with momentum/Nesterov in scikit-learn's
-form (also across the "invscaling"/"adaptive" learning-rate changes), Adam, ``loss_curve_``,
+labels for binary and multilabel; half squared error; half Poisson deviance with an exponential
+output for ``MLPRegressor(loss="poisson")``), the L2 penalty ``alpha`` (on the weights only, not
+the intercepts), minibatches (``batch_size="auto"`` is ``min(200, n)``, the last partial batch
+is used), SGD with momentum/Nesterov in scikit-learn's form (also across the
+"invscaling"/"adaptive" learning-rate changes), Adam, ``loss_curve_``,
 ``tol``/``n_iter_no_change``, the early-stopping split (``train_test_split`` with the same
 random state), ``warm_start``, ``partial_fit``.
 
 Documented differences:
-- ``alpha`` is applied as L2 weight decay ``alpha / batch_size`` on every parameter inside the
-  compiled update. scikit-learn decays the weights only (not the intercepts) and divides by the
-  actual minibatch size (so its last partial batch decays a little more). With "lbfgs" the
-  penalty is computed in Python and is exactly scikit-learn's (weights only).
+- ``alpha``: scikit-learn adds ``0.5 * alpha * sum(W**2) / m`` to each minibatch's loss (m: the
+  minibatch's size, or its sum of sample weights), so ``alpha * W / m`` to the gradient. fastbp
+  trains with the model's ``l2 = 0.5 * alpha / (batch_size * mean sample weight)`` (the same
+  penalty on the weights only, inside the compiled loop; ``est.model_.l2``). That equals
+  scikit-learn's on every full minibatch; the last, partial one (n not a multiple of
+  ``batch_size``) gets ``alpha * W / batch_size`` where scikit-learn takes its own, smaller size,
+  and ``loss_curve_`` counts that minibatch's penalty with weight ``m_last / batch_size``. With
+  "lbfgs" (one batch of all rows) the penalty is exactly scikit-learn's.
 - With ``shuffle=True`` the minibatch order comes from fastbp's generator (seeded from
   ``random_state``), not from scikit-learn's, so results agree in distribution, not bit for bit;
   with ``shuffle=False`` the SGD path follows scikit-learn's to rounding.
 - Adam: torch's arithmetic (``eps`` added to ``sqrt(v_hat)``); scikit-learn adds ``eps`` to
   ``sqrt(v)`` before the bias correction: a relative difference of order ``eps/sqrt(v)``.
-- ``loss_curve_`` adds the L2 penalty at the weights of the end of the epoch (scikit-learn: at the
-  weights before each minibatch's update).
+- ``loss_curve_`` takes each minibatch's penalty at the weights before its update, as
+  scikit-learn does; only for a regressor with several outputs and ``loss="squared_error"`` (whose
+  reported loss is averaged over outputs while the penalty is not) is the epoch's penalty
+  approximated by the mean of those at the weights of its start and of its end.
 - ``sample_weight`` is normalized to mean 1 over the data, so the gradient is a weighted mean as
   in scikit-learn; scikit-learn normalizes by the weight sum of each minibatch (the same when the
   batch is the whole data, as in its full-batch checks).
@@ -36,7 +47,8 @@ Documented differences:
   the loss whose gradient scikit-learn uses (its line search sees that loss averaged over outputs);
   ``loss_`` reports it averaged over outputs, as scikit-learn does.
 - ``momentum`` must be < 1 (scikit-learn also accepts 1).
-- ``loss="poisson"`` (MLPRegressor) is not available: fastbp has no exponential output.
+- ``loss="poisson"`` needs ``y >= 0``: a negative target is a clear error (scikit-learn's loss
+  turns NaN).
 
 The fitted network is ``est.model_`` (a ``fastbp.MLP``): ``est.model_.to_onnx(path)``,
 ``est.model_.to_state_dict()`` work on it. ``coefs_`` and ``intercepts_`` are views into its
@@ -69,9 +81,12 @@ from .threads import single_threaded_blas
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
-# scikit-learn activation names -> fastbp's
-ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
-OUT_ACTIVATIONS = {"softmax": "softmax", "sigmoid": "logistic", "linear": "identity"}
+# scikit-learn activation names -> fastbp's; then fastbp's newer hidden activations by their own names
+ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
+               **{a: a for a in ("leaky_relu", "elu", "selu", "gelu", "gelu_tanh", "silu", "softplus", "mish")}}
+OUT_ACTIVATIONS = {"softmax": "softmax", "sigmoid": "logistic", "linear": "identity", "exp": "exp"}
+# fastbp's loss for each output activation
+OUTPUT_LOSSES = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy", "linear": "half_mse", "exp": "poisson"}
 SOLVERS = ("adam", "sgd", "lbfgs")
 STOCHASTIC = ("adam", "sgd")
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
@@ -105,6 +120,9 @@ class _EpochHook(Callback):
         self.estimator = estimator
         self.bookkeeping = bookkeeping
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self.bookkeeping["penalty_before"] = self.model.penalty()
+
     def on_epoch_end(self, epoch, logs=None):
         if self.estimator._end_epoch(logs["loss"], self.bookkeeping):
             self.model.stop_training = True
@@ -113,7 +131,10 @@ class _EpochHook(Callback):
 class _BaseMLP(BaseEstimator):
     """Shared machinery; use MLPClassifier or MLPRegressor."""
 
-    _loss_scale_by_outputs = False     # regression reports the half squared error averaged over outputs
+    def _loss_scale(self, k):
+        """Factor from fastbp's per-sample data loss to the one scikit-learn reports (1 unless a
+        squared-error regressor with several outputs: scikit-learn averages over outputs)."""
+        return 1.0
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
@@ -233,6 +254,9 @@ class _BaseMLP(BaseEstimator):
         elif self.n_outputs_ != k:
             raise ValueError(f"y has {k} outputs but the fitted network has {self.n_outputs_}; "
                              "set warm_start=False to fit a new one")
+        elif self.model_.output != output:
+            raise ValueError(f"the fitted network has a {self.model_.output} output, this fit needs {output} "
+                             f"(loss={getattr(self, 'loss', None)!r}); set warm_start=False to fit a new one")
         elif self.model_.sizes[1:-1] != hidden:
             raise ValueError(f"hidden_layer_sizes {hidden} differ from the fitted network's {self.model_.sizes[1:-1]}; "
                              "set warm_start=False to fit a new one")
@@ -249,7 +273,7 @@ class _BaseMLP(BaseEstimator):
         """A new network with scikit-learn's initialization drawn from ``rs`` in its order."""
         sizes = [n_features] + hidden + [k]
         act = ACTIVATIONS[self.activation]
-        loss = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy", "linear": "half_mse"}[output]
+        loss = OUTPUT_LOSSES[output]
         factor = 2.0 if self.activation == "logistic" else 6.0
         init = []
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
@@ -287,8 +311,28 @@ class _BaseMLP(BaseEstimator):
                 self.best_validation_score_ = None
 
     def _sample_scale(self, k):
-        """Per-sample factor that turns fastbp's loss into scikit-learn's (1 unless multilabel)."""
+        """Per-sample factor that turns fastbp's loss into scikit-learn's (1 unless multilabel or
+        Poisson: scikit-learn sums those over outputs, fastbp averages)."""
         return 1.0
+
+    def _loss_offset(self, Y, sw):
+        """What scikit-learn's reported loss adds to fastbp's for these targets (0 unless Poisson)."""
+        return 0.0
+
+    def _set_l2(self, l2):
+        """Give the network the L2 penalty ``l2`` (scikit-learn's alpha scaled to fastbp's
+        per-batch loss): a network with another l2 is rebuilt with the same params, generator
+        state and update count (the optimizer's state stays valid: the layout is the same)."""
+        model = self.model_
+        if model.l2 == l2:
+            return model
+        new = MLP(**{**model.config(), "l2": l2})
+        new.params[...] = model.params
+        new.buffers[...] = model.buffers
+        new.updates = model.updates
+        new.rng.bit_generator.state = model.rng.bit_generator.state
+        self.model_ = new
+        return new
 
     def _effective_weights(self, sw, n, k, dtype):
         """Weights for fastbp's sum(w*l)/n so that it equals scikit-learn's sum(w*l)/sum(w)."""
@@ -323,7 +367,6 @@ class _BaseMLP(BaseEstimator):
             self._optimizer = self._new_optimizer()
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        model = self.model_
         k = self.n_outputs_
         targets = yint if yint is not None else Y
         val = None
@@ -337,7 +380,7 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size of "
                                  "your dataset.")
             val = (X[va], self._val_targets(y, Y, va), None if sw is None else sw[va])
-            X, targets = X[tr], targets[tr]
+            X, targets, Y = X[tr], targets[tr], Y[tr]
             sw = None if sw is None else sw[tr]
         n = X.shape[0]
         if self.batch_size == "auto":
@@ -347,9 +390,10 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
             batch = int(np.clip(self.batch_size, 1, n))
         mean_w = 1.0 if sw is None else float(sw.mean())
-        # scikit-learn adds alpha*W/sum(w_batch) to each minibatch's gradient.
-        self._optimizer.weight_decay = self.alpha / (batch * mean_w)
-        run = dict(n=n, n_batches=-(-n // batch), mean_w=mean_w, val=val, incremental=incremental)
+        # scikit-learn adds 0.5*alpha*sum(W**2)/sum(w_batch) to each minibatch's loss; fastbp's l2
+        # adds l2*sum(W**2) (see the module docstring for the partial last batch)
+        model = self._set_l2(0.5 * self.alpha / (batch * mean_w))
+        run = dict(n=n, val=val, incremental=incremental, offset=self._loss_offset(Y, sw))
         self.n_iter_ = 0
         try:
             hist = model.fit(X, targets, epochs=1 if incremental else self.max_iter, batch_size=batch,
@@ -367,12 +411,14 @@ class _BaseMLP(BaseEstimator):
     def _end_epoch(self, data_loss, run):
         """scikit-learn's end-of-iteration rules; returns True to stop training."""
         model = self.model_
-        penalty = 0.0
-        if self.alpha:
-            sq = sum(float(np.dot(l.W.ravel(), l.W.ravel())) for l in model.layers)
-            penalty = 0.5 * self.alpha * sq * run["n_batches"] / (run["n"] * run["mean_w"])
-        scale = 1.0 / self.n_outputs_ if self._loss_scale_by_outputs else 1.0
-        self.loss_ = data_loss * scale + penalty
+        # fastbp's History loss includes each minibatch's penalty; only a rescaled data loss
+        # needs it taken apart: the epoch's penalty as the mean of those at its start and end
+        scale = self._loss_scale(self.n_outputs_)
+        loss = data_loss
+        if scale != 1.0:
+            penalty = 0.5 * (run["penalty_before"] + model.penalty())
+            loss = (data_loss - penalty) * scale + penalty
+        self.loss_ = loss + run["offset"]
         self.n_iter_ += 1
         self.t_ += run["n"]
         self.loss_curve_.append(self.loss_)
@@ -421,30 +467,29 @@ class _BaseMLP(BaseEstimator):
         return False
 
     def _fit_lbfgs(self, X, Y, yint, sw):
-        """Full-batch L-BFGS-B over the flat parameters, with scikit-learn's exact L2 penalty."""
-        model = self.model_
+        """Full-batch L-BFGS-B over the flat parameters, with scikit-learn's exact L2 penalty
+        (one batch of all rows: fastbp's l2 = 0.5 * alpha / (sum of the sample weights))."""
         n, k = X.shape[0], self.n_outputs_
+        sw_sum = n if sw is None else float(sw.sum())
+        model = self._set_l2(0.5 * self.alpha / sw_sum)
         targets = yint if yint is not None else Y
         sw_eff = self._effective_weights(sw, n, k, model.dtype)
-        sw_sum = n if sw is None else float(sw.sum())
-        mask = np.zeros(model.n_params, bool)            # True on weights, False on biases
-        L = model.layout
-        for l, (n_in, n_out) in enumerate(zip(L.sizes[:-1], L.sizes[1:])):
-            mask[L.woff[l]:L.woff[l] + n_in * n_out] = True
-        scale = 1.0 / k if self._loss_scale_by_outputs else 1.0
+        scale = self._loss_scale(k)
+        offset = self._loss_offset(Y, sw)
         reported = {}
 
         def loss_grad(theta):
             model.params[...] = theta
-            loss, grad = model.loss_and_grad(X, targets, sample_weight=sw_eff)
-            grad = grad.astype(np.float64)
-            wsq = float(np.dot(theta[mask], theta[mask]))
-            grad[mask] += self.alpha * theta[mask] / sw_sum
+            loss, grad = model.loss_and_grad(X, targets, sample_weight=sw_eff)    # with the penalty
             # L-BFGS needs the loss whose gradient this is: for several regression outputs
             # that is the half squared error summed over outputs; loss_ reports scikit-learn's
-            # average over outputs.
-            reported["loss"] = loss * scale + 0.5 * self.alpha * wsq / sw_sum
-            return loss + 0.5 * self.alpha * wsq / sw_sum, grad
+            # average over outputs (the penalty not averaged).
+            if scale != 1.0:
+                penalty = model.penalty()
+                reported["loss"] = (loss - penalty) * scale + penalty + offset
+            else:
+                reported["loss"] = loss + offset
+            return loss, grad.astype(np.float64)
 
         # L-BFGS-B's own BLAS calls work on vectors of n_params: a BLAS thread pool only slows
         # them down (about 10x measured on 2 busy cores).
@@ -517,7 +562,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Binary and multilabel targets train sigmoid outputs with the binary log-loss, multiclass a
     softmax with the log-loss. Labels may be any values scikit-learn's LabelBinarizer accepts
     (ints, strings, ...). Parameters are those of scikit-learn's MLPClassifier; ``solver`` is
-    "adam", "sgd" or "lbfgs".
+    "adam", "sgd" or "lbfgs"; ``activation`` also takes fastbp's newer hidden activations.
+    ``alpha`` is scikit-learn's L2 penalty on the weights (not the intercepts), trained as the
+    network's ``l2 = 0.5 * alpha / batch_size``; the one difference is a partial last minibatch,
+    penalized as a full one (scikit-learn divides by its own size; see the module docstring).
 
     Attributes
     ----------
@@ -624,8 +672,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by fastbp; drop-in for
     ``sklearn.neural_network.MLPRegressor`` (see the module docstring for the differences).
 
-    Trains a linear output with the half squared error (``loss="squared_error"``; "poisson" is
-    not available). Several outputs are fitted with y of shape (n_samples, n_outputs).
+    ``loss="squared_error"`` trains a linear output with the half squared error;
+    ``loss="poisson"`` an exponential output (the log link) with the half Poisson deviance, for
+    targets y >= 0 (fastbp's ``loss="poisson"``, whose gradient is scikit-learn's; ``loss_``
+    adds the deviance's constant terms, as scikit-learn reports it). Several outputs are fitted
+    with y of shape (n_samples, n_outputs). ``activation`` also takes fastbp's newer hidden
+    activations. ``alpha`` is scikit-learn's L2 penalty on the weights (not the intercepts),
+    trained as the network's ``l2 = 0.5 * alpha / batch_size``; the one difference is a partial
+    last minibatch, penalized as a full one (scikit-learn divides by its own size; see the module
+    docstring).
 
     Attributes
     ----------
@@ -638,7 +693,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     _y_numeric = True
     _is_clf = False
-    _loss_scale_by_outputs = True
 
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
@@ -655,16 +709,35 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.loss = loss
 
     def _check_params(self):
-        if self.loss == "poisson":
-            raise ValueError("loss='poisson' is not available in fastbp (it has no exponential output); "
-                             "use loss='squared_error'")
-        _check_option("loss", self.loss, ("squared_error",))
+        _check_option("loss", self.loss, ("squared_error", "poisson"))
         return super()._check_params()
+
+    def _loss_scale(self, k):
+        # scikit-learn's squared error averages over outputs (its gradient sums over them)
+        return 1.0 / k if self.loss == "squared_error" else 1.0
+
+    def _sample_scale(self, k):
+        # scikit-learn's Poisson deviance sums over outputs; fastbp's loss averages
+        return float(k) if self.loss == "poisson" else 1.0
+
+    def _loss_offset(self, Y, sw):
+        """scikit-learn's half Poisson deviance sum(y log(y/p) - y + p) is fastbp's p - y log p
+        plus sum(y log y - y), which depends on the targets alone: its (weighted) mean over rows."""
+        if self.loss != "poisson":
+            return 0.0
+        from scipy.special import xlogy
+        Y = Y.astype(np.float64)
+        per_row = (xlogy(Y, Y) - Y).sum(1)
+        return float(np.average(per_row, weights=sw))
 
     def _encode_targets(self, y, incremental):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         Y = y.reshape(y.shape[0], -1)
+        if self.loss == "poisson":
+            if (Y < 0).any():
+                raise ValueError(f"loss='poisson' needs targets y >= 0 (counts or rates), got {float(Y.min()):g}")
+            return Y, None, Y.shape[1], "exp"
         return Y, None, Y.shape[1], "linear"
 
     def _val_targets(self, y, Y, idx):

@@ -221,6 +221,92 @@ def test_train_task_and_loss_choices(tmp_path):
     assert code == 0 and "validation:" not in out and "train:" in out
 
 
+def test_train_with_per_layer_activations_norms_dropout_and_penalties(tmp_path):
+    X, y = load_iris(dtype="float64")
+    path = write_csv(tmp_path / "iris.csv", X, y, target="species")
+    code, out, err = run("train", path, "--layers", "16,8", "--activation", "gelu,mish", "--norm", "layer,batch",
+                         "--dropout", "0.1,0", "--l1", "1e-5", "--l2", "1e-4", "--label-smoothing", "0.05",
+                         "--epochs", "30", "--dtype", "float64", "--quiet", "--out", tmp_path / "m.fbp")
+    assert code == 0, err
+    assert ("model: 4 -> 16 -> 8 -> 3, gelu,mish/softmax, norm layer,batch, dropout 0.1,0, l1 1e-05, l2 0.0001, "
+            "loss cross_entropy (label smoothing 0.05), ") in out
+    assert "include the l1/l2 penalty; below, the data loss alone" in out
+    m = fastbp.load(tmp_path / "m.fbp")
+    assert [l.activation for l in m.layers] == ["gelu", "mish", "softmax"]
+    assert [l.norm for l in m.layers] == ["layer", "batch", None] and [l.dropout for l in m.layers] == [0.1, 0, 0]
+    assert (m.l1, m.l2, m.label_smoothing) == (1e-5, 1e-4, 0.05) and m.updates > 0
+    assert not np.allclose(m.layers[1].running_var, 1)            # batch norm's statistics were saved
+    assert metric(out, "validation", "accuracy") >= 0.8
+    # the printed loss is the saved model's data loss on raw features (its penalty left out)
+    code, out, err = run("evaluate", tmp_path / "m.fbp", path)
+    assert code == 0, err
+    assert metric(out, re.escape(str(path)), "loss") == pytest.approx(
+        m.evaluate(X, y.astype(np.int64))["loss"] - m.penalty(), abs=1e-4)
+    # one value for every hidden layer keeps the model's arguments single
+    code, out, err = run("train", path, "--layers", "8,8", "--activation", "silu", "--norm", "layer", "--dropout",
+                         "0.2", "--epochs", "1", "--quiet", "--out", tmp_path / "s.fbp")
+    assert code == 0, err
+    assert "8 -> 8 -> 3, silu/softmax, layer norm, dropout 0.2, loss cross_entropy, " in out
+    s = fastbp.load(tmp_path / "s.fbp")
+    assert (s.activation, s.norm, s.dropout, s.l2) == ("silu", "layer", 0.2, 0.0)
+
+
+def test_train_regression_losses(tmp_path):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((500, 3))
+    rate = np.exp(0.7 * X[:, 0] - 0.4 * X[:, 1] + 1.0)
+    counts = rng.poisson(rate).astype(float)
+    path = write_csv(tmp_path / "counts.csv", X, counts, target="n")
+    # poisson: regression even on whole-number targets, an exp output on the raw counts
+    code, out, err = run("train", path, "--loss", "poisson", "--layers", "16", "--epochs", "40", "--quiet",
+                         "--dtype", "float64", "--out", tmp_path / "p.fbp")
+    assert code == 0, err
+    assert "regress" in out and "16 -> 1, relu/exp, loss poisson" in out and "standardized" not in out
+    m = fastbp.load(tmp_path / "p.fbp")
+    assert m.output == "exp" and m.loss == "poisson"
+    assert metric(out, "validation", "r2") > 0.3                    # counts are noisy ...
+    assert (m.predict(X) > 0).all() and np.corrcoef(m.predict(X)[:, 0], rate)[0, 1] > 0.95    # ... their rate less
+    code, out, err = run("predict", tmp_path / "p.fbp", path)
+    assert out.splitlines()[0] == "prediction"
+    np.testing.assert_allclose(np.array(out.split()[1:], float), m.predict(X)[:, 0], rtol=1e-15)
+    # huber: --huber-delta in the target's units (training on standardized targets divides it by
+    # their standard deviation); the saved model holds it in those units
+    y = 1000 + 300 * X[:, 0] + rng.standard_normal(500) * 30
+    path = write_csv(tmp_path / "r.csv", X, y, target="price")
+    code, out, err = run("train", path, "--loss", "huber", "--huber-delta", "50", "--epochs", "40", "--quiet",
+                         "--dtype", "float64", "--seed", "1", "--out", tmp_path / "h.fbp")
+    assert code == 0, err
+    assert "loss huber (delta 50)" in out
+    h = fastbp.load(tmp_path / "h.fbp")
+    assert h.loss == "huber" and h.huber_delta == 50.0
+    assert metric(out, "validation", "r2") > 0.9
+    code, out, err = run("evaluate", tmp_path / "h.fbp", path)
+    assert metric(out, re.escape(str(path)), "loss") == pytest.approx(h.evaluate(X, y)["loss"], rel=1e-4)
+    # mae on whole-number targets regresses too
+    code, out, err = run("train", tmp_path / "counts.csv", "--loss", "mae", "--epochs", "2", "--quiet",
+                         "--out", tmp_path / "a.fbp")
+    assert code == 0 and "regress" in out and fastbp.load(tmp_path / "a.fbp").loss == "mae"
+
+
+def test_batch_norm_with_auto_batch_avoids_a_one_row_minibatch(tmp_path):
+    X, y = load_iris(dtype="float64")
+    path = write_csv(tmp_path / "small.csv", X[::4][:33], y[::4][:33], target="t")
+    assert cli.auto_batch(33) == 16 and 33 % 16 == 1
+    code, out, err = run("train", path, "--norm", "batch", "--val-split", "0", "--epochs", "2", "--quiet",
+                         "--out", tmp_path / "b.fbp")
+    assert code == 0, err
+    assert ", batch 17, " in out
+
+
+def test_train_help_lists_the_layer_options(capsys):
+    code, _, _ = run("train", "--help")                  # argparse prints help to sys.stdout
+    assert code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--activation NAME[,NAME...]", "--norm NORM[,NORM...]", "--dropout RATE[,RATE...]", "--l1", "--l2",
+                 "--huber-delta DELTA", "--label-smoothing EPS", "gelu,relu", "layer,none", "0.1,0.2"):
+        assert flag in text, flag
+
+
 def test_train_on_npz_and_npy(tmp_path):
     X, y = load_iris()
     np.savez(tmp_path / "d.npz", X=X, y=y)
@@ -558,6 +644,7 @@ def files(tmp_path_factory, trained, mixed):
     (d / "data.xlsx").write_text("not really")
     (d / "notmodel.fbp").write_bytes(b"hello, this is not a model file at all")
     (d / "float.csv").write_text("a,t\n1,0.5\n2,1.5\n3,2.5\n4,0.25\n")
+    (d / "negative.csv").write_text("a,t\n" + "".join(f"{i},{i % 4 - 1}\n" for i in range(20)))
     np.savez(d / "noX.npz", features=X)
     np.savez(d / "shorty.npz", X=X, y=y[:10])
     np.savez(d / "strings.npz", X=np.array([["a", "b"]] * 3), y=np.zeros(3))
@@ -672,6 +759,40 @@ ERRORS = [
     (lambda f: ["train", "--drop", "a,,b"], 2, "argument --drop: expected comma-separated column names"),
     (lambda f: ["train", "--activation", "swish"], 2, "argument --activation: invalid choice: 'swish'"),
     (lambda f: ["train", "--optimizer", "lbfgs"], 2, "argument --optimizer: invalid choice: 'lbfgs'"),
+    # per hidden layer: one value or one per hidden layer of --layers; names listed
+    (lambda f: ["train", "--activation", "gelu,relu,tanh"], 2,
+     "argument --activation: expected one value or 2 (one per hidden layer of --layers 64,32), got 3: gelu,relu,tanh"),
+    (lambda f: ["train", "--activation", "gelu,swish"], 2,
+     "argument --activation: invalid choice: 'swish' (choose from elu, gelu, gelu_tanh, leaky_relu, linear, mish, "
+     "relu, selu, sigmoid, silu, softplus, tanh;"),
+    (lambda f: ["train", "--norm", "layer,group"], 2,
+     "argument --norm: invalid choice: 'group' (choose from none, layer, batch;"),
+    (lambda f: ["train", "--layers", "8", "--norm", "layer,none"], 2,
+     "argument --norm: expected one value or 1 (one per hidden layer of --layers 8), got 2"),
+    (lambda f: ["train", "--dropout", "1"], 2,
+     "argument --dropout: expected a rate in [0, 1), or comma-separated rates"),
+    (lambda f: ["train", "--dropout", "0.1,-0.1"], 2, "argument --dropout: expected a rate in [0, 1)"),
+    (lambda f: ["train", "--dropout", "0.1,0.2,0.3"], 2, "argument --dropout: expected one value or 2"),
+    (lambda f: ["train", "--layers", "", "--norm", "batch"], 2,
+     "argument --norm: the network has no hidden layer (--layers ''), so nothing to apply it to"),
+    (lambda f: ["train", "--l2", "-1"], 2, "argument --l2: expected a number >= 0, got -1"),
+    (lambda f: ["train", "--l1", "x"], 2, "argument --l1: expected a number, got 'x'"),
+    (lambda f: ["train", "--huber-delta", "0"], 2, "argument --huber-delta: expected a number > 0, got 0"),
+    (lambda f: ["train", "--label-smoothing", "1"], 2, "argument --label-smoothing: expected a number < 1, got 1"),
+    (lambda f: ["train", "--loss", "quantile"], 2, "argument --loss: invalid choice: 'quantile'"),
+    # settings that do not fit the loss or the data
+    (lambda f: ["train", "iris", "--label-smoothing", "0.1", "--loss", "mse"], 1,
+     "--label-smoothing: applies to --loss cross_entropy only, got --loss mse"),
+    (lambda f: ["train", "iris", "--huber-delta", "2"], 1,
+     "--huber-delta: applies to --loss huber only, got --loss cross_entropy"),
+    (lambda f: ["train", IRIS(f), "--loss", "poisson", "--task", "classify"], 1,
+     "--loss poisson: a regression loss, but --task classify"),
+    (lambda f: ["train", P("text_target.csv")(f), "--loss", "mae"], 1,
+     "--loss mae: a regression loss, but target 'y' holds class names such as 'x'"),
+    (lambda f: ["train", P("negative.csv")(f), "--loss", "poisson"], 1,
+     "--loss poisson: target 't' must hold counts or rates >= 0; got -1"),
+    (lambda f: ["train", P("ten.csv")(f), "--norm", "batch", "--batch-size", "4", "--val-split", "0.1"], 1,
+     "--norm batch: minibatches of 4 over the 9 training rows leave one of a single row"),
     (lambda f: ["predict", M(f)], 2, "the following arguments are required: DATA"),
     (lambda f: ["fit"], 2, "argument COMMAND: invalid choice: 'fit'"),
 ]

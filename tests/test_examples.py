@@ -148,6 +148,58 @@ def test_gradient_descent_paths_and_pictures(monkeypatch, capsys, tmp_path):
     assert (tmp_path / "a.gif").read_bytes()[:4] == b"GIF8"
 
 
+# ---- layers, schedules, losses ------------------------------------------------------------------
+def test_dropout_norm_compares_the_variants(monkeypatch, capsys):
+    g, out = run("dropout_norm.py", "--epochs", 3, monkeypatch=monkeypatch, capsys=capsys)
+    rows = dict(re.findall(r"^(.+?)\s*: train loss .* test accuracy (\d\.\d+)", out, re.M))
+    assert set(rows) == {"relu", "gelu + layer norm + dropout", "gelu + batch norm + dropout"}
+    assert all(float(acc) > 0.8 for acc in rows.values())          # 10 classes: chance is 0.1
+    assert "same seed, same bits: True" in out
+    assert "predict twice, same output (no dropout outside training): True" in out
+    results, same_bits, stable = g["main"](["--epochs", "1", "--train", "300"])
+    bn = results["gelu + batch norm + dropout"]["model"]
+    assert bn.buffers.size == 2 * (256 + 256) and bn.updates == -(-300 // 32)
+    assert results["relu"]["model"].buffers.size == 0
+
+
+def test_schedules_rates_are_keras_cosine_decay_with_warmup(monkeypatch, capsys):
+    g, out = run("schedules.py", "--epochs", 3, "--samples", 1000, "--lr", 0.01, monkeypatch=monkeypatch,
+                 capsys=capsys)
+    per_epoch, total, warm = 8, 24, 8                                 # 1000 rows in batches of 128
+
+    def keras(t):   # Keras' CosineDecay(0, total - warm, warmup_target=0.01, warmup_steps=warm)
+        if t < warm:
+            return 0.01 * t / warm
+        return 0.01 * 0.5 * (1 + np.cos(np.pi * min(t - warm, total - warm) / (total - warm)))
+
+    printed = re.findall(r"^\s*(\d+)\s+(\d\.\d+)\s+(\d\.\d+)$", out, re.M)
+    assert [int(t) for t, _, _ in printed] == [0, 4, 8, 16, 23]
+    for t, ours, formula in printed:
+        assert float(ours) == pytest.approx(keras(int(t)), abs=1e-8)
+        assert float(formula) == pytest.approx(keras(int(t)), abs=1e-8)
+    sched, hists, runs = g["main"](["--epochs", "3", "--samples", "1000", "--lr", "0.01"])
+    assert hists["constant"].history["lr"] == [0.01] * 3
+    # History's lr: the rate of the next update at the end of each epoch
+    np.testing.assert_allclose(hists["cosine"].history["lr"], [keras(per_epoch * (e + 1)) for e in range(3)],
+                               rtol=1e-12, atol=1e-15)
+    assert runs["cosine"].iterations == total and runs["cosine"].schedule == sched
+
+
+def test_regression_losses_fit_the_data_that_calls_for_them(monkeypatch, capsys):
+    g, out = run("regression_losses.py", "--epochs", 3, "--samples", 1000, monkeypatch=monkeypatch, capsys=capsys)
+    res = g["main"](["--epochs", "3", "--samples", "1000"])
+    o = res["outliers"]
+    assert o["mae"]["mae"] < o["mse"]["mae"] / 2 and o["huber"]["mae"] < o["mse"]["mae"] / 2
+    assert o["mse"]["bias"] > 1.0                                    # the gross errors pull squared error up
+    c = res["counts"]
+    assert c["poisson"]["deviance"] < c["mse"]["deviance"] and c["poisson"]["negative"] == 0
+    assert "test Poisson deviance" in out and "mean residual" in out
+    y = np.array([0.0, 1.0, 4.0])
+    mu = np.array([0.5, 1.0, 2.0])
+    expected = np.mean(2 * (np.array([0.0, 0.0, 4 * np.log(2.0)]) - y + mu))
+    assert g["poisson_deviance"](y, mu) == pytest.approx(expected, rel=1e-12)
+
+
 # ---- speed examples -----------------------------------------------------------------------------
 @pytest.mark.slow
 def test_mnist_like_reports_samples_per_second():
@@ -179,7 +231,9 @@ def test_digits_benchmark_runs_both(monkeypatch, capsys):
 
 # Small settings per example; an example not listed runs with its defaults.
 SMALL_ARGS = {"digits_benchmark.py": ["--epochs", "2", "--repeats", "1"], "iris.py": ["--epochs", "20"],
-              "mnist_like.py": ["--samples", "2000", "--epochs", "1"], "parts_classifier.py": ["--steps", "100"]}
+              "mnist_like.py": ["--samples", "2000", "--epochs", "1"], "parts_classifier.py": ["--steps", "100"],
+              "dropout_norm.py": ["--epochs", "2"], "schedules.py": ["--epochs", "2", "--samples", "1000"],
+              "regression_losses.py": ["--epochs", "2", "--samples", "1000"]}
 
 
 @pytest.mark.slow

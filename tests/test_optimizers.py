@@ -173,11 +173,11 @@ def test_default_segments_are_one_tensor_and_clamp_to_the_buffer():
     opt.step(via_step, g)
     args = fastbp.LAMB(lr=0.1, weight_decay=0.01).kernel_args(p)
     bare = Opt(args.code, args.hyper, args.state, args.step, args.clip)
-    K.apply_update(p, g, bare, None)
+    K.update(p, g, bare, None)
     np.testing.assert_array_equal(p, via_step)
     for maxparts in (None, 2):
         args = fastbp.LAMB().kernel_args(p, [0, 10, 25])
-        K.apply_update(p[:0], g[:0], args._replace(state=args.state[:, :0]), maxparts)
+        K.update(p[:0], g[:0], args._replace(state=args.state[:, :0]), maxparts)
         assert args.step[0] == 1
 
 
@@ -214,7 +214,7 @@ def test_parallel_update_equals_serial_bit_for_bit(name, dtype):
         p = p0.copy()
         for g in grads:
             args = opt.kernel_args(p, segments)
-            K.apply_update(p, g, args, maxparts)
+            K.apply_update(p, g, args, maxparts, *K.variants(args))
             opt.iterations = int(args.step[0])
         results.append((p, opt.state.copy()))
     for p, state in results[1:]:
@@ -236,7 +236,7 @@ def test_lamb_large_buffer_matches_the_reference_per_tensor():
     for _ in range(3):
         g = rng.standard_normal(n)
         args = opt.kernel_args(p, bounds)
-        K.apply_update(p, g, args, 2)
+        K.update(p, g, args, 2)
         opt.iterations = int(args.step[0])
         ref.step([q[a:b] for a, b in zip(bounds[:-1], bounds[1:])], [g[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
     assert_close(p, q, "params")
@@ -388,7 +388,7 @@ def test_the_kernel_refuses_an_update_past_total_steps_too():
     args = opt.kernel_args(p)
     args.step[0] = 3
     with pytest.raises(ValueError, match="OneCycle"):
-        K.apply_update(p, np.ones(4), args, None)
+        K.update(p, np.ones(4), args, None)
     assert args.step[0] == 3 and (p == 1).all()
 
 

@@ -145,26 +145,95 @@ def test_lbfgs_follows_sklearn(name, kind):
     assert ours.n_iter_ == theirs.n_iter_
 
 
-def test_alpha_decays_weights_as_sklearn_and_biases_too():
-    # One full-batch SGD step. Weights: scikit-learn's g + alpha*W/n exactly. Biases: fastbp's
-    # decay also applies alpha/n to them (the documented difference), so they sit lower by
-    # lr * alpha/n * b0, b0 being the (shared) initial intercepts.
+@pytest.mark.parametrize("name,kind", [("MLPClassifier", "multiclass"), ("MLPClassifier", "multilabel"),
+                                       ("MLPRegressor", 1), ("MLPRegressor", 3)])
+def test_alpha_is_sklearns_weights_only_l2(name, kind):
+    # n a multiple of batch_size: every minibatch is full, and alpha is scikit-learn's penalty
+    # exactly: weights only (the intercepts follow scikit-learn's too), loss_curve_ included
+    # (multi-output regression: the penalty at the end-of-epoch weights, see the docstring).
+    if name == "MLPRegressor":
+        X, y = make_regression(240, 5, n_targets=kind, noise=1.0, random_state=4)
+        y = y / y.std()
+    else:
+        X, y = _clf_data(kind)
+    kw = dict(hidden_layer_sizes=(7, 5), activation="tanh", solver="sgd", alpha=0.3, batch_size=60,
+              shuffle=False, max_iter=5, random_state=9, learning_rate_init=0.05)
+    ours, theirs = _fit_both(name, X, y, **kw)
+    _assert_same_params(ours, theirs, atol=1e-12)
+    assert ours.model_.l2 == 0.5 * 0.3 / 60 and ours.model_.l1 == 0
+    # several outputs: the epoch's penalty is the mean of those at its start and end (here a
+    # large alpha moves it a lot within an epoch)
+    rel = 1e-12 if kind != 3 else 5e-3
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=rel)
+    no_alpha = getattr(fb, name)(**{**kw, "alpha": 0.0}).fit(X, y)
+    assert no_alpha.model_.l2 == 0 and not np.allclose(no_alpha.coefs_[0], ours.coefs_[0])
+
+
+def test_alpha_on_a_partial_last_batch_is_the_documented_difference():
+    # The minibatches before the last one are full, so both paths reach the same weights W before
+    # the last (partial, m rows) one. There scikit-learn's gradient adds alpha*W/m, fastbp's
+    # alpha*W/batch_size; the intercepts get no penalty in either.
     X, y = _clf_data("multiclass")
-    lr, alpha, n = 0.1, 0.5, X.shape[0]
-    kw = dict(hidden_layer_sizes=(6,), solver="sgd", momentum=0.0, alpha=alpha, batch_size=n, shuffle=False,
+    lr, alpha, batch, m = 0.1, 0.5, 50, X.shape[0] % 50
+    assert m == 40
+    kw = dict(hidden_layer_sizes=(6,), solver="sgd", momentum=0.0, alpha=alpha, batch_size=batch, shuffle=False,
               max_iter=1, random_state=9, learning_rate_init=lr)
     ours, theirs = _fit_both("MLPClassifier", X, y, **kw)
-    b0 = sk.MLPClassifier(**{**kw, "learning_rate_init": 1e-300}).fit(X, y).intercepts_
-    for a, b in zip(ours.coefs_, theirs.coefs_):
+    # W before the last minibatch: scikit-learn on the rows of the full minibatches (same init)
+    before = _fit_both("MLPClassifier", X[:-m], y[:-m], **kw)[1].coefs_
+    for a, b, W in zip(ours.coefs_, theirs.coefs_, before):
+        np.testing.assert_allclose(a - b, lr * alpha * W * (1 / m - 1 / batch), rtol=0, atol=1e-13)
+    for a, b in zip(ours.intercepts_, theirs.intercepts_):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-13)
-    for a, b, init in zip(ours.intercepts_, theirs.intercepts_, b0):
-        np.testing.assert_allclose(a, b - lr * alpha / n * init, rtol=0, atol=1e-13)
-        assert np.abs(a - b).max() > 1e-5         # the difference is real, and it is this one
-    # loss_curve_ adds the penalty at the end-of-epoch weights; scikit-learn at the weights
-    # before the step (here: the initial ones).
-    W_end = sum((W ** 2).sum() for W in ours.coefs_)
-    W_0 = sum((W ** 2).sum() for W in sk.MLPClassifier(**{**kw, "learning_rate_init": 1e-300}).fit(X, y).coefs_)
-    assert ours.loss_curve_[0] - theirs.loss_curve_[0] == pytest.approx(0.5 * alpha * (W_end - W_0) / n, rel=1e-8)
+    # loss_curve_: that minibatch's penalty 0.5*alpha*|W|^2/m, weighted m/n by scikit-learn, counts
+    # m/batch_size of it in fastbp
+    sq = sum((W ** 2).sum() for W in before)
+    n = X.shape[0]
+    assert theirs.loss_curve_[0] - ours.loss_curve_[0] == pytest.approx(
+        0.5 * alpha * sq / n * (1 - m / batch), rel=1e-9)
+
+
+@pytest.mark.parametrize("name", ["MLPClassifier", "MLPRegressor"])
+def test_new_activations_by_name(name):
+    X, y = _clf_data("multiclass") if name == "MLPClassifier" else make_regression(120, 5, random_state=1)
+    for act in ("leaky_relu", "elu", "selu", "gelu", "gelu_tanh", "silu", "softplus", "mish"):
+        est = getattr(fb, name)(hidden_layer_sizes=(8, 4), activation=act, max_iter=3, random_state=0).fit(X, y)
+        assert [l.activation for l in est.model_.layers[:-1]] == [act, act]
+        P = est.predict_proba(X) if name == "MLPClassifier" else est.predict(X)
+        np.testing.assert_array_equal(P, est.model_.predict(X) if name == "MLPClassifier"
+                                      else est.model_.predict(X)[:, 0])
+        # the initial weights are scikit-learn's Glorot uniform draws, as for "relu"
+        first = getattr(fb, name)(hidden_layer_sizes=(8, 4), activation=act, max_iter=1, random_state=0,
+                                  learning_rate_init=1e-300).fit(X, y)
+        relu = getattr(sk, name)(hidden_layer_sizes=(8, 4), max_iter=1, random_state=0,
+                                 learning_rate_init=1e-300).fit(X, y)
+        _assert_same_params(first, relu, atol=1e-12)
+    with pytest.raises(ValueError, match=r"activation.*must be one of \[.*'gelu'.*'identity'"):
+        getattr(fb, name)(activation="swish").fit(X, y)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+@pytest.mark.parametrize("n_targets", [1, 2])
+def test_poisson_regressor_follows_sklearn(solver, n_targets):
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((200, 4))
+    rate = np.exp(0.5 * X[:, :1] - 0.3 * X[:, 1:2] + np.arange(n_targets) * 0.2)
+    y = rng.poisson(rate).astype(float)
+    y = y[:, 0] if n_targets == 1 else y
+    kw = dict(loss="poisson", hidden_layer_sizes=(6,), activation="tanh", solver=solver, alpha=0.01,
+              random_state=13)
+    kw.update(dict(batch_size=50, shuffle=False, max_iter=5, learning_rate_init=0.01) if solver == "sgd"
+              else dict(max_iter=15))
+    ours, theirs = _fit_both("MLPRegressor", X, y, **kw)
+    assert ours.out_activation_ == theirs.out_activation_ == "exp" and ours.model_.loss == "poisson"
+    _assert_same_params(ours, theirs, atol=1e-12 if solver == "sgd" else 1e-8)
+    if solver == "sgd":
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-12)
+    else:
+        assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-10)
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-8)
+    with pytest.raises(ValueError, match="y >= 0"):
+        fb.MLPRegressor(**kw).fit(X, -y - 1)
 
 
 def test_sample_weight_full_batch_follows_sklearn():
@@ -313,8 +382,11 @@ def test_errors_and_verbose(capsys):
     X, y = _clf_data("binary")
     with pytest.raises(ValueError, match=r"\['adam', 'lbfgs', 'sgd'\]"):
         fb.MLPClassifier(solver="rmsprop").fit(X, y)
-    with pytest.raises(ValueError, match="poisson"):
-        fb.MLPRegressor(loss="poisson").fit(X, y.astype(float))
+    with pytest.raises(ValueError, match=r"loss.*\['poisson', 'squared_error'\]"):
+        fb.MLPRegressor(loss="absolute_error").fit(X, y.astype(float))
+    reg = fb.MLPRegressor(max_iter=2, hidden_layer_sizes=(3,)).fit(X, y.astype(float))
+    with pytest.raises(ValueError, match="linear output, this fit needs exp"):
+        reg.set_params(loss="poisson", warm_start=True).fit(X, y.astype(float))
     with pytest.raises(ValueError, match="early_stopping"):
         fb.MLPClassifier(early_stopping=True).partial_fit(X, y, classes=[0, 1])
     with pytest.raises(ValueError, match="classes"):

@@ -258,6 +258,13 @@ def test_regression_and_binary_targets_are_checked():
     expect(ValueError, lambda: bce.fit(Xr, np.full(N, 2.0), verbose=0), "y", "binary_cross_entropy", "[0, 1]")
     # (n,) targets are accepted for one output
     assert np.isfinite(bce.evaluate(Xr, (Xr[:, 0] > 0).astype(np.float64))["loss"])
+    pois = fastbp.MLP([D, 6, 1], output="exp", seed=0)
+    before = pois.params.copy()
+    y_neg = np.abs(Xr[:, 0]); y_neg[3] = -1.0
+    for call in (lambda: pois.fit(Xr, y_neg, verbose=0), lambda: pois.evaluate(Xr, y_neg),
+                 lambda: pois.train_step(Xr, y_neg, optimizer=fastbp.SGD())):
+        expect(ValueError, call, "y", "poisson", ">= 0", "-1")
+    np.testing.assert_array_equal(pois.params, before)
 
 
 def test_train_step_with_overflowing_gradient_raises_and_changes_nothing():

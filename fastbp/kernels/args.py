@@ -59,6 +59,16 @@ def make_net(sizes, woff, boff, act, loss, *, norm=None, goff=None, roff=None, r
                np.uint64(key), float(l1), float(l2), float(huber_delta), float(smoothing))
 
 
+PlainNet = namedtuple("PlainNet", ["sizes", "woff", "boff", "act", "loss", "updates"])
+PlainNet.__doc__ = """The fields of a Net a plain network's kernels read (``extras`` None, see dense.py):
+every field is a kernel argument, so the shorter struct is shorter code at every call."""
+
+
+def plain_net(net):
+    """The PlainNet of a Net (the same arrays)."""
+    return PlainNet(*(getattr(net, f) for f in PlainNet._fields))
+
+
 Data = namedtuple("Data", ["X", "targets", "labels", "weights"])
 Data.__doc__ = """Rows the kernels read by index (read-only arrays; an unused one is empty).
 
@@ -114,6 +124,10 @@ pen           float64 (sum of sizes[:-1],): the l1/l2 penalty of each row of eve
 """
 
 
+PlainWork = namedtuple("PlainWork", Work._fields[:Work._fields.index("pre")])
+PlainWork.__doc__ = """The fields of a Work a plain network's kernels read (as PlainNet)."""
+
+
 class Workspace:
     """The work buffers of one model for batches of up to ``cap`` rows, allocated once and kept.
 
@@ -128,6 +142,8 @@ class Workspace:
         The batch-major kernels' ``extras`` argument: None for a plain network (see dense.py).
     arrays : Work
         The buffers the kernels take.
+    plain_arrays : PlainWork
+        The same buffers, those the kernels of a plain network read.
     grads : ndarray
         A flat gradient buffer in the params layout.
     steps_per_second : float or None
@@ -141,6 +157,7 @@ class Workspace:
         self.small = small
         self.extras = None if plain else np.int64(1)
         self.arrays = workspace_arrays(net, cap, dtype, parts)
+        self.plain_arrays = PlainWork(*self.arrays[:len(PlainWork._fields)])
         self.grads = np.zeros(n_params, dtype)
         self.steps_per_second = None
         self.loaded = set()

@@ -75,20 +75,21 @@ def _activate(work, net, l, r0, r1, c0, c1, train, pos0):
     n = net.sizes[l + 1]
     a0 = work.acts_off[l + 1]
     y0 = work.pre_off[l]
-    if c0 == 0 and c1 == n:
-        act_forward(work.acts, a0 + r0 * n, work.pre, y0 + r0 * n, (r1 - r0) * n, net.act[l])
-    else:
-        for r in range(r0, r1):
-            act_forward(work.acts, a0 + r * n + c0, work.pre, y0 + r * n + c0, c1 - c0, net.act[l])
+    # whole rows are one contiguous run; one call site (each inlines every activation)
+    whole = c0 == 0 and c1 == n
+    runs = 1 if whole else r1 - r0
+    length = (r1 - r0) * n if whole else c1 - c0
+    for q in range(runs):
+        o = (r0 + q) * n + c0
+        act_forward(work.acts, a0 + o, work.pre, y0 + o, length, net.act[l])
     if train == STEP and net.rate[l] > 0.0:
         _dropout(work.acts, a0, net, l, r0, r1, c0, c1, pos0)
 
 
-@kernel
+@kernel(inline="always")
 def dense_forward(work, params, net, X, l, act, r0, r1, p, train, pos0, extras):
     """Rows [r0, r1) of A_{l+1} = act(A_l @ W_l + b_l) (act LINEAR leaves the logits); for
-    layer 0 the rows' input first, gathered from X by work.rows. A full layer goes through
-    work.pre (a batch-norm layer in training stops at Z: NORM_FORWARD finishes it)."""
+    layer 0 the rows' input first, gathered from X by work.rows."""
     n_in = net.sizes[l]
     n_out = net.sizes[l + 1]
     acts, off = work.acts, work.acts_off
@@ -99,7 +100,17 @@ def dense_forward(work, params, net, X, l, act, r0, r1, p, train, pos0, extras):
         gemm(np.bool_(False), np.bool_(False), r1 - r0, n_out, n_in, acts, off[l] + r0 * n_in, n_in, params,
              net.woff[l], n_out, 0.0, acts, off[l + 1] + r0 * n_out, n_out, work.blas_int[p], work.blas_float[p])
         bias_act_forward(acts, off[l + 1] + r0 * n_out, r1 - r0, n_out, params, net.boff[l], act)
-        return
+    else:
+        _full_forward(work, params, net, l, act, r0, r1, p, train, pos0)
+
+
+@kernel
+def _full_forward(work, params, net, l, act, r0, r1, p, train, pos0):
+    """dense_forward past the input rows, for a network with extras: a full layer goes through
+    work.pre (a batch-norm layer in training stops at Z: NORM_FORWARD finishes it)."""
+    n_in = net.sizes[l]
+    n_out = net.sizes[l + 1]
+    acts, off = work.acts, work.acts_off
     full = net.full[l] != 0
     # a full layer's Z goes to work.pre (the activation comes after the norm); one product and
     # one bias pass either way (each copy is compile time)
@@ -133,7 +144,7 @@ def batch_norm_forward(work, params, net, l, m, p, parts, train, pos0):
     _activate(work, net, l, np.int64(0), m, c0, c1, train, pos0)
 
 
-@kernel(inline="always")
+@kernel
 def _penalize(grads, work, params, net, l, i0, i1):
     """Rows [i0, i1) of dW_l += l1*sign(W) + 2*l2*W; their penalty l1*|W| + l2*W**2 into work.pen."""
     if net.l1 == 0.0 and net.l2 == 0.0:
@@ -156,7 +167,7 @@ def _penalize(grads, work, params, net, l, i0, i1):
         work.pen[prow + i] = s
 
 
-@kernel
+@kernel(inline="always")
 def dense_backward_weights(grads, work, params, net, l, m, dcur, p, parts, extras):
     """Part p of parts of dW_l = A_l^T @ dZ (a block of its input features, i.e. rows of dW_l)
     and db_l = sum over the batch of dZ (a block of its columns); with l1/l2, those rows'
@@ -180,7 +191,7 @@ def dense_backward_weights(grads, work, params, net, l, m, dcur, p, parts, extra
                 db[j] += g[j]
 
 
-@kernel
+@kernel(inline="always")
 def dense_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, pos0, extras):
     """Rows [r0, r1) of the delta of layer l-1: dZ_{l-1} = (dZ @ W_l^T) * act'(.), written at
     dnext; act is layer l-1's activation, its derivative taken from the stored A_l, or for a
@@ -190,10 +201,18 @@ def dense_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, po
     deltas = work.deltas
     gemm(np.bool_(False), np.bool_(True), r1 - r0, n_in, n_out, deltas, dcur + r0 * n_out, n_out, params, net.woff[l],
          n_out, 0.0, deltas, dnext + r0 * n_in, n_in, work.blas_int[p], work.blas_float[p])
-    k = l - 1
     if extras is None:
-        act_backward(deltas, dnext + r0 * n_in, work.acts, work.acts_off[l] + r0 * n_in, r1 - r0, n_in, net.act[k])
-        return
+        act_backward(deltas, dnext + r0 * n_in, work.acts, work.acts_off[l] + r0 * n_in, r1 - r0, n_in, net.act[l - 1])
+    else:
+        _full_backward_input(work, net, l, dnext, r0, r1, train, pos0)
+
+
+@kernel
+def _full_backward_input(work, net, l, dnext, r0, r1, train, pos0):
+    """The activation's derivative of dense_backward_input for a network with extras."""
+    n_in = net.sizes[l]
+    deltas = work.deltas
+    k = l - 1
     if net.full[k] == 0:
         act_backward(deltas, dnext + r0 * n_in, work.acts, work.acts_off[l] + r0 * n_in, r1 - r0, n_in, net.act[k])
         return

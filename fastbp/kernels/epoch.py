@@ -10,9 +10,10 @@ serial feature-major kernels only: training a small net never compiles the paral
 """
 import numpy as np
 
-from .args import EVALUATE, GRADIENT, PREDICT, TRAIN, TRAIN_GRADIENT, Opt
+from .args import EVALUATE, GRADIENT, PREDICT, TRAIN, TRAIN_GRADIENT, Opt, plain_net
 from .jit import kernel
 from .network import run_batches
+from .optimizers import variants
 from .small import run_batches_small
 
 __all__ = ["EVALUATE", "GRADIENT", "PREDICT", "TRAIN", "TRAIN_GRADIENT", "run", "run_batches", "run_batches_small", "shuffled_order"]
@@ -61,11 +62,16 @@ def run(mode, params, net, ws, data, *, grads=None, opt=None, out=None, order=No
         step_loss=None, step_correct=None, maxparts=None):
     """run_batches or run_batches_small (as the workspace ``ws`` says) with the arguments the
     mode does not use filled in; returns (batches run, loss sum, correct count)."""
+    # a plain network's kernels stay plain unless its optimizer runs a schedule
+    extras, newopt = (ws.extras, None) if opt is None else variants(opt, ws.extras is None)
+    work = ws.arrays
+    if extras is None:
+        net, work = plain_net(net), ws.plain_arrays
     e = _empty(params.dtype, int(net.sizes[-1]))
     args = (mode, e["out"] if out is None else out, e["steps"] if step_loss is None else step_loss,
             e["steps"] if step_correct is None else step_correct, params, ws.grads if grads is None else grads,
             e["opt"] if opt is None else opt, net, data, e["order"] if order is None else order, first, last, batch,
-            ws.arrays)
+            work)
     if ws.small:
-        return run_batches_small(*args)
-    return run_batches(*args, maxparts, ws.extras)
+        return run_batches_small(*args, extras, newopt)
+    return run_batches(*args, maxparts, extras, newopt)

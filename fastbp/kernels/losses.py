@@ -48,8 +48,10 @@ def output_loss(dZ, doff, row_loss, Z, zoff, rows, k, net, data, ridx, scale, ne
     """
     L = net.sizes.shape[0] - 1
     out, loss = net.act[L - 1], net.loss
-    eps = net.smoothing
-    delta = net.huber_delta
+    if extras is None:
+        eps, delta = 0.0, 1.0          # a plain network's Net has neither (args.PlainNet)
+    else:
+        eps, delta = net.smoothing, net.huber_delta
     Yf, yint, sw = data.targets, data.labels, data.weights
     G, goff = dZ, doff
     use_int = yint.shape[0] > 0

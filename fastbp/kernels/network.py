@@ -36,7 +36,7 @@ def _task(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, trai
 
 @kernel
 def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, data, order, first, last, batch, work,
-                maxparts, extras):
+                maxparts, extras, newopt):
     """Run the network on batches of data rows; returns (batches run, loss sum, correct count).
 
     mode TRAIN     minibatches first .. last-1 of the epoch order ``order`` (``batch`` rows each,
@@ -56,7 +56,8 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
          PREDICT   the same, predictions only.
     Overwrites work.acts and work.deltas. ``extras``: None for a plain network, whose kernels
     then hold none of the code of norm, dropout, penalties and the newer activations and losses
-    (see dense.py); an int otherwise.
+    (see dense.py); an int otherwise (also for a schedule). ``newopt``: None for SGD, Momentum
+    and Adam, an int for the other optimizers (see optimizers.apply_update).
     """
     L = net.sizes.shape[0] - 1
     k = net.sizes[L]
@@ -67,7 +68,6 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
     training = mode == TRAIN or mode == GRADIENT or mode == TRAIN_GRADIENT
     train = np.int64(STEP if mode == TRAIN or mode == TRAIN_GRADIENT else BATCH_STATS if mode == GRADIENT else INFERENCE)
     pos0 = np.int64(batch if mode == TRAIN_GRADIENT else 0)
-    penalized = net.l1 != 0.0 or net.l2 != 0.0
     if mode == TRAIN:
         n_batches = last - first
     elif mode == GRADIENT or mode == TRAIN_GRADIENT:
@@ -140,7 +140,7 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
                 _task(np.int64(BACKWARD_INPUT), n_parts(m, work_l, maxparts), l, m, np.int64(LINEAR), grads, params,
                       net, work, X, dcur, dnext, train, pos0, maxparts, extras)
             dcur = dnext
-        if extras is not None and penalized:
+        if extras is not None and (net.l1 != 0.0 or net.l2 != 0.0):
             # the penalty at the weights before this update, once per row like the data loss
             pen = 0.0
             for i in range(work.pen.shape[0]):
@@ -153,6 +153,6 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
         step_correct[s] = correct
         if not np.isfinite(total):
             return b + 1, total_all, correct_all
-        apply_update(params, grads, opt, maxparts)
+        apply_update(params, grads, opt, maxparts, extras, newopt)
         net.updates[0] += 1
     return n_batches, total_all, correct_all

@@ -18,15 +18,16 @@ norms first: a pass over fixed pieces of each tensor updates the moments and sum
 float64, the pieces are added in order (so the same bits on any number of threads), then the
 update pass moves the params.
 
-Every entry point reaches the update through one kernel of its own, ``_update``, compiled once per
-dtype; the helpers inside it are inlined (jit.py).
+Every entry point reaches the update through ``apply_update``: SGD, Momentum and Adam at a
+constant rate inline their loop, as they always did; every other optimizer or a schedule goes
+through one kernel of its own, ``update``, compiled once per dtype (see variant()).
 """
 import numpy as np
 from numba import prange
 
 from .jit import kernel
 from .parts import PARALLEL_MIN_PARAMS
-from .schedules import schedule_rate
+from .schedules import CONSTANT, schedule_rate
 
 SGD, MOMENTUM, ADAM, RMSPROP, ADAGRAD, LION, LAMB = range(7)
 (H_LR, H_MOMENTUM, H_BETA1, H_BETA2, H_EPS, H_WD, H_NESTEROV, H_DECOUPLED,
@@ -43,10 +44,11 @@ def _lamb_direction(p, m, v, bc1, bc2, eps, wd):
 
 
 @kernel(inline="always")
-def opt_update_range(params, grads, opt, t, lr, gscale, trust, lo, hi):
+def opt_update_range(params, grads, opt, t, lr, gscale, trust, lo, hi, extras):
     """Apply update number t >= 1 of optimizer ``opt``, at rate ``lr``, with the gradient scaled
     by ``gscale``, to elements [lo, hi) of params (and its state); ``trust``: LAMB's trust ratio
-    of each tensor of ``opt.segments`` (unused by the other optimizers)."""
+    of each tensor of ``opt.segments`` (unused by the other optimizers). With ``extras`` None
+    only SGD, Momentum and Adam are compiled (see apply_update)."""
     # Slices indexed by range variables let LLVM vectorize (see activations.bias_act_forward).
     p = params[lo:hi]
     g = grads[lo:hi]
@@ -96,6 +98,8 @@ def opt_update_range(params, grads, opt, t, lr, gscale, trust, lo, hi):
             m[i] = mi
             v[i] = vi
             p[i] = p[i] * decay - step * mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps)
+    elif extras is None:
+        return
     elif code == RMSPROP:
         # torch.optim.RMSprop; the rows after square_avg exist only when used, so a missing
         # one is aliased to row 0 and never touched
@@ -239,23 +243,23 @@ def lamb_trust(params, grads, opt, t, gscale, maxparts):
 
 
 @kernel(parallel=True)
-def _opt_update_parallel(params, grads, opt, t, lr, gscale, trust):
+def _opt_update_parallel(params, grads, opt, t, lr, gscale, trust, extras):
     n = params.shape[0]
     nchunks = (n + CHUNK - 1) // CHUNK
     for c in prange(nchunks):
-        opt_update_range(params, grads, opt, t, lr, gscale, trust, c * CHUNK, min(n, (c + 1) * CHUNK))
+        opt_update_range(params, grads, opt, t, lr, gscale, trust, c * CHUNK, min(n, (c + 1) * CHUNK), extras)
 
 
 @kernel(inline="always")
-def opt_update(params, grads, opt, t, lr, gscale, trust, maxparts):
+def opt_update(params, grads, opt, t, lr, gscale, trust, maxparts, extras):
     """Update number t over the whole buffer; parallel over fixed chunks when the buffer is large
     and more than one thread is allowed (``maxparts`` as in parts.py: None or 1 means serial, so a
     1-thread fit starts no parallel region at all and idle workers can go to sleep)."""
     n = params.shape[0]
     if maxparts is None or n < PARALLEL_MIN_PARAMS or maxparts == 1:
-        opt_update_range(params, grads, opt, t, lr, gscale, trust, np.int64(0), n)
+        opt_update_range(params, grads, opt, t, lr, gscale, trust, np.int64(0), n, extras)
     else:
-        _opt_update_parallel(params, grads, opt, t, lr, gscale, trust)
+        _opt_update_parallel(params, grads, opt, t, lr, gscale, trust, extras)
 
 
 @kernel(inline="always")
@@ -275,12 +279,13 @@ def clip_scale(grads, max_norm):
 
 
 @kernel
-def _update(params, grads, opt, maxparts):
-    """One optimizer step. A kernel of its own rather than inlined (jit.py): the update is large
-    (every optimizer, the schedules, LAMB's norm pass), and each training entry point would
-    otherwise compile all of it again; as a kernel it is compiled once per dtype and per kind of
-    ``maxparts`` (None: serial, and the parallel kernels are never compiled). The rate is taken
-    first: a schedule that refuses update t raises before anything changes."""
+def update(params, grads, opt, maxparts):
+    """One step of any optimizer, at the rate its schedule gives. A kernel of its own rather than
+    inlined (jit.py): it is large (every optimizer, the schedules, LAMB's norm pass), and each
+    training entry point would otherwise compile all of it again; as a kernel it is compiled
+    once per dtype and per kind of ``maxparts`` (None: serial, and the parallel kernels are never
+    compiled). The rate is taken first: a schedule that refuses update t raises before anything
+    changes."""
     t = opt.step[0]
     lr = schedule_rate(opt.sched, opt.hyper[H_LR], t)
     opt.step[0] = t + 1
@@ -289,17 +294,37 @@ def _update(params, grads, opt, maxparts):
         trust = lamb_trust(params, grads, opt, t + 1, gscale, maxparts)
     else:
         trust = np.empty(0)
-    opt_update(params, grads, opt, t + 1, lr, gscale, trust, maxparts)
+    opt_update(params, grads, opt, t + 1, lr, gscale, trust, maxparts, np.int64(1))
 
 
 @kernel(inline="always")
-def apply_update(params, grads, opt, maxparts):
-    """One optimizer step from ``grads``: opt.step[0] += 1, the rate from the schedule,
-    global-norm clipping, the update (parallel as ``maxparts`` allows, see opt_update)."""
-    _update(params, grads, opt, maxparts)
+def apply_update(params, grads, opt, maxparts, extras, newopt):
+    """One optimizer step from ``grads``: opt.step[0] += 1, the rate, global-norm clipping, the
+    update (parallel as ``maxparts`` allows, see opt_update). SGD, Momentum and Adam (``newopt``
+    None, see variants()) inline their loop, at the constant rate hyper[H_LR] when ``extras`` is
+    None (no schedule code compiled), else at their schedule's; the others call update()."""
+    if newopt is None:
+        t = opt.step[0]
+        if extras is None:
+            lr = opt.hyper[H_LR]
+        else:
+            lr = schedule_rate(opt.sched, opt.hyper[H_LR], t)
+        opt.step[0] = t + 1
+        opt_update(params, grads, opt, t + 1, lr, clip_scale(grads, opt.clip), np.empty(0), maxparts, None)
+    else:
+        update(params, grads, opt, maxparts)
 
 
 @kernel(inline="always")
-def apply_update_serial(params, grads, opt):
+def apply_update_serial(params, grads, opt, extras, newopt):
     """apply_update on one thread, without the parallel kernels (small networks never compile them)."""
-    _update(params, grads, opt, None)
+    apply_update(params, grads, opt, None, extras, newopt)
+
+
+def variants(opt, plain=True):
+    """The kernels' (``extras``, ``newopt``) for steps of the optimizer with kernel arguments
+    ``opt`` (an Opt) on a network that is ``plain`` or not. ``extras`` None (nothing newer
+    compiled) needs a plain network and a constant rate; ``newopt`` None needs SGD, Momentum or
+    Adam (their loop inlined; the other optimizers are one kernel of their own)."""
+    extras = None if plain and opt.sched[0] == CONSTANT else np.int64(1)
+    return extras, (None if opt.code <= ADAM else np.int64(1))

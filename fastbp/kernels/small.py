@@ -132,7 +132,7 @@ def small_batch_gradient(grads, params, net, data, work, m):
     half = G.shape[0] // 2
     gcur = 0
     Gc = G[gcur:gcur + k]
-    if loss == CROSS_ENTROPY and yint.shape[0] > 0 and sw.shape[0] == 0 and net.smoothing == 0.0:
+    if loss == CROSS_ENTROPY and yint.shape[0] > 0 and sw.shape[0] == 0:
         total, correct = _softmax_ce_int(Zo, Gc, m, yint, ridx, 1.0 / m, scratch[:cap], scratch[cap:2 * cap],
                                          scratch[2 * cap:3 * cap])
     else:
@@ -214,11 +214,12 @@ def _small_logits(zb, r0, params, net, X, work):
 
 @kernel
 def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, net, data, order, first, last, batch,
-                      work):
+                      work, extras, newopt):
     """network.run_batches for small plain networks (no norm, no dropout, no penalty, every
     activation's derivative taken from its output): the same modes and results, with the
     serial feature-major kernels, so that a small net never compiles the parallel ones.
-    Inference runs in blocks of work.fm_acts.shape[1] rows."""
+    Inference runs in blocks of work.fm_acts.shape[1] rows. ``extras`` and ``newopt`` choose
+    the optimizer update's code only (see optimizers.apply_update)."""
     L = net.sizes.shape[0] - 1
     k = net.sizes[L]
     rows = work.rows
@@ -233,7 +234,7 @@ def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, ne
             step_correct[s] = correct
             if not np.isfinite(total):
                 return s - first + 1, 0.0, 0.0
-            apply_update_serial(params, grads, opt)
+            apply_update_serial(params, grads, opt, extras, newopt)
             net.updates[0] += 1
         return last - first, 0.0, 0.0
     if mode == GRADIENT or mode == TRAIN_GRADIENT:
