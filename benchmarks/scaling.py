@@ -127,7 +127,7 @@ def worker_parts(args):
                       maxparts=model.kernel_parts(b))
             out[f"gradient_ms_{b}_rows"] = 1e3 * best_of(step)
         opt = fastbp.Adam(lr=1e-9).kernel_args(model.params)
-        out["update_ms"] = 1e3 * best_of(lambda: K.apply_update(model.params, grads, opt, model.kernel_parts(1), None, None))
+        out["update_ms"] = 1e3 * best_of(lambda: K.apply_update(model.params, grads, opt, model.kernel_parts(1), None))
     if comm is not None:
         from mpi4py import MPI
         buf = np.ones(L.size + 4, np.float32)

@@ -232,7 +232,7 @@ class Optimizer:
         # chunks fixed by the buffer's size: the same bits on any number of threads
         split = threads.partition_cpus() > 1 and params.shape[0] >= PARALLEL_MIN_PARAMS
         with threads.using(threads.get_num_threads()):
-            K.apply_update(params, grads, opt, threads.partition_cpus() if split else None, *K.variants(opt))
+            K.apply_update(params, grads, opt, threads.partition_cpus() if split else None, K.variant(opt))
         self.iterations = int(opt.step[0])
         return params
 

@@ -232,5 +232,5 @@ def threading_layer():
     n = 2 * PARALLEL_MIN_PARAMS
     z = np.zeros(n)
     with using(max(2, get_num_threads())):
-        K.apply_update(z, np.zeros(n), Opt(K.SGD, np.zeros(K.N_HYPER), np.zeros((0, n)), np.zeros(1, np.int64), 0.0), 2, None, None)
+        K.apply_update(z, np.zeros(n), Opt(K.SGD, np.zeros(K.N_HYPER), np.zeros((0, n)), np.zeros(1, np.int64), 0.0), 2, None)
     return numba.threading_layer()

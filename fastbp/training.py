@@ -306,7 +306,7 @@ class Run:
             if comm.size > 1:
                 P = model.params[:0]
                 K.apply_update(P, P, opt._replace(state=opt.state[:, :0], step=np.zeros(1, np.int64)), self.maxparts,
-                               *K.variants(opt))
+                               K.variant(opt))
             if self.val is not None:
                 lo, hi = comm.share(self.val.X.shape[0])
                 model.evaluate_data(D.select(self.val, 0, 0), cap=model.block_rows(max(1, hi - lo)))
@@ -434,7 +434,7 @@ class Run:
             step_correct[s] = red[P + CORRECT]
             if not np.isfinite(total):
                 return s - first + 1
-            K.apply_update(model.params, grads, opt, self.maxparts, *K.variants(opt))
+            K.apply_update(model.params, grads, opt, self.maxparts, K.variant(opt))
             model.net.updates[0] += 1
             if red[P + INTERRUPTED] > 0:         # every rank sees it at the same step
                 self.interrupted = True

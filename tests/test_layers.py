@@ -399,14 +399,14 @@ def run_product(act, norm, reference):
     assert not failures, f"{len(failures)} cases fail:\n" + "\n".join(failures[:30])
 
 
-@pytest.mark.slow
+@pytest.mark.product
 @pytest.mark.parametrize("norm", NORMS, ids=str)
 @pytest.mark.parametrize("act", ACTS)
 def test_full_product_matches_numpy_reference(act, norm):
     run_product(act, norm, "numpy")
 
 
-@pytest.mark.slow
+@pytest.mark.product
 @pytest.mark.parametrize("norm", NORMS, ids=str)
 @pytest.mark.parametrize("act", ACTS)
 def test_full_product_matches_torch(act, norm):

@@ -214,7 +214,7 @@ def test_parallel_update_equals_serial_bit_for_bit(name, dtype):
         p = p0.copy()
         for g in grads:
             args = opt.kernel_args(p, segments)
-            K.apply_update(p, g, args, maxparts, *K.variants(args))
+            K.apply_update(p, g, args, maxparts, K.variant(args))
             opt.iterations = int(args.step[0])
         results.append((p, opt.state.copy()))
     for p, state in results[1:]:

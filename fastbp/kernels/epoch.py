@@ -13,7 +13,7 @@ import numpy as np
 from .args import EVALUATE, GRADIENT, PREDICT, TRAIN, TRAIN_GRADIENT, Opt, plain_net
 from .jit import kernel
 from .network import run_batches
-from .optimizers import variants
+from .optimizers import variant
 from .small import run_batches_small
 
 __all__ = ["EVALUATE", "GRADIENT", "PREDICT", "TRAIN", "TRAIN_GRADIENT", "run", "run_batches", "run_batches_small", "shuffled_order"]
@@ -62,8 +62,8 @@ def run(mode, params, net, ws, data, *, grads=None, opt=None, out=None, order=No
         step_loss=None, step_correct=None, maxparts=None):
     """run_batches or run_batches_small (as the workspace ``ws`` says) with the arguments the
     mode does not use filled in; returns (batches run, loss sum, correct count)."""
-    # a plain network's kernels stay plain unless its optimizer runs a schedule
-    extras, newopt = (ws.extras, None) if opt is None else variants(opt, ws.extras is None)
+    # a plain network's kernels stay plain unless its optimizer is newer or runs a schedule
+    extras = ws.extras if opt is None else variant(opt, ws.extras is None)
     work = ws.arrays
     if extras is None:
         net, work = plain_net(net), ws.plain_arrays
@@ -73,5 +73,5 @@ def run(mode, params, net, ws, data, *, grads=None, opt=None, out=None, order=No
             e["opt"] if opt is None else opt, net, data, e["order"] if order is None else order, first, last, batch,
             work)
     if ws.small:
-        return run_batches_small(*args, extras, newopt)
-    return run_batches(*args, maxparts, extras, newopt)
+        return run_batches_small(*args, extras)
+    return run_batches(*args, maxparts, extras)

@@ -36,7 +36,7 @@ def _task(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, trai
 
 @kernel
 def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, data, order, first, last, batch, work,
-                maxparts, extras, newopt):
+                maxparts, extras):
     """Run the network on batches of data rows; returns (batches run, loss sum, correct count).
 
     mode TRAIN     minibatches first .. last-1 of the epoch order ``order`` (``batch`` rows each,
@@ -56,8 +56,8 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
          PREDICT   the same, predictions only.
     Overwrites work.acts and work.deltas. ``extras``: None for a plain network, whose kernels
     then hold none of the code of norm, dropout, penalties and the newer activations and losses
-    (see dense.py); an int otherwise (also for a schedule). ``newopt``: None for SGD, Momentum
-    and Adam, an int for the other optimizers (see optimizers.apply_update).
+    (see dense.py) stepped by SGD, Momentum or Adam at a constant rate; an int otherwise
+    (optimizers.variant).
     """
     L = net.sizes.shape[0] - 1
     k = net.sizes[L]
@@ -153,6 +153,6 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
         step_correct[s] = correct
         if not np.isfinite(total):
             return b + 1, total_all, correct_all
-        apply_update(params, grads, opt, maxparts, extras, newopt)
+        apply_update(params, grads, opt, maxparts, extras)
         net.updates[0] += 1
     return n_batches, total_all, correct_all

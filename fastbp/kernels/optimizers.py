@@ -331,24 +331,20 @@ def classic_update(params, grads, opt, lr, maxparts):
 
 
 @kernel
-def apply_update(params, grads, opt, maxparts, extras, newopt):
-    """One optimizer step from ``grads`` (see variants()): with ``newopt`` None, SGD, Momentum or
-    Adam inlined, at the constant rate hyper[H_LR] when ``extras`` is None (no schedule code
-    compiled), else at their schedule's; otherwise update(). Kernels that step inline this
-    test themselves (the branch not taken is dropped only where these are arguments)."""
-    if newopt is None:
-        if extras is None:
-            classic_update(params, grads, opt, opt.hyper[H_LR], maxparts)
-        else:
-            classic_update(params, grads, opt, schedule_rate(opt.sched, opt.hyper[H_LR], opt.step[0]), maxparts)
+def apply_update(params, grads, opt, maxparts, extras):
+    """One optimizer step from ``grads``. With ``extras`` None (see variant()): SGD, Momentum or
+    Adam at the constant rate hyper[H_LR], inlined, and nothing else compiled. Otherwise those
+    three inlined at their schedule's rate, and the other optimizers through update()."""
+    if extras is None:
+        classic_update(params, grads, opt, opt.hyper[H_LR], maxparts)
+    elif opt.code <= ADAM:
+        classic_update(params, grads, opt, schedule_rate(opt.sched, opt.hyper[H_LR], opt.step[0]), maxparts)
     else:
         update(params, grads, opt, maxparts)
 
 
-def variants(opt, plain=True):
-    """The kernels' (``extras``, ``newopt``) for steps of the optimizer with kernel arguments
-    ``opt`` (an Opt) on a network that is ``plain`` or not. ``extras`` None (nothing newer
-    compiled) needs a plain network and a constant rate; ``newopt`` None needs SGD, Momentum or
-    Adam (their loop inlined; the other optimizers are one kernel of their own)."""
-    extras = None if plain and opt.sched[0] == CONSTANT else np.int64(1)
-    return extras, (None if opt.code <= ADAM else np.int64(1))
+def variant(opt, plain=True):
+    """The kernels' ``extras`` for steps of the optimizer with kernel arguments ``opt`` (an Opt)
+    on a network that is ``plain`` or not: None (nothing newer compiled) for a plain network
+    with SGD, Momentum or Adam at a constant rate, else np.int64(1)."""
+    return None if plain and opt.code <= ADAM and opt.sched[0] == CONSTANT else np.int64(1)

@@ -214,12 +214,12 @@ def _small_logits(zb, r0, params, net, X, work):
 
 @kernel
 def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, net, data, order, first, last, batch,
-                      work, extras, newopt):
+                      work, extras):
     """network.run_batches for small plain networks (no norm, no dropout, no penalty, every
     activation's derivative taken from its output): the same modes and results, with the
     serial feature-major kernels, so that a small net never compiles the parallel ones.
-    Inference runs in blocks of work.fm_acts.shape[1] rows. ``extras`` and ``newopt`` choose
-    the optimizer update's code only (see optimizers.apply_update)."""
+    Inference runs in blocks of work.fm_acts.shape[1] rows. ``extras`` chooses the optimizer
+    update's code only (see optimizers.apply_update)."""
     L = net.sizes.shape[0] - 1
     k = net.sizes[L]
     rows = work.rows
@@ -234,7 +234,7 @@ def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, ne
             step_correct[s] = correct
             if not np.isfinite(total):
                 return s - first + 1, 0.0, 0.0
-            apply_update(params, grads, opt, None, extras, newopt)
+            apply_update(params, grads, opt, None, extras)
             net.updates[0] += 1
         return last - first, 0.0, 0.0
     if mode == GRADIENT or mode == TRAIN_GRADIENT:
