@@ -19,7 +19,7 @@ from .dense import (BACKWARD_INPUT, BACKWARD_WEIGHTS, BATCH_NORM, BATCH_STATS, F
                     NORM_BACKWARD, NORM_BACKWARD_ROWS, NORM_FORWARD, STEP, layer_region, layer_task)
 from .jit import kernel
 from .losses import output_loss
-from .optimizers import apply_update
+from .optimizers import H_LR, apply_update, classic_update
 from .parts import n_parts
 
 
@@ -153,6 +153,9 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
         step_correct[s] = correct
         if not np.isfinite(total):
             return b + 1, total_all, correct_all
-        apply_update(params, grads, opt, maxparts, extras)
+        if extras is None:
+            classic_update(params, grads, opt, opt.hyper[H_LR], maxparts)    # inlined, as always
+        else:
+            apply_update(params, grads, opt, maxparts, extras)
         net.updates[0] += 1
     return n_batches, total_all, correct_all

@@ -20,7 +20,7 @@ from .args import GRADIENT, PREDICT, TRAIN, TRAIN_GRADIENT
 from .jit import VECTORIZE, kernel
 from .losses import CROSS_ENTROPY, output_loss
 from .mathfn import fexp, fsigmoid, ftanh
-from .optimizers import apply_update
+from .optimizers import H_LR, apply_update, classic_update
 
 # Use this path when the largest layer product of a step has at most this many multiply-adds.
 SMALL_MAX_WORK = 32 * 32 * 64
@@ -234,7 +234,10 @@ def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, ne
             step_correct[s] = correct
             if not np.isfinite(total):
                 return s - first + 1, 0.0, 0.0
-            apply_update(params, grads, opt, None, extras)
+            if extras is None:
+                classic_update(params, grads, opt, opt.hyper[H_LR], None)    # inlined, as always
+            else:
+                apply_update(params, grads, opt, None, extras)
             net.updates[0] += 1
         return last - first, 0.0, 0.0
     if mode == GRADIENT or mode == TRAIN_GRADIENT:
