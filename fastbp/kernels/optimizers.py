@@ -18,9 +18,10 @@ norms first: a pass over fixed pieces of each tensor updates the moments and sum
 float64, the pieces are added in order (so the same bits on any number of threads), then the
 update pass moves the params.
 
-Every entry point reaches the update through ``apply_update``: SGD, Momentum and Adam at a
-constant rate inline their loop, as they always did; every other optimizer or a schedule goes
-through one kernel of its own, ``update``, compiled once per dtype (see variant()).
+A plain network's kernels (``extras`` None, see variant()) inline ``classic_update``: SGD,
+Momentum and Adam at a constant rate, as they always did. Every other step goes through
+``apply_update``, which inlines the same loop at a schedule's rate for those three and calls
+``update`` (every optimizer, one kernel of its own, compiled once per dtype) for the others.
 """
 import numpy as np
 from numba import prange
