@@ -4,10 +4,11 @@ and BLAS held at one thread inside.
 Parallel work is split into parts fixed by the shapes and by the number of CPUs this process
 may use (``available_cpus``: its affinity mask and its container's CPU quota), never by the
 number of threads of the moment, so a result is the same bits on any number of threads. That
-leaves fastbp free to run fewer threads than parts: when other processes keep CPUs busy, a
-thread the OS has parked behind them would stall every parallel region of every step (a region
-ends when its slowest thread does), so training follows the load (``LoadMonitor``) unless
-``set_num_threads`` fixed the count.
+leaves fastbp free to run fewer threads than parts, and the threads of a region take its parts
+in turn (kernels.parts). When other processes keep CPUs busy, a thread the OS has parked behind
+them stalls a region that ends while it holds a part (a region ends when its slowest thread
+does), so training follows the load (``LoadMonitor``: the free CPUs, or all of them where that
+measured faster) unless ``set_num_threads`` fixed the count.
 
 fastbp parallelizes every matrix product itself, one single-threaded BLAS call per part, so the
 BLAS libraries' own thread pools would only oversubscribe the cores. While a fastbp kernel runs,
@@ -124,17 +125,26 @@ def using(n):
 
 
 class LoadMonitor:
-    """How many threads to run next: the usable CPUs less those other processes kept busy since
-    the previous call (Linux: /proc/stat for the CPUs this process may run on, less its own CPU
-    time; the hypervisor's steal counts as busy). Elsewhere, or with less than MIN_SECONDS
-    between calls, the previous answer. One per process (``load_monitor``), so that each fit
-    starts from what the last one saw."""
+    """How many threads to run next, from what other processes leave of the usable CPUs.
+
+    Linux: /proc/stat for the CPUs this process may run on, less its own CPU time (the
+    hypervisor's steal counts as busy); elsewhere, or with less than MIN_SECONDS between calls,
+    the previous answer. On a quiet machine every usable CPU runs a thread. While others keep
+    some busy, two counts are candidates: the CPUs left free, and all of them (parts are taken
+    in turn, so a thread the OS parks behind a neighbour costs only what it holds when a region
+    ends: long regions gain from the extra thread, short ones lose). Which is faster is
+    measured: ``ran`` records the speed of each stretch of work in a ``rates`` dict kept per
+    workload, the faster count runs, and every PROBE_EVERY-th stretch tries the other. One per
+    process (``load_monitor``), so each fit starts from what the last one saw."""
 
     MIN_SECONDS = 0.05
+    PROBE_EVERY = 8
 
     def __init__(self, limit):
         self.limit = limit
         self.threads = limit
+        self.free = limit
+        self._stretches = 0
         self._cpus = self._affinity()
         self._last = self._sample()
 
@@ -162,17 +172,47 @@ class LoadMonitor:
         t = os.times()
         return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), t.user + t.system
 
-    def next_threads(self):
-        """The thread count for the next stretch of work."""
+    def _update_free(self):
+        """The CPUs other processes left free since the previous call (as before if unknown)."""
         now = self._sample()
         last = self._last
         if now is None or last is None or now[0] - last[0] < self.MIN_SECONDS:
-            return self.threads
+            return self.free
         wall = now[0] - last[0]
         others = max(0.0, (now[1] - last[1]) - (now[2] - last[2])) / wall
         self._last = now
-        self.threads = max(1, min(self.limit, self.limit - int(others + 0.5)))
-        return self.threads
+        self.free = max(1, min(self.limit, self.limit - int(others + 0.5)))
+        return self.free
+
+    def next_threads(self, rates=None):
+        """The thread count for the next stretch of work; ``rates`` (a dict this monitor fills
+        through ``ran``, one per kind of work) lets it choose by measured speed."""
+        free = self._update_free()
+        if free == self.limit or rates is None:
+            if rates is not None:
+                rates.clear()             # measured under another load: measure anew next time
+            self.threads = free
+            return free
+        candidates = (free, self.limit)
+        unmeasured = [c for c in candidates if c not in rates]
+        if unmeasured:
+            self.threads = unmeasured[0]
+            return self.threads
+        best = max(candidates, key=lambda c: rates[c])
+        self._stretches += 1
+        if self._stretches % self.PROBE_EVERY == 0:
+            best = candidates[0] if best == candidates[1] else candidates[1]
+        self.threads = best
+        return best
+
+    @staticmethod
+    def ran(rates, n_threads, steps, seconds):
+        """Record that ``steps`` units of work took ``seconds`` on ``n_threads`` threads (a
+        running mean of the recent speed of each count)."""
+        if steps <= 0 or seconds <= 0.0:
+            return
+        rate = steps / seconds
+        rates[n_threads] = rate if n_threads not in rates else 0.5 * (rates[n_threads] + rate)
 
 
 _monitor = None

@@ -356,7 +356,7 @@ class Run:
         with threads.single_threaded_blas(ws.small):
             while s < steps:
                 end = min(steps, s + chunk)
-                n_threads = self.load.next_threads() if self.load is not None else threads.get_num_threads()
+                n_threads = self.load.next_threads(ws.thread_rates) if self.load is not None else threads.get_num_threads()
                 t0 = time.perf_counter()
                 try:
                     with threads.using(n_threads):
@@ -371,6 +371,8 @@ class Run:
                 if progress is not None:
                     progress.update(min(n, s * batch), step_loss[:s].sum() / min(n, s * batch))
                 ws.steps_per_second = (s - start) / max(dt, 1e-9)
+                if self.load is not None:
+                    self.load.ran(ws.thread_rates, n_threads, s - start, dt)
                 chunk = max(1, int(CHUNK_SECONDS * ws.steps_per_second))
                 if bound is not None:
                     bound.chunk_done(s - start)

@@ -243,8 +243,8 @@ def test_partitions():
     big = 1 << 30
     # deterministic: about DET_PART_ROWS rows a part, 2 to DET_MAX_PARTS parts, whatever the threads
     assert [n_parts(r, big, DETERMINISTIC) for r in (10, 256, 1024, 2047, 4096, 10_000)] == [2, 2, 4, 7, 8, 8]
-    assert n_parts(256, big, 1) == 1                   # one thread: one part
-    assert n_parts(256, big, 2) == 2
+    assert n_parts(256, big, 1) == 1                   # one CPU: one part
+    assert n_parts(256, big, 2) == n_parts(4096, big, 2) == 2     # one part a CPU
     assert n_parts(40, big, 8) == 2                    # at least MIN_PART_ROWS rows a part
     assert n_parts(256, 10, 8) == n_parts(256, 10, DETERMINISTIC) == 1     # too small to split
     # part_range tiles the rows exactly, in order, the last parts possibly empty

@@ -11,6 +11,7 @@ import pytest
 
 import fastbp
 from fastbp import threads
+from fastbp.kernels.parts import n_parts, take
 
 
 @pytest.fixture(autouse=True)
@@ -101,6 +102,23 @@ def test_load_monitor_leaves_out_the_cpus_other_processes_keep_busy(monkeypatch)
     assert [mon.next_threads() for _ in range(5)] == [4, 3, 2, 2, 1]
 
 
+def test_on_a_busy_machine_the_faster_of_the_free_cpus_and_all_runs(monkeypatch):
+    mon = threads.LoadMonitor(4)
+    monkeypatch.setattr(mon, "_update_free", lambda: 3)         # others keep one CPU busy
+    rates = {}
+    chosen = []
+    for _ in range(20):
+        n = mon.next_threads(rates)
+        chosen.append(n)
+        mon.ran(rates, n, 10, 1.0 if n == 4 else 2.0)          # 4 threads: 10 steps/s, 3: 5 steps/s
+    assert chosen[:2] == [3, 4]                                 # each measured first
+    assert chosen.count(3) == 3 and chosen.count(4) == 17       # then the faster, the other probed every 8th
+    mon.ran(rates, 3, 100, 1.0)                                 # the load changed: 3 threads now faster
+    assert [mon.next_threads(rates) for _ in range(3)] == [3, 3, 3]
+    monkeypatch.setattr(mon, "_update_free", lambda: 4)         # quiet again: every CPU, rates forgotten
+    assert mon.next_threads(rates) == 4 and rates == {}
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
 def test_a_busy_neighbour_takes_a_thread_away():
@@ -117,3 +135,26 @@ def test_a_busy_neighbour_takes_a_thread_away():
         hog.kill()
         hog.wait()
     assert decisions[-3:] == [1, 1, 1], decisions
+
+
+@numba.njit(parallel=True)
+def _take_all(parts, ran, by):
+    next_part = np.zeros(1, np.int64)
+    for _ in numba.prange(parts):
+        p = take(next_part)
+        while p < parts:
+            ran[p] += 1
+            by[p] = numba.get_thread_id()
+            p = take(next_part)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("parts", [1, 2, 3, 8, 33])
+def test_threads_take_every_part_once(parts, n_threads):
+    if n_threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("needs 2 threads")
+    ran, by = np.zeros(parts, np.int64), np.full(parts, -1, np.int64)
+    with threads.using(n_threads):
+        _take_all(parts, ran, by)
+    assert (ran == 1).all()
+    assert set(by) <= set(range(n_threads))

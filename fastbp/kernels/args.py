@@ -148,6 +148,9 @@ class Workspace:
         A flat gradient buffer in the params layout.
     steps_per_second : float or None
         How fast training steps of this size ran last time (sizes the next chunks of minibatches).
+    thread_rates : dict
+        Steps per second by thread count while other processes kept CPUs busy
+        (threads.LoadMonitor).
     loaded : set
         Which kinds of fit have loaded their kernels for this workspace (fastbp.training).
     """
@@ -160,6 +163,7 @@ class Workspace:
         self.plain_arrays = PlainWork(*self.arrays[:len(PlainWork._fields)])
         self.grads = np.zeros(n_params, dtype)
         self.steps_per_second = None
+        self.thread_rates = {}
         self.loaded = set()
 
 

@@ -40,7 +40,7 @@ from .dropout import apply_mask, row_key, step_key, threshold
 from .jit import kernel
 from .norm import (batch_norm_backward_columns, batch_norm_columns, batch_norm_inference_rows, layer_norm_backward_rows,
                    layer_norm_rows, norm_param_grads)
-from .parts import part_range
+from .parts import part_range, take
 
 FORWARD, BACKWARD_WEIGHTS, BACKWARD_INPUT, NORM_FORWARD, NORM_BACKWARD, NORM_BACKWARD_ROWS = 0, 1, 2, 3, 4, 5
 INFERENCE, BATCH_STATS, STEP = 0, 1, 2
@@ -283,6 +283,12 @@ def layer_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dne
 
 @kernel(parallel=True)
 def layer_region(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras):
-    """All ``parts`` parts of a task, in a parallel region."""
-    for p in prange(parts):
-        layer_task(task, np.int64(p), parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras)
+    """All ``parts`` parts of a task, in a parallel region whose threads take them in turn
+    (parts.take)."""
+    next_part = np.zeros(1, np.int64)
+    for _ in prange(parts):
+        # a thread's first iteration takes parts until none is left; its others find none
+        p = take(next_part)
+        while p < parts:
+            layer_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras)
+            p = take(next_part)

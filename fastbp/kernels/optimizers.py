@@ -27,7 +27,7 @@ import numpy as np
 from numba import prange
 
 from .jit import kernel
-from .parts import PARALLEL_MIN_PARAMS
+from .parts import PARALLEL_MIN_PARAMS, take
 from .schedules import CONSTANT, schedule_rate
 
 SGD, MOMENTUM, ADAM, RMSPROP, ADAGRAD, LION, LAMB = range(7)
@@ -218,8 +218,13 @@ def lamb_moments(params, grads, opt, t, gscale, first, owner, sums, k):
 
 @kernel(parallel=True)
 def _lamb_moments_parallel(params, grads, opt, t, gscale, first, owner, sums):
-    for k in prange(first.shape[0]):
-        lamb_moments(params, grads, opt, t, gscale, first, owner, sums, k)
+    count = first.shape[0]
+    next_piece = np.zeros(1, np.int64)
+    for _ in prange(count):
+        k = take(next_piece)
+        while k < count:
+            lamb_moments(params, grads, opt, t, gscale, first, owner, sums, k)
+            k = take(next_piece)
 
 
 @kernel(inline="always")
@@ -263,16 +268,24 @@ def lamb_trust(params, grads, opt, t, gscale, maxparts):
 def _classic_parallel(params, grads, opt, t, lr, gscale):
     n = params.shape[0]
     nchunks = (n + CHUNK - 1) // CHUNK
-    for c in prange(nchunks):
-        classic_range(params, grads, opt, t, lr, gscale, c * CHUNK, min(n, (c + 1) * CHUNK))
+    next_chunk = np.zeros(1, np.int64)
+    for _ in prange(nchunks):
+        c = take(next_chunk)
+        while c < nchunks:
+            classic_range(params, grads, opt, t, lr, gscale, c * CHUNK, min(n, (c + 1) * CHUNK))
+            c = take(next_chunk)
 
 
 @kernel(parallel=True)
 def _opt_update_parallel(params, grads, opt, t, lr, gscale, trust):
     n = params.shape[0]
     nchunks = (n + CHUNK - 1) // CHUNK
-    for c in prange(nchunks):
-        opt_update_range(params, grads, opt, t, lr, gscale, trust, c * CHUNK, min(n, (c + 1) * CHUNK))
+    next_chunk = np.zeros(1, np.int64)
+    for _ in prange(nchunks):
+        c = take(next_chunk)
+        while c < nchunks:
+            opt_update_range(params, grads, opt, t, lr, gscale, trust, c * CHUNK, min(n, (c + 1) * CHUNK))
+            c = take(next_chunk)
 
 
 @kernel(inline="always")

@@ -1,8 +1,14 @@
-"""How parallel work is split into parts.
+"""How parallel work is split into parts, and how threads take them.
 
 A part is one single-threaded product or loop over a block of rows (or of a weight gradient's
 input features); no two parts write the same element. Parts are fixed by the shapes and
 ``maxparts`` only, so a result does not depend on which thread ran which part.
+
+Threads take parts in turn (``take``): each thread of a region takes the next part nobody has
+taken until none is left, so a thread the OS has parked behind another process when a region
+starts leaves its part to the others. More parts than CPUs would let the running threads take
+more of a parked thread's share, but every part repacks the other operand of its product, and
+that costs more than it saves (docs/performance.rst, "A busy machine").
 
     maxparts is None           everything serial, and no parallel kernel is even compiled: numba
                                drops the branches that test ``maxparts is None`` when it is None
@@ -12,6 +18,11 @@ input features); no two parts write the same element. Parts are fixed by the sha
                                (BLAS repacks the other operand for every part)
 Never by the thread count of the moment: a result is the same bits on any number of threads.
 """
+import numpy as np
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
 from .jit import kernel
 
 # A product with fewer multiply-adds than this (~10 us of BLAS on one core) runs on one thread:
@@ -29,6 +40,29 @@ MIN_PART_ROWS = 16
 DETERMINISTIC = 0
 DET_PART_ROWS = 256
 DET_MAX_PARTS = 8
+
+
+@intrinsic
+def _fetch_add(typingctx, counter, delta):
+    """counter[0] += delta atomically; returns the value before."""
+    sig = types.int64(counter, delta)
+
+    def codegen(context, builder, signature, args):
+        arrty = signature.args[0]
+        arr = context.make_array(arrty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, arrty, arr, [context.get_constant(types.intp, 0)],
+                                       wraparound=False)
+        return builder.atomic_rmw("add", ptr, args[1], "seq_cst")
+    return sig, codegen
+
+
+@kernel(inline="always")
+def take(next_part):
+    """The next part nobody has taken (next_part: a (1,) int64 array at 0 when a region starts):
+    parts past the last mean none is left. A region loops ``for _ in prange(parts)`` and takes
+    parts until none is left in each iteration: a thread's first iteration does its work, its
+    others (numba hands each thread a fixed block of iterations) find none left."""
+    return _fetch_add(next_part, np.int64(1))
 
 
 @kernel(inline="always")
