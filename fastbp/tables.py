@@ -196,6 +196,16 @@ def is_frame(obj):
     return pd is not None and isinstance(obj, pd.DataFrame)
 
 
+def pyarrow_if_loaded():
+    """The pyarrow module if something imported it already, else None."""
+    return sys.modules.get("pyarrow")
+
+
+def is_text_type(typ):
+    """Whether a pyarrow type holds text (string, large string, or a dictionary of either)."""
+    return _kind(typ) == "categorical"
+
+
 def as_table(frame, name="frame"):
     """``frame`` (pyarrow Table or RecordBatch, or pandas DataFrame) as a pyarrow Table.
 
@@ -572,6 +582,18 @@ class TablePreprocessor:
         self._target_kind = target_kind
         self.classes_ = classes
         self._stats = {"rows": int(table.num_rows), "rows_dropped": int(dropped.sum()) if dropped is not None else 0}
+        return self
+
+    def set_classes(self, name, classes):
+        """Keep class names of targets given apart from the frame (``fit(frame, y)`` with ``y`` an
+        array of names): ``name`` (default "target") is what ``transform_target`` reads later."""
+        self._check_fitted()
+        name = "target" if name is None else name
+        if not isinstance(name, str):
+            raise TypeError(f"y: expected a name (str) for the targets, got {_describe(name)}")
+        if name in self.feature_names_in_:
+            raise ValueError(f"y: the targets' name {name!r} is also a feature column; rename one of them")
+        self.target_, self._target_kind, self.classes_ = name, "classes", _check_classes(classes)
         return self
 
     def _check_fitted(self):
@@ -974,8 +996,8 @@ def predict_frame(model, frame, batch_size=None):
     ndarray, shape (n_rows, n_outputs)
         What ``model.predict`` returns on the encoded rows.
     """
-    prep = preprocessor_of(model)
-    return model.predict(prep.transform(frame), batch_size=batch_size)
+    preprocessor_of(model)
+    return model.predict(as_table(frame), batch_size=batch_size)
 
 
 def predict_labels_frame(model, frame, batch_size=None):
@@ -988,15 +1010,8 @@ def predict_labels_frame(model, frame, batch_size=None):
     -------
     ndarray of shape (n_rows,): str objects (class names) or int64 (class indices)
     """
-    prep = preprocessor_of(model)
-    if model.output not in ("softmax", "sigmoid"):
-        raise ValueError(f"model: predict_labels needs a classifier (softmax or sigmoid output), this model's "
-                         f"output is {model.output!r}")
-    P = model.predict(prep.transform(frame), batch_size=batch_size)
-    if model.output == "sigmoid" and P.shape[1] != 1:
+    preprocessor_of(model)
+    if model.output == "sigmoid" and model.sizes[-1] != 1:
         raise ValueError(f"model: predict_labels takes one sigmoid output (two classes), this model has "
-                         f"{P.shape[1]} (multi-label)")
-    idx = P.argmax(1) if model.output == "softmax" else (P[:, 0] > 0.5).astype(np.int64)
-    if prep.classes_ is None:
-        return idx
-    return np.asarray(prep.classes_, dtype=object)[idx]
+                         f"{model.sizes[-1]} (multi-label)")
+    return model.predict_labels(as_table(frame), batch_size=batch_size)
