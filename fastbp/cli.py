@@ -636,20 +636,25 @@ def model_targets(model, y):
     return y
 
 
+# the metrics the command line reports (and --plot draws) for each kind of task
+CLASSIFY_METRICS = ("accuracy", "auc", "f1")
+REGRESS_METRICS = ("mae", "rmse", "r2")
+
+
+def task_metrics(model):
+    """The metric names for ``model``'s task: classification for softmax/sigmoid outputs."""
+    return CLASSIFY_METRICS if model.output in ("softmax", "sigmoid") else REGRESS_METRICS
+
+
 def metrics(model, X, y):
     """loss (the model's data loss: without an l1/l2 penalty, which depends on the input scaling
-    folded into the first layer), plus accuracy for classifier outputs or rmse and r2 for
-    regression (linear and exp) outputs."""
-    out = dict(model.evaluate(X, model_targets(model, y)))
+    folded into the first layer), plus the task's metrics (task_metrics) from fastbp.metrics."""
+    import warnings
+    from .metrics import UndefinedMetricWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)      # printed as nan
+        out = dict(model.evaluate(X, model_targets(model, y), metrics=list(task_metrics(model))))
     out["loss"] -= model.penalty()
-    if model.output in ("softmax", "sigmoid") and "accuracy" not in out and model.sizes[-1] > 1:
-        out["accuracy"] = float(np.mean(model.predict_classes(X) == y))
-    if model.output in ("linear", "exp") and model.sizes[-1] == 1:
-        p = model.predict(X)[:, 0].astype(np.float64)
-        resid = ((p - y) ** 2).sum()
-        out["rmse"] = math.sqrt(resid / len(y))
-        tot = ((y - y.mean()) ** 2).sum()
-        out["r2"] = 1.0 - resid / tot if tot > 0 else float("nan")
     return out
 
 
@@ -691,6 +696,11 @@ def _table_target(frame, path, args):
     for col, column in zip(frame.column_names, frame.columns):
         if col != target and column.null_count == len(column):
             raise CLIError(f"DATA: {path!r} column {col!r} is empty (no value in any row); --drop it")
+        if col != target:
+            try:                         # row numbers of the whole file, before any row is dropped
+                tables.check_numeric_text(column, col)
+            except ValueError as e:
+                raise _data_error(path, e) from None
     try:
         y, dropped, classes = tables.encode_target(frame, target)
     except ValueError as e:
@@ -875,7 +885,8 @@ def cmd_train(args, out, err):
         + f", batch {batch}, {args.epochs} epochs, "
         f"{fastbp.get_num_threads()} threads" + (f", {comm.Get_size()} MPI ranks" if comm is not None else ""))
     verbose = 1 if (root and not args.quiet) else 0
-    fit_kw = dict(epochs=args.epochs, batch_size=batch, optimizer=opt, validation_data=val, verbose=verbose)
+    fit_kw = dict(epochs=args.epochs, batch_size=batch, optimizer=opt, validation_data=val, verbose=verbose,
+                  metrics=list(task_metrics(model)))
     if comm is not None:
         fit_kw["comm"] = comm
     t0 = time.perf_counter()
@@ -914,7 +925,7 @@ def cmd_train(args, out, err):
             f"'fastbp predict {args.out} DATA')")
         if args.plot:
             try:
-                hist.plot(args.plot)
+                hist.plot(args.plot, metrics=["loss"] + [k for k in task_metrics(model) if k in hist.history])
             except ImportError as e:
                 raise CLIError(f"--plot: {e}") from None
             except (OSError, ValueError) as e:

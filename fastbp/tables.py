@@ -40,6 +40,10 @@ NA_VALUES = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan
 # benchmark of the sparse first-layer kernels decides the final values.
 SPARSE_MIN_FEATURES = 256
 SPARSE_MAX_DENSITY = 0.1
+# A text column with at least this share of its filled cells numbers is a numeric column with bad
+# cells (one "n/a." or "12,5" turns a CSV column into text), refused rather than one-hot encoded.
+NUMERIC_TEXT_SHARE = 0.9
+_NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 _SNIFF_BYTES = 1 << 16          # the leading bytes checked for binary data before a CSV parse
 _JSON_VERSION = 1
 _SHOWN = 8                      # column names listed in an error message
@@ -313,6 +317,30 @@ def _strings(column, col, name="frame"):
     return pc.cast(column, pa.large_string())
 
 
+def check_numeric_text(column, col, name="frame"):
+    """Raise ValueError, naming the column, the first bad cell's row and its text, for a plain
+    text column whose filled cells are nearly all numbers (NUMERIC_TEXT_SHARE): a numeric
+    column with a bad cell, which one-hot encoding would silently ruin. Dictionary columns
+    (pandas categoricals) are categories by declaration and are not checked."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    if _kind(column.type) != "categorical" or pa.types.is_dictionary(column.type):
+        return
+    strings = pc.cast(column, pa.large_string())
+    filled = len(strings) - strings.null_count
+    if filled == 0:
+        return
+    is_number = pc.fill_null(pc.match_substring_regex(strings, _NUMBER), True).to_numpy(zero_copy_only=False)
+    bad = np.flatnonzero(~is_number)
+    numbers = filled - len(bad)
+    if len(bad) and numbers >= NUMERIC_TEXT_SHARE * filled:
+        r = int(bad[0])
+        raise ValueError(f"{name}: column {col!r} row {r + 1} holds {strings[r].as_py()!r}, not a number, while "
+                         f"{numbers} of its {filled} filled cells are numbers ({len(bad)} {'is' if len(bad) == 1 else 'are'} not); fix "
+                         f"{'that cell' if len(bad) == 1 else 'those cells'}, or leave {'it' if len(bad) == 1 else 'them'} "
+                         "blank (or NA) to mark a gap")
+
+
 def _distinct(strings):
     """Sorted distinct non-null values of a string column (Python str order, as OneHotEncoder)."""
     import pyarrow.compute as pc
@@ -571,6 +599,7 @@ class TablePreprocessor:
                     raise ValueError(f"frame: column {col!r}: its mean overflows float64 ({mean})")
                 columns.append(_Numeric(col, mean, n_gaps))
             else:
+                check_numeric_text(column, col)
                 strings = _strings(column, col)
                 found = _distinct(strings)
                 if len(found) > self.max_categories:
