@@ -155,8 +155,12 @@ class Run:
         self.optimizer, self.history, self.cbs, self.callbacks = opt, history, cbs, cbs.user
         self.callback_states, self.start = callback_states, start
         self.metric_names = metric_names
-        # each position's prediction at its training step (the kernels write it): training metrics
-        self.train_pred = np.zeros((n, model.sizes[-1]), model.dtype) if metric_names else None
+        # training metrics from each position's prediction at its step, which the kernels write
+        self.train_metrics, self.train_pred = None, None
+        if metric_names:
+            self.train_metrics = M.TrainingMetrics(metric_names, metric_targets(data), model.sizes[-1],
+                                                   output=model.output, dtype=model.dtype)
+            self.train_pred = self.train_metrics.predictions
         if comm.size > 1:
             self._adopt_root_state(initial_epoch, validation_split, resume_from)
         # a schedule must have a rate for every update of the run (OneCycle's total_steps)
@@ -397,7 +401,8 @@ class Run:
             logs["accuracy"] = step_correct.sum() / n
         finite = np.isfinite(logs["loss"])
         if self.metric_names and (finite or self.on_nan == "ignore"):
-            logs.update(self._metrics(self.train_pred, order, self.data))
+            self._gather(self.train_pred)
+            logs.update(self.train_metrics.result(order))
         if self.on_nan == "ignore":
             return logs
         if not finite:
@@ -506,16 +511,15 @@ class Run:
         if model.is_classifier:
             logs["accuracy"] = sums[1] / nv
         if P is not None:
-            logs.update(self._metrics(P, np.arange(nv), self.val))
+            self._gather(P)
+            logs.update(M.compute(self.metric_names, metric_targets(self.val), P, output=model.output))
         return logs
 
-    def _metrics(self, P, rows, data):
-        """The fit's metrics of predictions ``P`` (position i: data row ``rows[i]``), unweighted
-        as Keras' ``metrics=``. Under MPI each rank holds the rows it computed (zeros elsewhere):
-        one sum over the ranks gives every rank all of them."""
+    def _gather(self, P):
+        """Every rank's rows of predictions ``P`` on every rank (for metrics such as AUC over all
+        rows): each rank holds the rows it computed and zeros elsewhere, so one sum gathers them."""
         if self.comm.size > 1:
             self.comm.allreduce_sum(P)
-        return M.compute(self.metric_names, metric_targets(data)[rows], P, output=self.model.output)
 
     def _check_ranks_agree(self):
         """Once per epoch under MPI: are params and optimizer state still the same bits on every

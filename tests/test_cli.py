@@ -84,8 +84,10 @@ def test_default_train_reaches_95_percent_validation_accuracy_in_under_10_s(trai
     steps_s, rate = re.search(r"\(([\d.]+) s of training steps[^)]*\), ([\d,]+) samples/s", out).groups()
     steps_s, rate = float(steps_s), float(rate.replace(",", ""))    # steps_s is printed to 0.01 s
     assert 1617 * 20 / (steps_s + 0.005) <= rate <= 1617 * 20 / max(steps_s - 0.005, 1e-9)
-    assert re.search(r"^train:\s+loss [\d.]+\s+accuracy [\d.]+\s+\(1617 samples\)", out, re.M)
-    assert re.search(r"^validation:\s+loss [\d.]+\s+accuracy [\d.]+\s+\(180 samples\)", out, re.M)
+    # the task's metrics: accuracy, auc, f1 for a classifier
+    assert re.search(r"^train:\s+loss [\d.]+\s+accuracy [\d.]+\s+auc [\d.]+\s+f1 [\d.]+\s+\(1617 samples\)", out, re.M)
+    assert re.search(r"^validation:\s+loss [\d.]+\s+accuracy [\d.]+\s+auc [\d.]+\s+f1 [\d.]+\s+\(180 samples\)",
+                     out, re.M)
     assert trained["path"].exists()
 
 
@@ -96,10 +98,17 @@ def test_reported_metrics_are_those_of_the_saved_model_on_raw_data(trained):
     X, y = load_digits()
     perm = np.random.default_rng(0).permutation(len(X))
     tr, va = perm[:1617], perm[1617:]
+    sk = pytest.importorskip("sklearn.metrics")
     for section, idx in (("train", tr), ("validation", va)):
         ev = model.evaluate(X[idx], y[idx])
         assert metric(trained["out"], section, "accuracy") == pytest.approx(ev["accuracy"], abs=5e-5)
         assert metric(trained["out"], section, "loss") == pytest.approx(ev["loss"], abs=5e-5)
+        P = model.predict(X[idx]).astype(np.float64)
+        P /= P.sum(1, keepdims=True)         # float32 probabilities sum to 1 only to rounding
+        assert metric(trained["out"], section, "auc") == pytest.approx(
+            sk.roc_auc_score(y[idx], P, multi_class="ovr", labels=range(10)), abs=5e-5)
+        assert metric(trained["out"], section, "f1") == pytest.approx(
+            sk.f1_score(y[idx], P.argmax(1), average="macro"), abs=5e-5)
     assert model.evaluate(X[va], y[va])["accuracy"] >= 0.95
 
 
