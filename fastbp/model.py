@@ -449,6 +449,7 @@ class MLP:
             if y is None:
                 raise TypeError("y: expected the targets of X, got None")
         data = D.prepare(self, X, y, sample_weight)
+        training.check_metric_targets(names, data)
         n = data.X.shape[0]
         P, total, correct = self.evaluate_data(data, self.block_rows(n, batch_size))
         logs = {"loss": total / n}

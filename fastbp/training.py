@@ -69,6 +69,14 @@ def metric_targets(data):
     return data.labels if data.labels.size else data.targets
 
 
+def check_metric_targets(names, data):
+    """Regression metrics compare targets with predictions of one shape: int labels cannot be."""
+    for name in names:
+        if data.labels.size and not M.get(name).classification:
+            raise ValueError(f"metrics: {name!r} compares targets with predictions of one shape, but y holds class "
+                             "labels (n,); pass one-hot targets, or use accuracy, auc or f1")
+
+
 def check_fit_arguments(epochs, batch_size, shuffle, initial_epoch, verbose, on_nan, validation_split, optimizer):
     """fit's scalar arguments, checked; returns them converted, the optimizer as an Optimizer."""
     epochs = check_int("epochs", epochs, 1)
@@ -133,6 +141,7 @@ class Run:
             if class_weight is not None:
                 data = D.with_class_weight(model, data, class_weight)
             data, val = D.split_validation(model, data, validation_data, validation_split, share=share)
+            check_metric_targets(metric_names, data)
             n = data.X.shape[0]
             if model.buffers.size:
                 if comm.size > 1:
