@@ -196,11 +196,17 @@ def test_train_regression_folds_target_scaling_into_the_model(tmp_path):
     assert "regress" in out and "standardized targets" in out
     r2 = metric(out, "validation", "r2")
     assert r2 > 0.9
+    # the regression metrics, each scikit-learn's on the saved model's predictions
+    assert re.search(r"^validation:\s+loss [\d.]+\s+mae [\d.]+\s+rmse [\d.]+\s+r2 [\d.-]+\s+\(60 samples\)", out, re.M)
     m = fastbp.load(tmp_path / "r.fbp")
     p = m.predict(X)[:, 0]
     assert 1 - np.sum((p - y) ** 2) / np.sum((y - y.mean()) ** 2) > 0.9        # raw in, raw out
     code, out, err = run("evaluate", tmp_path / "r.fbp", path)
     assert code == 0 and "rmse" in out and "r2" in out
+    sk = pytest.importorskip("sklearn.metrics")
+    for name, want in (("mae", sk.mean_absolute_error(y, p)), ("rmse", np.sqrt(sk.mean_squared_error(y, p))),
+                       ("r2", sk.r2_score(y, p))):
+        assert float(re.search(rf"\b{name} ([\d.-]+)", out).group(1)) == pytest.approx(want, rel=1e-3, abs=1e-4)
     code, out, err = run("predict", tmp_path / "r.fbp", path)
     assert out.splitlines()[0] == "prediction"
     np.testing.assert_array_equal(np.array(out.split()[1:], float).astype(np.float32), m.predict(X)[:, 0])
@@ -671,6 +677,8 @@ def files(tmp_path_factory, trained, mixed):
     (d / "junk.csv").write_bytes(bytes(range(256)) * 4)
     (d / "junk.parquet").write_bytes(b"PAR1" + bytes(range(256)))
     (d / "missingcol.csv").write_text("age,member,income,plan\n30,true,100,pro\n")
+    (d / "badcell.csv").write_text("a,b,y\n" + "".join(f"{i},{'12,5' if i == 6 else i / 4},{i % 2}\n"
+                                                     for i in range(40)).replace("12,5", '"12,5"'))
     mixed_text = mixed["csv"].read_text()
     (d / "unknown_class.csv").write_text(mixed_text.replace(",high\n", ",medium\n", 1))
     sp = pytest.importorskip("scipy.sparse")
@@ -738,6 +746,8 @@ ERRORS = [
     (lambda f: ["evaluate", TM(f), P("unknown_class.csv")(f)], 1,
      "holds class 'medium', which is not among the model's classes ['high', 'low']"),
     (lambda f: ["train", P("allempty.csv")(f)], 1, "allempty.csv' column 'b' is empty (no value in any row); --drop it"),
+    (lambda f: ["train", P("badcell.csv")(f)], 1, "badcell.csv': column 'b' row 7 holds '12,5', not a number, while 39 "
+                                                   "of its 40 filled cells are numbers (1 is not); fix that cell"),
     (lambda f: ["train", P("oneclass.csv")(f)], 1,
      "target column 'y' has one class ('x'); classification needs at least two"),
     (lambda f: ["train", P("oneclass_num.csv")(f)], 1,
@@ -824,6 +834,25 @@ def test_predict_output_path_that_cannot_be_written(files):
     np.save(files["dir"] / "feat.npy", X[:3])
     code, out, err = run("predict", M(files), files["dir"] / "feat.npy", "-o", files["dir"] / "no" / "p.csv")
     assert code == 1 and err.strip().startswith("fastbp: error: -o/--output: cannot write")
+
+
+def test_plot_draws_the_loss_and_the_tasks_metrics(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    drawn = {}
+    plot = fastbp.History.plot
+
+    def spy(self, path=None, metrics=None):
+        drawn["metrics"] = metrics
+        drawn["keys"] = sorted(self.history)
+        return plot(self, path, metrics)
+
+    monkeypatch.setattr(fastbp.History, "plot", spy)
+    code, out, err = run("train", "iris", "--epochs", 2, "--quiet", "--out", tmp_path / "m.fbp",
+                         "--plot", tmp_path / "c.png")
+    assert code == 0, err
+    assert drawn["metrics"] == ["loss", "accuracy", "auc", "f1"]
+    assert {"auc", "val_auc", "f1", "val_f1"} <= set(drawn["keys"])
+    assert (tmp_path / "c.png").stat().st_size > 1000
 
 
 def test_plot_without_matplotlib_is_one_line(monkeypatch, tmp_path):
