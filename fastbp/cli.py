@@ -40,7 +40,7 @@ import time
 
 import numpy as np
 
-from . import tables
+from . import frames, tables
 from ._version import __version__
 
 DEFAULT_DATASET = "digits"
@@ -599,21 +599,6 @@ def auto_batch(n):
     return int(max(MIN_AUTO_BATCH, min(256, n // MIN_STEPS_PER_EPOCH)))
 
 
-def _standardizer(X):
-    mu = X.mean(0)
-    sd = X.std(0)
-    sd[sd == 0] = 1.0                       # constant columns (blank pixels) pass through centred
-    return mu, sd
-
-
-def fold_input_scaling(model, mu, sd):
-    """Make the first layer take raw x where it was trained on (x - mu) / sd."""
-    W, b = model.layers[0].W, model.layers[0].b
-    W64 = W.astype(np.float64) / sd[:, None]
-    b[...] = b.astype(np.float64) - mu @ W64
-    W[...] = W64
-
-
 def fold_output_scaling(model, mu, sd):
     """Make the (linear) last layer output raw y where it was trained on (y - mu) / sd."""
     W, b = model.layers[-1].W, model.layers[-1].b
@@ -839,11 +824,8 @@ def cmd_train(args, out, err):
     d = X.shape[1]
     Xtr, ytr, Xva, yva = X[tr], y[tr], X[va], y[va]
 
-    mu, sd = _standardizer(Xtr)
-    if encoder is not None:              # 0/1 indicator and one-hot columns stay as they are (and sparse)
-        flags = np.ones(d, bool)
-        flags[encoder.numeric_features_out] = False
-        mu[flags], sd[flags] = 0.0, 1.0
+    # 0/1 indicator and one-hot columns stay as they are (and sparse); as fit on a frame does it
+    mu, sd = frames.standardizer(Xtr, encoder.numeric_features_out if encoder is not None else None)
     ymu, ysd = (0.0, 1.0)
     if task == "regress" and loss != "poisson":      # poisson: an exp output on the raw counts
         ymu, ysd = float(ytr.mean()), float(ytr.std()) or 1.0
@@ -895,7 +877,7 @@ def cmd_train(args, out, err):
     epochs_run = len(hist.epoch)
 
     # -- fold the scaling in: the saved model takes raw data; report metrics of that model --
-    fold_input_scaling(model, mu, sd)
+    frames.fold_input_scaling(model, mu, sd)
     if task == "regress" and loss != "poisson":
         fold_output_scaling(model, ymu, ysd)
     if loss == "huber" and ysd != 1.0:   # the saved model's delta in the target's own units

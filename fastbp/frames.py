@@ -13,6 +13,7 @@ parametrization during training changes. Targets are used as given (no scaling).
 import numpy as np
 
 from . import tables
+from .callbacks import ModelCheckpoint
 from .validation import _describe
 
 __all__ = ["standardizer", "fold_input_scaling", "unfold_input_scaling", "fit", "evaluate_inputs",
@@ -117,7 +118,6 @@ def _model_targets(model, target, classes):
 def fit(model, X, y, train, *, validation_data=None, validation_split=0.0, sample_weight=None, callbacks=None,
         resume_from=None, **kwargs):
     """``model.fit`` on a frame ``X`` (see MLP.fit); ``train`` is fastbp.training.fit."""
-    from .callbacks import ModelCheckpoint
     if resume_from is not None or any(isinstance(cb, ModelCheckpoint) for cb in (callbacks or [])):
         raise ValueError("X: fit on a DataFrame or pyarrow Table takes no ModelCheckpoint and no resume_from "
                          "(checkpoints hold the params of the standardized encoding); encode the frame with "
