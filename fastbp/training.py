@@ -69,6 +69,15 @@ def metric_targets(data):
     return data.labels if data.labels.size else data.targets
 
 
+def compute_metrics(names, y, P, output, result=None):
+    """``{name: value}`` of predictions P against targets y (``result``: a function computing it,
+    default metrics.compute); every value NaN when some prediction is NaN or inf (a run that
+    diverged with on_nan="ignore"), where the metrics would refuse the predictions."""
+    if not np.isfinite(P).all():
+        return dict.fromkeys(names, float("nan"))
+    return result() if result is not None else M.compute(names, y, P, output=output)
+
+
 def check_metric_targets(names, data):
     """Regression metrics compare targets with predictions of one shape: int labels cannot be."""
     for name in names:
@@ -411,7 +420,8 @@ class Run:
         finite = np.isfinite(logs["loss"])
         if self.metric_names and (finite or self.on_nan == "ignore"):
             self._gather(self.train_pred)
-            logs.update(self.train_metrics.result(order))
+            logs.update(compute_metrics(self.metric_names, None, self.train_pred, model.output,
+                                        lambda: self.train_metrics.result(order)))
         if self.on_nan == "ignore":
             return logs
         if not finite:
@@ -521,7 +531,7 @@ class Run:
             logs["accuracy"] = sums[1] / nv
         if P is not None:
             self._gather(P)
-            logs.update(M.compute(self.metric_names, metric_targets(self.val), P, output=model.output))
+            logs.update(compute_metrics(self.metric_names, metric_targets(self.val), P, model.output))
         return logs
 
     def _gather(self, P):

@@ -543,3 +543,14 @@ def test_csv_logger_columns_are_epoch_then_sorted_history_keys(tmp_path):
     header = path.read_text().splitlines()[0].split(",")
     assert header == ["epoch"] + sorted(["loss", "accuracy", "f1", "auc", "val_loss", "val_accuracy", "val_f1",
                                          "val_auc", "lr"])
+
+
+def test_metrics_of_a_diverged_run_with_on_nan_ignore_are_nan():
+    X, y = _task_data("linear", n=64)
+    model = _net("linear", [4])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        hist = model.fit(X, y, epochs=2, batch_size=16, verbose=0, on_nan="ignore", metrics=["mae", "r2"],
+                         optimizer=fastbp.SGD(lr=1e300), validation_data=(X, y))
+    assert len(hist.epoch) == 2
+    assert all(math.isnan(v) for k in ("mae", "r2", "val_mae") for v in hist.history[k][-1:])
