@@ -558,9 +558,10 @@ def test_predict_takes_columns_in_any_order_extra_ones_and_unseen_categories(mix
     assert list(preds.columns) == ["class", "p_high", "p_low"]
     model = fastbp.load(mixed["model"])
     for frame in (pd.read_csv(new), tables.read_table(new)):
-        P = tables.predict_frame(model, frame)
+        P = model.predict(frame)
         np.testing.assert_array_equal(preds[["p_high", "p_low"]].to_numpy().astype(np.float32), P)
-        np.testing.assert_array_equal(preds["class"].to_numpy(), tables.predict_labels_frame(model, frame))
+        np.testing.assert_array_equal(preds["class"].to_numpy(), model.predict_labels(frame))
+        np.testing.assert_array_equal(P, tables.predict_frame(model, frame))
     code, out2, err = run("predict", mixed["model"], new)
     assert code == 0 and out2 == (tmp_path / "preds.csv").read_text()
 
@@ -575,6 +576,11 @@ def test_evaluate_a_raw_table(mixed):
     assert f"{len(y)} samples: loss " in out and f"({dropped.sum()} rows with a missing target skipped)" in out
     assert float(re.search(r"loss (\S+)", out).group(1)) == pytest.approx(ev["loss"], abs=5e-5)
     assert float(re.search(r"accuracy (\S+)", out).group(1)) == pytest.approx(ev["accuracy"], abs=5e-5)
+    # the task's metrics, as model.evaluate on the raw table gives them
+    on_frame = model.evaluate(tables.read_table(mixed["csv"]), metrics=["accuracy", "auc", "f1"])
+    assert on_frame == pytest.approx(model.evaluate(X, y, metrics=["accuracy", "auc", "f1"]), abs=0)
+    for name in ("auc", "f1"):
+        assert float(re.search(rf"\b{name} (\S+)", out).group(1)) == pytest.approx(on_frame[name], abs=5e-5)
 
 
 def test_a_numeric_csv_trains_exactly_as_the_same_arrays(tmp_path):
