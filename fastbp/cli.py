@@ -265,7 +265,8 @@ def build_parser():
                    help="threads for fastbp's kernels (default: all)")
     t.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="default: float32")
     t.add_argument("--out", default="model.fbp", metavar="PATH", help="where to save the model (default: model.fbp)")
-    t.add_argument("--plot", default=None, metavar="PNG", help="save the curves of the loss and the task's metrics per epoch (needs matplotlib)")
+    t.add_argument("--plot", default=None, metavar="PNG",
+                   help="save the curves of the loss and the task's metrics per epoch (needs matplotlib)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     pr = sub.add_parser("predict", help="write a model's predictions for a data file",

@@ -334,10 +334,10 @@ def check_numeric_text(column, col, name="frame"):
     bad = np.flatnonzero(~is_number)
     numbers = filled - len(bad)
     if len(bad) and numbers >= NUMERIC_TEXT_SHARE * filled:
-        r = int(bad[0])
+        r, one = int(bad[0]), len(bad) == 1
         raise ValueError(f"{name}: column {col!r} row {r + 1} holds {strings[r].as_py()!r}, not a number, while "
-                         f"{numbers} of its {filled} filled cells are numbers ({len(bad)} {'is' if len(bad) == 1 else 'are'} not); fix "
-                         f"{'that cell' if len(bad) == 1 else 'those cells'}, or leave {'it' if len(bad) == 1 else 'them'} "
+                         f"{numbers} of its {filled} filled cells are numbers ({len(bad)} {'is' if one else 'are'} "
+                         f"not); fix {'that cell' if one else 'those cells'}, or leave {'it' if one else 'them'} "
                          "blank (or NA) to mark a gap")
 
 
