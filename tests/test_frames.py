@@ -211,3 +211,14 @@ def test_numeric_text_with_a_bad_cell_is_named():
     # a declared categorical (pandas category) is taken as categories
     cats = df.assign(income=df.income.astype("category"))
     assert fastbp.TablePreprocessor(max_categories=1000).fit(cats, "label").summary()["categorical"] == 2
+
+
+def test_pandas_and_pyarrow_frames_train_the_same_bits():
+    df = make_frame().drop(columns=["price"])
+    a, b, c = classifier(df), classifier(df), classifier(df)
+    a.fit(df, "label", epochs=2, verbose=0)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    b.fit(table, "label", epochs=2, verbose=0)
+    c.fit(pa.RecordBatch.from_pandas(df, preserve_index=False), "label", epochs=2, verbose=0)
+    assert a.params.tobytes() == b.params.tobytes() == c.params.tobytes()
+    assert a.preprocessor.to_json() == b.preprocessor.to_json()
