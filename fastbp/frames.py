@@ -118,7 +118,8 @@ def _model_targets(model, target, classes):
 def fit(model, X, y, train, *, validation_data=None, validation_split=0.0, sample_weight=None, callbacks=None,
         resume_from=None, **kwargs):
     """``model.fit`` on a frame ``X`` (see MLP.fit); ``train`` is fastbp.training.fit."""
-    if resume_from is not None or any(isinstance(cb, ModelCheckpoint) for cb in (callbacks or [])):
+    listed = [callbacks] if isinstance(callbacks, ModelCheckpoint) else callbacks
+    if resume_from is not None or any(isinstance(cb, ModelCheckpoint) for cb in (listed or [])):
         raise ValueError("X: fit on a DataFrame or pyarrow Table takes no ModelCheckpoint and no resume_from "
                          "(checkpoints hold the params of the standardized encoding); encode the frame with "
                          "model.preprocessor.transform and fit on that array to checkpoint")

@@ -170,6 +170,8 @@ def test_validation_frames_and_sigmoid_classes():
     (lambda m, df: m.fit(df.assign(age=None), "label", verbose=0), "column 'age' is empty"),
     (lambda m, df: m.fit(df, "label", verbose=0, callbacks=[fastbp.ModelCheckpoint("x.fbp")]),
      "takes no ModelCheckpoint"),
+    (lambda m, df: m.fit(df, "label", verbose=0, callbacks=fastbp.ModelCheckpoint("x.fbp")), "takes no ModelCheckpoint"),
+    (lambda m, df: m.fit(df, "label", verbose=0, resume_from="x.fbp"), "no resume_from"),
     (lambda m, df: m.fit(df, "label", verbose=0, metrics=["r2"]),
      "metrics: 'r2' compares targets with predictions of one shape, but y holds class labels"),
     (lambda m, df: m.fit(df.iloc[:0], "label", verbose=0), "X: expected at least one row"),
