@@ -132,12 +132,16 @@ def fit(model, X, y, train, *, validation_data=None, validation_split=0.0, sampl
         target_col = y if isinstance(y, str) else None
         prep = tables.TablePreprocessor()
         rows, target, classes, dropped = _targets(None, table, y, "y")
+        # learned from the training rows only: validation_split holds out the last ones, as fit does
+        n = rows.num_rows
+        train_rows = rows.slice(0, n - int(n * validation_split)) if validation_split and validation_data is None \
+            else rows
         if target_col is None and classes is not None:
             # class names given as an array: kept by the preprocessor under the array's name
-            prep.fit(rows)
+            prep.fit(train_rows)
             prep.set_classes(getattr(y, "name", None), classes)
         else:
-            prep.fit(table, target=target_col)
+            prep.fit(train_rows, target=target_col, classes=classes)
         problem = prep.model_problem(model.sizes, model.output)
         if problem:
             raise ValueError(f"X: {problem} (fastbp.TablePreprocessor().fit(X, target).n_features_out gives the "

@@ -224,3 +224,13 @@ def test_pandas_and_pyarrow_frames_train_the_same_bits():
     c.fit(pa.RecordBatch.from_pandas(df, preserve_index=False), "label", epochs=2, verbose=0)
     assert a.params.tobytes() == b.params.tobytes() == c.params.tobytes()
     assert a.preprocessor.to_json() == b.preprocessor.to_json()
+
+
+def test_validation_split_rows_teach_the_preprocessor_nothing():
+    df = make_frame().drop(columns=["price"])
+    df.loc[150:, "city"] = "marseille"               # a city only in the held-out rows
+    df.loc[150:, "age"] = 1000.0
+    model = classifier(df.iloc[:150])
+    model.fit(df, "label", epochs=1, verbose=0, validation_split=10 / 160)
+    want = fastbp.TablePreprocessor().fit(df.iloc[:150], "label")
+    assert model.preprocessor.to_json()["columns"] == want.to_json()["columns"]
