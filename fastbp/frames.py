@@ -16,8 +16,8 @@ from . import tables
 from .callbacks import ModelCheckpoint
 from .validation import _describe
 
-__all__ = ["standardizer", "fold_input_scaling", "unfold_input_scaling", "fit", "evaluate_inputs",
-           "predict_inputs", "labels_of"]
+__all__ = ["standardizer", "fold_input_scaling", "unfold_input_scaling", "preprocessed", "as_array", "fit",
+           "evaluate_inputs", "predict_inputs", "labels_of"]
 
 
 def standardizer(X, numeric=None):
@@ -51,6 +51,33 @@ def unfold_input_scaling(model, mu, sd):
     if b is not None:
         b[...] = b.astype(np.float64) + mu @ W64
     W[...] = W64 * sd[:, None]
+
+
+def _plain_numbers(X):
+    """Whether every column of frame X holds numbers or booleans without a gap."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    for column in tables.as_table(X, "X").columns:
+        if tables.column_kind(column.type) != "numeric" or column.null_count:
+            return False
+        if pa.types.is_floating(column.type) and pc.any(pc.is_nan(column)).as_py():
+            return False
+    return True
+
+
+def preprocessed(model, X, y=None):
+    """Whether ``fit``/``evaluate`` take frame X through the preprocessing: the model has a
+    preprocessor, ``y`` names a column, or X holds something other than plain numbers (text,
+    categories, gaps). A frame of plain numbers for a model of arrays is an array, as before."""
+    return model.preprocessor is not None or isinstance(y, str) or not _plain_numbers(X)
+
+
+def as_array(X):
+    """A frame of plain numbers for a model without preprocessing: pandas objects as they are
+    (fastbp.data converts them), pyarrow ones as a float64 matrix of their columns in order."""
+    if tables.is_frame(X) and not type(X).__module__.startswith("pandas"):
+        return tables.numeric_matrix(X, "X")
+    return X
 
 
 def _is_text(y):
@@ -203,7 +230,10 @@ def evaluate_inputs(model, X, y, prep=None, name="X"):
 
 
 def predict_inputs(model, X):
-    """The encoded rows of a frame for predict and predict_classes."""
+    """The rows of a frame as predict takes them: encoded by the model's preprocessor, or (a
+    model of arrays) the columns in order as numbers."""
+    if model.preprocessor is None:
+        return as_array(X)
     return tables.preprocessor_of(model).transform(tables.as_table(X, "X"))
 
 

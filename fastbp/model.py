@@ -439,12 +439,13 @@ class MLP:
             equal to scikit-learn's functions on ``predict(X)``.
         """
         names = M.check_names(metrics, self.output)
-        if tables.is_frame(X):
+        if tables.is_frame(X) and frames.preprocessed(self, X, y):
             if sample_weight is not None:
                 raise ValueError("sample_weight: not taken with a frame (rows without a target are dropped); "
                                  "encode it with model.preprocessor.transform to weight rows")
             X, y = frames.evaluate_inputs(self, X, y)
         else:
+            X = frames.as_array(X)               # plain numbers for a model of arrays, as before
             frames.check_not_frame_y(y)
             if y is None:
                 raise TypeError("y: expected the targets of X, got None")
@@ -515,7 +516,9 @@ class MLP:
         ----------
         X : array-like (n, in), a numpy memmap (streamed from the file), or a pandas
             DataFrame / pyarrow Table
-            A frame goes through ``model.preprocessor``: the first fit on a frame fits a
+            A frame goes through ``model.preprocessor`` when the model has one, ``y`` names a
+            column, or it holds text, categories or gaps (a frame of plain numbers for a
+            model of arrays is taken as an array, as before): the first such fit fits a
             `TablePreprocessor` on its rows (one-hot categories, mean-filled gaps with "was
             missing" columns) and keeps it on the model; numeric features are standardized
             over the training rows and that scaling is folded into the first layer at the end
@@ -573,8 +576,9 @@ class MLP:
                       sample_weight=sample_weight, class_weight=class_weight, callbacks=callbacks, verbose=verbose,
                       initial_epoch=initial_epoch, on_nan=on_nan, resume_from=resume_from, comm=comm,
                       metrics=metrics)
-        if tables.is_frame(X):
+        if tables.is_frame(X) and frames.preprocessed(self, X, y):
             return frames.fit(self, X, y, training.fit, **kwargs)
+        X = frames.as_array(X)                   # plain numbers for a model of arrays, as before
         frames.check_not_frame_y(y)
         if y is None:
             raise TypeError("y: expected the targets of X, got None")

@@ -210,6 +210,12 @@ def is_text_type(typ):
     return _kind(typ) == "categorical"
 
 
+def column_kind(typ):
+    """"numeric", "categorical", "empty" or None (unsupported): how the preprocessing reads a
+    column of pyarrow type ``typ``."""
+    return _kind(typ)
+
+
 def as_table(frame, name="frame"):
     """``frame`` (pyarrow Table or RecordBatch, or pandas DataFrame) as a pyarrow Table.
 

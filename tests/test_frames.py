@@ -175,7 +175,9 @@ def test_validation_frames_and_sigmoid_classes():
     (lambda m, df: m.fit(df, "label", verbose=0, metrics=["r2"]),
      "metrics: 'r2' compares targets with predictions of one shape, but y holds class labels"),
     (lambda m, df: m.fit(df.iloc[:0], "label", verbose=0), "X: expected at least one row"),
-    (lambda m, df: m.predict(df), "model: has no table preprocessing"),
+    (lambda m, df: m.predict(df), "X: could not convert to a numeric array"),
+    (lambda m, df: m.predict(pa.Table.from_pandas(df)), "X: column 'city' holds text such as 'lyon'; this model takes "
+                                                         "numbers only"),
     (lambda m, df: m.evaluate(df), "model: has no table preprocessing"),
     (lambda m, df: m.fit(df.drop(columns=["city"]), "label", verbose=0), "encodes 4 features but the model takes"),
     (lambda m, df: m.fit({"a": [1]}, "label", verbose=0), "needs X to be a DataFrame or pyarrow Table"),
@@ -234,3 +236,25 @@ def test_validation_split_rows_teach_the_preprocessor_nothing():
     model.fit(df, "label", epochs=1, verbose=0, validation_split=10 / 160)
     want = fastbp.TablePreprocessor().fit(df.iloc[:150], "label")
     assert model.preprocessor.to_json()["columns"] == want.to_json()["columns"]
+
+
+def test_a_frame_of_plain_numbers_for_a_model_of_arrays_is_an_array():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((64, 3))
+    y = rng.integers(0, 2, 64)
+    df = pd.DataFrame(X, columns=["a", "b", "c"]).assign(flag=rng.random(64) > 0.5)
+    arr = np.column_stack([X, df.flag.to_numpy(float)])
+    ref, m1, m2 = (fastbp.MLP([4, 5, 2], dtype="float64") for _ in range(3))
+    ref.fit(arr, y, epochs=2, verbose=0)
+    m1.fit(df, y, epochs=2, verbose=0)
+    m2.fit(pa.Table.from_pandas(df, preserve_index=False), y, epochs=2, verbose=0)
+    assert m1.preprocessor is None and m2.preprocessor is None
+    assert ref.params.tobytes() == m1.params.tobytes() == m2.params.tobytes()
+    np.testing.assert_array_equal(m1.predict(pa.Table.from_pandas(df)), ref.predict(arr))
+    assert m1.evaluate(df, y) == ref.evaluate(arr, y)
+    # a gap makes it a table: preprocessed (mean-filled, with a was-missing column)
+    gap = df.copy()
+    gap.loc[3, "a"] = np.nan
+    m3 = fastbp.MLP([5, 5, 2], dtype="float64")
+    m3.fit(gap, y, epochs=1, verbose=0)
+    assert m3.preprocessor.feature_names_out == ["a", "a_was_missing", "b", "c", "flag"]
