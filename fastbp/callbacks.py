@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 
 from . import io
+from .metrics import is_maximized
 from .validation import check_int, check_nonnegative, check_number
 
 
@@ -126,7 +127,9 @@ class History(Callback):
         return f"History(epochs={len(self.epoch)}, last={last})"
 
     def plot(self, path=None, metrics=None):
-        """Plot loss (and accuracy) curves with matplotlib (extra ``plot``); save to ``path`` if given.
+        """Plot the curves of ``metrics`` (default: every logged quantity but ``lr``: loss,
+        accuracy and the fit's metrics), each with its ``val_`` twin, with matplotlib (extra
+        ``plot``); save to ``path`` if given.
 
         Returns the matplotlib Figure.
         """
@@ -137,7 +140,7 @@ class History(Callback):
             import matplotlib.pyplot as plt
         except ImportError:
             raise ImportError("History.plot needs matplotlib: pip install 'fastbp[plot]'") from None
-        names = metrics or [k for k in ("loss", "accuracy") if k in self.history]
+        names = metrics or [k for k in self.history if k != "lr" and not k.startswith("val_")]
         fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.5), squeeze=False)
         for ax, name in zip(axes[0], names):
             for key in (name, "val_" + name):
@@ -227,7 +230,8 @@ class CallbackList:
 
 # ---- monitoring helpers ----------------------------------------------------------------------
 class _Monitor:
-    """Tracks the best value of a logged quantity; mode "auto" maximizes accuracy, minimizes the rest."""
+    """Tracks the best value of a logged quantity; mode "auto" maximizes keys ending in auc,
+    accuracy, f1 or r2 (metrics.is_maximized) and minimizes the rest."""
 
     def __init__(self, monitor, mode, min_delta):
         if mode not in ("auto", "min", "max"):
@@ -235,7 +239,7 @@ class _Monitor:
         if not isinstance(monitor, str):
             raise TypeError(f"monitor: expected a metric name like 'val_loss', got {type(monitor).__name__}")
         self.monitor = monitor
-        self.maximize = mode == "max" or (mode == "auto" and "acc" in monitor)
+        self.maximize = mode == "max" or (mode == "auto" and is_maximized(monitor))
         self.min_delta = abs(check_number("min_delta", min_delta))
         self.best = -math.inf if self.maximize else math.inf
         self._warned = False

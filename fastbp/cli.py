@@ -40,7 +40,7 @@ import time
 
 import numpy as np
 
-from . import tables
+from . import frames, tables
 from ._version import __version__
 
 DEFAULT_DATASET = "digits"
@@ -265,7 +265,8 @@ def build_parser():
                    help="threads for fastbp's kernels (default: all)")
     t.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="default: float32")
     t.add_argument("--out", default="model.fbp", metavar="PATH", help="where to save the model (default: model.fbp)")
-    t.add_argument("--plot", default=None, metavar="PNG", help="save loss/accuracy curves (needs matplotlib)")
+    t.add_argument("--plot", default=None, metavar="PNG",
+                   help="save the curves of the loss and the task's metrics per epoch (needs matplotlib)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     pr = sub.add_parser("predict", help="write a model's predictions for a data file",
@@ -599,21 +600,6 @@ def auto_batch(n):
     return int(max(MIN_AUTO_BATCH, min(256, n // MIN_STEPS_PER_EPOCH)))
 
 
-def _standardizer(X):
-    mu = X.mean(0)
-    sd = X.std(0)
-    sd[sd == 0] = 1.0                       # constant columns (blank pixels) pass through centred
-    return mu, sd
-
-
-def fold_input_scaling(model, mu, sd):
-    """Make the first layer take raw x where it was trained on (x - mu) / sd."""
-    W, b = model.layers[0].W, model.layers[0].b
-    W64 = W.astype(np.float64) / sd[:, None]
-    b[...] = b.astype(np.float64) - mu @ W64
-    W[...] = W64
-
-
 def fold_output_scaling(model, mu, sd):
     """Make the (linear) last layer output raw y where it was trained on (y - mu) / sd."""
     W, b = model.layers[-1].W, model.layers[-1].b
@@ -636,20 +622,25 @@ def model_targets(model, y):
     return y
 
 
+# the metrics the command line reports (and --plot draws) for each kind of task
+CLASSIFY_METRICS = ("accuracy", "auc", "f1")
+REGRESS_METRICS = ("mae", "rmse", "r2")
+
+
+def task_metrics(model):
+    """The metric names for ``model``'s task: classification for softmax/sigmoid outputs."""
+    return CLASSIFY_METRICS if model.output in ("softmax", "sigmoid") else REGRESS_METRICS
+
+
 def metrics(model, X, y):
     """loss (the model's data loss: without an l1/l2 penalty, which depends on the input scaling
-    folded into the first layer), plus accuracy for classifier outputs or rmse and r2 for
-    regression (linear and exp) outputs."""
-    out = dict(model.evaluate(X, model_targets(model, y)))
+    folded into the first layer), plus the task's metrics (task_metrics) from fastbp.metrics."""
+    import warnings
+    from .metrics import UndefinedMetricWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)      # printed as nan
+        out = dict(model.evaluate(X, model_targets(model, y), metrics=list(task_metrics(model))))
     out["loss"] -= model.penalty()
-    if model.output in ("softmax", "sigmoid") and "accuracy" not in out and model.sizes[-1] > 1:
-        out["accuracy"] = float(np.mean(model.predict_classes(X) == y))
-    if model.output in ("linear", "exp") and model.sizes[-1] == 1:
-        p = model.predict(X)[:, 0].astype(np.float64)
-        resid = ((p - y) ** 2).sum()
-        out["rmse"] = math.sqrt(resid / len(y))
-        tot = ((y - y.mean()) ** 2).sum()
-        out["r2"] = 1.0 - resid / tot if tot > 0 else float("nan")
     return out
 
 
@@ -691,6 +682,11 @@ def _table_target(frame, path, args):
     for col, column in zip(frame.column_names, frame.columns):
         if col != target and column.null_count == len(column):
             raise CLIError(f"DATA: {path!r} column {col!r} is empty (no value in any row); --drop it")
+        if col != target:
+            try:                         # row numbers of the whole file, before any row is dropped
+                tables.check_numeric_text(column, col)
+            except ValueError as e:
+                raise _data_error(path, e) from None
     try:
         y, dropped, classes = tables.encode_target(frame, target)
     except ValueError as e:
@@ -829,11 +825,8 @@ def cmd_train(args, out, err):
     d = X.shape[1]
     Xtr, ytr, Xva, yva = X[tr], y[tr], X[va], y[va]
 
-    mu, sd = _standardizer(Xtr)
-    if encoder is not None:              # 0/1 indicator and one-hot columns stay as they are (and sparse)
-        flags = np.ones(d, bool)
-        flags[encoder.numeric_features_out] = False
-        mu[flags], sd[flags] = 0.0, 1.0
+    # 0/1 indicator and one-hot columns stay as they are (and sparse); as fit on a frame does it
+    mu, sd = frames.standardizer(Xtr, encoder.numeric_features_out if encoder is not None else None)
     ymu, ysd = (0.0, 1.0)
     if task == "regress" and loss != "poisson":      # poisson: an exp output on the raw counts
         ymu, ysd = float(ytr.mean()), float(ytr.std()) or 1.0
@@ -875,7 +868,8 @@ def cmd_train(args, out, err):
         + f", batch {batch}, {args.epochs} epochs, "
         f"{fastbp.get_num_threads()} threads" + (f", {comm.Get_size()} MPI ranks" if comm is not None else ""))
     verbose = 1 if (root and not args.quiet) else 0
-    fit_kw = dict(epochs=args.epochs, batch_size=batch, optimizer=opt, validation_data=val, verbose=verbose)
+    fit_kw = dict(epochs=args.epochs, batch_size=batch, optimizer=opt, validation_data=val, verbose=verbose,
+                  metrics=list(task_metrics(model)))
     if comm is not None:
         fit_kw["comm"] = comm
     t0 = time.perf_counter()
@@ -884,7 +878,7 @@ def cmd_train(args, out, err):
     epochs_run = len(hist.epoch)
 
     # -- fold the scaling in: the saved model takes raw data; report metrics of that model --
-    fold_input_scaling(model, mu, sd)
+    frames.fold_input_scaling(model, mu, sd)
     if task == "regress" and loss != "poisson":
         fold_output_scaling(model, ymu, ysd)
     if loss == "huber" and ysd != 1.0:   # the saved model's delta in the target's own units
@@ -914,7 +908,7 @@ def cmd_train(args, out, err):
             f"'fastbp predict {args.out} DATA')")
         if args.plot:
             try:
-                hist.plot(args.plot)
+                hist.plot(args.plot, metrics=["loss"] + [k for k in task_metrics(model) if k in hist.history])
             except ImportError as e:
                 raise CLIError(f"--plot: {e}") from None
             except (OSError, ValueError) as e:

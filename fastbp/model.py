@@ -12,8 +12,11 @@ import numba
 import numpy as np
 
 from . import data as D
+from . import frames
 from . import interop
 from . import io
+from . import metrics as M
+from . import tables
 from . import threads
 from . import training
 from ._layout import NO_NORM, Layout, norm_codes
@@ -122,6 +125,10 @@ class MLP:
         (kept in checkpoints, so a resumed fit shuffles as an uninterrupted one).
     net : kernels.args.Net
         The network as the compiled kernels see it.
+    preprocessor : TablePreprocessor or None
+        The encoding of table columns, set by the first ``fit`` on a DataFrame or pyarrow
+        Table (or loaded with such a model); ``predict``, ``evaluate`` and ``fit`` apply it to
+        frames. None for a model of arrays.
     optimizer, history, stop_training
         Set by ``fit`` (Keras style): the optimizer and History of the last fit; a callback
         sets ``stop_training = True`` to stop after the current epoch.
@@ -199,6 +206,7 @@ class MLP:
         self.rng = np.random.default_rng(self.seed)
         self._initialize()
         self._workspaces = {}
+        self.preprocessor = None
         self.optimizer = None
         self.history = None
         self.stop_training = False
@@ -371,7 +379,12 @@ class MLP:
 
     # ---- inference ------------------------------------------------------------------------------
     def predict(self, X, batch_size=None):
-        """Outputs for X (n, in): probabilities for softmax/sigmoid, values for linear; (n, out)."""
+        """Outputs for X (n, in): probabilities for softmax/sigmoid, values for linear; (n, out).
+
+        X may be a pandas DataFrame or pyarrow Table for a model with a ``preprocessor``: its
+        columns by name, in any order (others ignored), encoded as in training."""
+        if tables.is_frame(X):
+            X = frames.predict_inputs(self, X)
         data = D.inputs(self, X)
         n = data.X.shape[0]
         ws = self.workspace(self.block_rows(n, batch_size))
@@ -381,11 +394,21 @@ class MLP:
         return P
 
     def predict_classes(self, X, batch_size=None):
-        """Class indices: argmax for softmax, thresholded at 0.5 for sigmoid."""
+        """Class indices: argmax for softmax, thresholded at 0.5 for sigmoid (X as for predict)."""
         P = self.predict(X, batch_size)
         if self.output == "sigmoid":
             return (P > 0.5).astype(np.int64).squeeze(1) if P.shape[1] == 1 else (P > 0.5).astype(np.int64)
         return P.argmax(1)
+
+    def predict_labels(self, X, batch_size=None):
+        """Predicted class names for a model trained on a table with a text target (an object
+        array of str); class indices (predict_classes) for any other classifier.
+
+        Raises ValueError for a regression output (linear, exp)."""
+        if self.output not in ("softmax", "sigmoid"):
+            raise ValueError(f"model: predict_labels needs a classifier (softmax or sigmoid output), this model's "
+                             f"output is {self.output!r}")
+        return frames.labels_of(self, self.predict_classes(X, batch_size))
 
     def evaluate_data(self, data, cap=None):
         """(predictions, weighted loss sum, correct count) over the rows of a checked
@@ -398,14 +421,43 @@ class MLP:
                                       maxparts=self.kernel_parts(ws.cap, n))
         return P, total + n * self.penalty(), correct
 
-    def evaluate(self, X, y, sample_weight=None, batch_size=None):
-        """{"loss": mean loss, "accuracy": fraction correct (classification losses only)}."""
+    def evaluate(self, X, y=None, sample_weight=None, batch_size=None, metrics=None):
+        """{"loss": mean loss, "accuracy": fraction correct (classification losses only), and
+        each of ``metrics``}.
+
+        Parameters
+        ----------
+        X : array-like (n, in), or a pandas DataFrame / pyarrow Table for a model with a
+            ``preprocessor`` (rows without a target are left out)
+        y : array-like, or with a frame the target column's name (default: the one the model
+            was trained on) or class names
+        sample_weight : array-like (n,), optional
+            Weights the loss; metrics are unweighted (Keras' ``metrics=``).
+        batch_size : int, optional
+        metrics : list of str, optional
+            Names from ``fastbp.metrics.METRICS``: "accuracy", "auc", "f1", "mae", "rmse", "r2",
+            equal to scikit-learn's functions on ``predict(X)``.
+        """
+        names = M.check_names(metrics, self.output)
+        if tables.is_frame(X) and frames.preprocessed(self, X, y):
+            if sample_weight is not None:
+                raise ValueError("sample_weight: not taken with a frame (rows without a target are dropped); "
+                                 "encode it with model.preprocessor.transform to weight rows")
+            X, y = frames.evaluate_inputs(self, X, y)
+        else:
+            X = frames.as_array(X)               # plain numbers for a model of arrays, as before
+            frames.check_not_frame_y(y)
+            if y is None:
+                raise TypeError("y: expected the targets of X, got None")
         data = D.prepare(self, X, y, sample_weight)
+        training.check_metric_targets(names, data)
         n = data.X.shape[0]
-        _, total, correct = self.evaluate_data(data, self.block_rows(n, batch_size))
+        P, total, correct = self.evaluate_data(data, self.block_rows(n, batch_size))
         logs = {"loss": total / n}
         if self.is_classifier:
             logs["accuracy"] = correct / n
+        if names:
+            logs.update(M.compute(names, training.metric_targets(data), P, output=self.output))
         return logs
 
     # ---- one batch ------------------------------------------------------------------------------
@@ -450,9 +502,9 @@ class MLP:
         return loss
 
     # ---- training -------------------------------------------------------------------------------
-    def fit(self, X, y, epochs=1, batch_size=32, optimizer="adam", shuffle=True, validation_data=None,
+    def fit(self, X, y=None, epochs=1, batch_size=32, optimizer="adam", shuffle=True, validation_data=None,
             validation_split=0.0, sample_weight=None, class_weight=None, callbacks=None, verbose=1,
-            initial_epoch=0, on_nan="raise", resume_from=None, comm=None):
+            initial_epoch=0, on_nan="raise", resume_from=None, comm=None, metrics=None):
         """Train with minibatches; returns a History (``history.history["loss"]`` per epoch, ...).
 
         The whole minibatch loop of an epoch runs compiled. The last partial batch is used
@@ -462,8 +514,19 @@ class MLP:
 
         Parameters
         ----------
-        X : array-like (n, in), or a numpy memmap (streamed from the file)
+        X : array-like (n, in), a numpy memmap (streamed from the file), or a pandas
+            DataFrame / pyarrow Table
+            A frame goes through ``model.preprocessor`` when the model has one, ``y`` names a
+            column, or it holds text, categories or gaps (a frame of plain numbers for a
+            model of arrays is taken as an array, as before): the first such fit fits a
+            `TablePreprocessor` on its rows (one-hot categories, mean-filled gaps with "was
+            missing" columns) and keeps it on the model; numeric features are standardized
+            over the training rows and that scaling is folded into the first layer at the end
+            (as ``fastbp train``). Rows without a target are left out.
         y : array-like: int labels (n,), or targets (n, out)
+            With a frame: also the target column's name (str; text targets keep their class
+            names, see predict_labels) or an array of class names; None takes the column the
+            model was trained on.
         epochs, batch_size : int
         optimizer : Optimizer or str
             An optimizer object (its state carries over between fits) or a name.
@@ -490,6 +553,11 @@ class MLP:
             fully first.
         comm : mpi4py communicator, optional
             Data-parallel training over its ranks (see fastbp.training and fastbp.distributed).
+        metrics : list of str, optional
+            Names from ``fastbp.metrics.METRICS`` ("accuracy", "auc", "f1", "mae", "rmse",
+            "r2"), logged per epoch as History keys ``auc``, ``val_auc``, ...: on the training
+            rows from each row's prediction at the step it was trained on (as Keras, no second
+            pass), on the validation rows from the model after the epoch; unweighted.
 
         Returns
         -------
@@ -503,11 +571,18 @@ class MLP:
         mid-epoch). A second Ctrl-C raises KeyboardInterrupt at the next Python instruction,
         which fit also turns into that return. on_train_end callbacks run in every case.
         """
-        return training.fit(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, shuffle=shuffle,
-                            validation_data=validation_data, validation_split=validation_split,
-                            sample_weight=sample_weight, class_weight=class_weight, callbacks=callbacks,
-                            verbose=verbose, initial_epoch=initial_epoch, on_nan=on_nan, resume_from=resume_from,
-                            comm=comm)
+        kwargs = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, shuffle=shuffle,
+                      validation_data=validation_data, validation_split=validation_split,
+                      sample_weight=sample_weight, class_weight=class_weight, callbacks=callbacks, verbose=verbose,
+                      initial_epoch=initial_epoch, on_nan=on_nan, resume_from=resume_from, comm=comm,
+                      metrics=metrics)
+        if tables.is_frame(X) and frames.preprocessed(self, X, y):
+            return frames.fit(self, X, y, training.fit, **kwargs)
+        X = frames.as_array(X)                   # plain numbers for a model of arrays, as before
+        frames.check_not_frame_y(y)
+        if y is None:
+            raise TypeError("y: expected the targets of X, got None")
+        return training.fit(self, X, y, **kwargs)
 
     # ---- files ----------------------------------------------------------------------------------
     def save(self, path):
@@ -537,7 +612,7 @@ class MLP:
         # save/load, which never unpickle.
         return {"config": self.config(), "params": self.params.copy(), "buffers": self.buffers.copy(),
                 "updates": self.updates, "rng": self.rng.bit_generator.state, "optimizer": self.optimizer,
-                "history": self.history}
+                "history": self.history, "preprocessor": self.preprocessor}
 
     def __setstate__(self, state):
         self.__init__(**state["config"])     # rebuilds the flat buffer and the layer views into it
@@ -547,6 +622,7 @@ class MLP:
         self.rng.bit_generator.state = state["rng"]
         self.optimizer = state["optimizer"]
         self.history = state["history"]
+        self.preprocessor = state.get("preprocessor")
 
     def copy(self):
         """An independent model with the same config, params, running statistics and update count."""
@@ -554,6 +630,8 @@ class MLP:
         m.params[...] = self.params
         m.buffers[...] = self.buffers
         m.updates = self.updates
+        if self.preprocessor is not None:
+            m.preprocessor = tables.TablePreprocessor.from_json(self.preprocessor.to_json())
         return m
 
 

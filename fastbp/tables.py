@@ -40,6 +40,10 @@ NA_VALUES = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan
 # benchmark of the sparse first-layer kernels decides the final values.
 SPARSE_MIN_FEATURES = 256
 SPARSE_MAX_DENSITY = 0.1
+# A text column with at least this share of its filled cells numbers is a numeric column with bad
+# cells (one "n/a." or "12,5" turns a CSV column into text), refused rather than one-hot encoded.
+NUMERIC_TEXT_SHARE = 0.9
+_NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 _SNIFF_BYTES = 1 << 16          # the leading bytes checked for binary data before a CSV parse
 _JSON_VERSION = 1
 _SHOWN = 8                      # column names listed in an error message
@@ -196,6 +200,22 @@ def is_frame(obj):
     return pd is not None and isinstance(obj, pd.DataFrame)
 
 
+def pyarrow_if_loaded():
+    """The pyarrow module if something imported it already, else None."""
+    return sys.modules.get("pyarrow")
+
+
+def is_text_type(typ):
+    """Whether a pyarrow type holds text (string, large string, or a dictionary of either)."""
+    return _kind(typ) == "categorical"
+
+
+def column_kind(typ):
+    """"numeric", "categorical", "empty" or None (unsupported): how the preprocessing reads a
+    column of pyarrow type ``typ``."""
+    return _kind(typ)
+
+
 def as_table(frame, name="frame"):
     """``frame`` (pyarrow Table or RecordBatch, or pandas DataFrame) as a pyarrow Table.
 
@@ -301,6 +321,30 @@ def _strings(column, col, name="frame"):
     if kind is None:
         raise _unsupported(col, column.type, name)
     return pc.cast(column, pa.large_string())
+
+
+def check_numeric_text(column, col, name="frame"):
+    """Raise ValueError, naming the column, the first bad cell's row and its text, for a plain
+    text column whose filled cells are nearly all numbers (NUMERIC_TEXT_SHARE): a numeric
+    column with a bad cell, which one-hot encoding would silently ruin. Dictionary columns
+    (pandas categoricals) are categories by declaration and are not checked."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    if _kind(column.type) != "categorical" or pa.types.is_dictionary(column.type):
+        return
+    strings = pc.cast(column, pa.large_string())
+    filled = len(strings) - strings.null_count
+    if filled == 0:
+        return
+    is_number = pc.fill_null(pc.match_substring_regex(strings, _NUMBER), True).to_numpy(zero_copy_only=False)
+    bad = np.flatnonzero(~is_number)
+    numbers = filled - len(bad)
+    if len(bad) and numbers >= NUMERIC_TEXT_SHARE * filled:
+        r, one = int(bad[0]), len(bad) == 1
+        raise ValueError(f"{name}: column {col!r} row {r + 1} holds {strings[r].as_py()!r}, not a number, while "
+                         f"{numbers} of its {filled} filled cells are numbers ({len(bad)} {'is' if one else 'are'} "
+                         f"not); fix {'that cell' if one else 'those cells'}, or leave {'it' if one else 'them'} "
+                         "blank (or NA) to mark a gap")
 
 
 def _distinct(strings):
@@ -561,6 +605,7 @@ class TablePreprocessor:
                     raise ValueError(f"frame: column {col!r}: its mean overflows float64 ({mean})")
                 columns.append(_Numeric(col, mean, n_gaps))
             else:
+                check_numeric_text(column, col)
                 strings = _strings(column, col)
                 found = _distinct(strings)
                 if len(found) > self.max_categories:
@@ -572,6 +617,18 @@ class TablePreprocessor:
         self._target_kind = target_kind
         self.classes_ = classes
         self._stats = {"rows": int(table.num_rows), "rows_dropped": int(dropped.sum()) if dropped is not None else 0}
+        return self
+
+    def set_classes(self, name, classes):
+        """Keep class names of targets given apart from the frame (``fit(frame, y)`` with ``y`` an
+        array of names): ``name`` (default "target") is what ``transform_target`` reads later."""
+        self._check_fitted()
+        name = "target" if name is None else name
+        if not isinstance(name, str):
+            raise TypeError(f"y: expected a name (str) for the targets, got {_describe(name)}")
+        if name in self.feature_names_in_:
+            raise ValueError(f"y: the targets' name {name!r} is also a feature column; rename one of them")
+        self.target_, self._target_kind, self.classes_ = name, "classes", _check_classes(classes)
         return self
 
     def _check_fitted(self):
@@ -974,8 +1031,8 @@ def predict_frame(model, frame, batch_size=None):
     ndarray, shape (n_rows, n_outputs)
         What ``model.predict`` returns on the encoded rows.
     """
-    prep = preprocessor_of(model)
-    return model.predict(prep.transform(frame), batch_size=batch_size)
+    preprocessor_of(model)
+    return model.predict(as_table(frame), batch_size=batch_size)
 
 
 def predict_labels_frame(model, frame, batch_size=None):
@@ -988,15 +1045,8 @@ def predict_labels_frame(model, frame, batch_size=None):
     -------
     ndarray of shape (n_rows,): str objects (class names) or int64 (class indices)
     """
-    prep = preprocessor_of(model)
-    if model.output not in ("softmax", "sigmoid"):
-        raise ValueError(f"model: predict_labels needs a classifier (softmax or sigmoid output), this model's "
-                         f"output is {model.output!r}")
-    P = model.predict(prep.transform(frame), batch_size=batch_size)
-    if model.output == "sigmoid" and P.shape[1] != 1:
+    preprocessor_of(model)
+    if model.output == "sigmoid" and model.sizes[-1] != 1:
         raise ValueError(f"model: predict_labels takes one sigmoid output (two classes), this model has "
-                         f"{P.shape[1]} (multi-label)")
-    idx = P.argmax(1) if model.output == "softmax" else (P[:, 0] > 0.5).astype(np.int64)
-    if prep.classes_ is None:
-        return idx
-    return np.asarray(prep.classes_, dtype=object)[idx]
+                         f"{model.sizes[-1]} (multi-label)")
+    return model.predict_labels(as_table(frame), batch_size=batch_size)

@@ -29,6 +29,7 @@ import numpy as np
 from . import _memmap
 from . import data as D
 from . import io
+from . import metrics as M
 from . import threads
 from ._interrupt import DeferredSigint
 from .callbacks import CallbackList, History, ProgressBar
@@ -63,6 +64,28 @@ class _Interrupted(Exception):
     """Ctrl-C seen at a point where every rank stops alike."""
 
 
+def metric_targets(data):
+    """The targets of a checked Data as the metrics read them: int labels, else the float targets."""
+    return data.labels if data.labels.size else data.targets
+
+
+def compute_metrics(names, y, P, output, result=None):
+    """``{name: value}`` of predictions P against targets y (``result``: a function computing it,
+    default metrics.compute); every value NaN when some prediction is NaN or inf (a run that
+    diverged with on_nan="ignore"), where the metrics would refuse the predictions."""
+    if not np.isfinite(P).all():
+        return dict.fromkeys(names, float("nan"))
+    return result() if result is not None else M.compute(names, y, P, output=output)
+
+
+def check_metric_targets(names, data):
+    """Regression metrics compare targets with predictions of one shape: int labels cannot be."""
+    for name in names:
+        if data.labels.size and not M.get(name).classification:
+            raise ValueError(f"metrics: {name!r} compares targets with predictions of one shape, but y holds class "
+                             "labels (n,); pass one-hot targets, or use accuracy, auc or f1")
+
+
 def check_fit_arguments(epochs, batch_size, shuffle, initial_epoch, verbose, on_nan, validation_split, optimizer):
     """fit's scalar arguments, checked; returns them converted, the optimizer as an Optimizer."""
     epochs = check_int("epochs", epochs, 1)
@@ -78,13 +101,13 @@ def check_fit_arguments(epochs, batch_size, shuffle, initial_epoch, verbose, on_
 
 def fit(model, X, y, epochs=1, batch_size=32, optimizer="adam", shuffle=True, validation_data=None,
         validation_split=0.0, sample_weight=None, class_weight=None, callbacks=None, verbose=1,
-        initial_epoch=0, on_nan="raise", resume_from=None, comm=None):
+        initial_epoch=0, on_nan="raise", resume_from=None, comm=None, metrics=None):
     """Train ``model``; see ``MLP.fit`` for the arguments. Returns the History."""
     comm = as_communicator(comm)
     with comm.guard():
         run = Run(model, comm)
         run.setup(X, y, epochs, batch_size, optimizer, shuffle, validation_data, validation_split, sample_weight,
-                  class_weight, callbacks, verbose, initial_epoch, on_nan, resume_from)
+                  class_weight, callbacks, verbose, initial_epoch, on_nan, resume_from, metrics)
         return run.train()
 
 
@@ -113,12 +136,13 @@ class Run:
 
     # ---- setup: check everything before any state changes ---------------------------------------
     def setup(self, X, y, epochs, batch_size, optimizer, shuffle, validation_data, validation_split,
-              sample_weight, class_weight, callbacks, verbose, initial_epoch, on_nan, resume_from):
+              sample_weight, class_weight, callbacks, verbose, initial_epoch, on_nan, resume_from, metrics=None):
         model, comm = self.model, self.comm
         share = comm.share if comm.size > 1 else None
         with comm.together():
             epochs, batch_size, shuffle, initial_epoch, verbose, validation_split, opt = check_fit_arguments(
                 epochs, batch_size, shuffle, initial_epoch, verbose, on_nan, validation_split, optimizer)
+            metric_names = M.check_names(metrics, model.output)
             stream = _memmap.read_only_mapping(X)
             data = D.prepare(model, X, y, sample_weight, share=share)
             if stream is not None and not _memmap.backs(data.X, stream):
@@ -126,6 +150,7 @@ class Run:
             if class_weight is not None:
                 data = D.with_class_weight(model, data, class_weight)
             data, val = D.split_validation(model, data, validation_data, validation_split, share=share)
+            check_metric_targets(metric_names, data)
             n = data.X.shape[0]
             if model.buffers.size:
                 if comm.size > 1:
@@ -147,6 +172,13 @@ class Run:
         self.epochs, self.batch, self.shuffle, self.on_nan, self.verbose = epochs, batch_size, shuffle, on_nan, verbose
         self.optimizer, self.history, self.cbs, self.callbacks = opt, history, cbs, cbs.user
         self.callback_states, self.start = callback_states, start
+        self.metric_names = metric_names
+        # training metrics from each position's prediction at its step, which the kernels write
+        self.train_metrics, self.train_pred = None, None
+        if metric_names:
+            self.train_metrics = M.TrainingMetrics(metric_names, metric_targets(data), model.sizes[-1],
+                                                   output=model.output, dtype=model.dtype)
+            self.train_pred = self.train_metrics.predictions
         if comm.size > 1:
             self._adopt_root_state(initial_epoch, validation_split, resume_from)
         # a schedule must have a rate for every update of the run (OneCycle's total_steps)
@@ -170,7 +202,8 @@ class Run:
         mine = {"model": {k: cfg[k] for k in SAME_CONFIG},
                 "fit": {"epochs": self.epochs, "batch_size": self.batch, "shuffle": self.shuffle,
                         "on_nan": self.on_nan, "initial_epoch": initial_epoch, "validation_split": validation_split,
-                        "resume_from": resume_from is not None, "optimizer": type(opt).__name__},
+                        "resume_from": resume_from is not None, "optimizer": type(opt).__name__,
+                        "metrics": list(self.metric_names)},
                 "data": {"samples": self.n, "validation samples": 0 if self.val is None else self.val.X.shape[0],
                          "sample weights": bool(self.data.weights.size), "integer labels": bool(self.data.labels.size)}}
         root = None
@@ -343,6 +376,8 @@ class Run:
                                                          model.buffers.copy(), model.updates)
         step_loss = np.zeros(steps)
         step_correct = np.zeros(steps)
+        if self.train_pred is not None and comm.size > 1:
+            self.train_pred[...] = 0     # a rank writes only its rows; the sum over ranks gathers them
         # Chunks of about CHUNK_SECONDS, sized from the speed of earlier chunks (kept with the
         # workspace, so later fits of this model and batch size start right).
         chunk = max(1, int(CHUNK_SECONDS * ws.steps_per_second)) if ws.steps_per_second else max(1, steps // 50)
@@ -384,9 +419,14 @@ class Run:
         logs = {"loss": step_loss.sum() / n}
         if model.is_classifier:
             logs["accuracy"] = step_correct.sum() / n
+        finite = np.isfinite(logs["loss"])
+        if self.metric_names and (finite or self.on_nan == "ignore"):
+            self._gather(self.train_pred)
+            logs.update(compute_metrics(self.metric_names, None, self.train_pred, model.output,
+                                        lambda: self.train_metrics.result(order)))
         if self.on_nan == "ignore":
             return logs
-        if not np.isfinite(logs["loss"]):
+        if not finite:
             return self._diverged(epoch, steps - 1, snapshot)
         # A finite loss can still come with an update that overflowed: never keep such an epoch.
         if not (np.isfinite(model.params).all() and np.isfinite(state).all()):
@@ -400,8 +440,8 @@ class Run:
         if self.comm.size > 1:
             return self._reduced_steps(step_loss, step_correct, order, first, last)
         done, _, _ = E.run(E.TRAIN, self.model.params, self.model.net, self.ws, self.data, grads=self.grads,
-                           opt=self.opt_args, order=order, first=first, last=last, batch=self.batch,
-                           step_loss=step_loss, step_correct=step_correct, maxparts=self.maxparts)
+                           opt=self.opt_args, out=self.train_pred, order=order, first=first, last=last,
+                           batch=self.batch, step_loss=step_loss, step_correct=step_correct, maxparts=self.maxparts)
         return done
 
     def _reduced_steps(self, step_loss, step_correct, order, first, last):
@@ -417,7 +457,8 @@ class Run:
             try:
                 # the rows are positions lo.. of the global minibatch (dropout masks are keyed by them)
                 _, total, correct = E.run(E.TRAIN_GRADIENT, model.params, model.net, ws, self.data, grads=grads,
-                                          order=order, first=r0 + lo, last=r0 + hi, batch=lo, maxparts=self.maxparts)
+                                          out=self.train_pred, order=order, first=r0 + lo, last=r0 + hi, batch=lo,
+                                          maxparts=self.maxparts)
                 if hi - lo != m:
                     grads *= (hi - lo) / m       # the kernel's mean is over this rank's rows; the step's over m
             except BaseException as e:           # reported through the Allreduce, raised on every rank
@@ -467,15 +508,20 @@ class Run:
         return None
 
     def _validate(self):
-        """Validation loss (and accuracy) over every rank's share of the validation rows."""
+        """Validation loss (and accuracy, and the fit's metrics) over every rank's share of the
+        validation rows."""
         model, comm = self.model, self.comm
         nv = self.val.X.shape[0]
         lo, hi = comm.share(nv)
         sums = np.zeros(3)
+        # every row's prediction, for metrics such as AUC that need all of them at once
+        P = np.zeros((nv, model.sizes[-1]), model.dtype) if self.metric_names else None
         exc = None
         try:
             if hi > lo:
-                _, sums[0], sums[1] = model.evaluate_data(D.select(self.val, lo, hi))
+                Ps, sums[0], sums[1] = model.evaluate_data(D.select(self.val, lo, hi))
+                if P is not None:
+                    P[lo:hi] = Ps
         except BaseException as e:
             exc = e
         sums[2] = exc is not None
@@ -485,7 +531,16 @@ class Run:
         logs = {"loss": sums[0] / nv}
         if model.is_classifier:
             logs["accuracy"] = sums[1] / nv
+        if P is not None:
+            self._gather(P)
+            logs.update(compute_metrics(self.metric_names, metric_targets(self.val), P, model.output))
         return logs
+
+    def _gather(self, P):
+        """Every rank's rows of predictions ``P`` on every rank (for metrics such as AUC over all
+        rows): each rank holds the rows it computed and zeros elsewhere, so one sum gathers them."""
+        if self.comm.size > 1:
+            self.comm.allreduce_sum(P)
 
     def _check_ranks_agree(self):
         """Once per epoch under MPI: are params and optimizer state still the same bits on every

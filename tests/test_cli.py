@@ -84,8 +84,10 @@ def test_default_train_reaches_95_percent_validation_accuracy_in_under_10_s(trai
     steps_s, rate = re.search(r"\(([\d.]+) s of training steps[^)]*\), ([\d,]+) samples/s", out).groups()
     steps_s, rate = float(steps_s), float(rate.replace(",", ""))    # steps_s is printed to 0.01 s
     assert 1617 * 20 / (steps_s + 0.005) <= rate <= 1617 * 20 / max(steps_s - 0.005, 1e-9)
-    assert re.search(r"^train:\s+loss [\d.]+\s+accuracy [\d.]+\s+\(1617 samples\)", out, re.M)
-    assert re.search(r"^validation:\s+loss [\d.]+\s+accuracy [\d.]+\s+\(180 samples\)", out, re.M)
+    # the task's metrics: accuracy, auc, f1 for a classifier
+    assert re.search(r"^train:\s+loss [\d.]+\s+accuracy [\d.]+\s+auc [\d.]+\s+f1 [\d.]+\s+\(1617 samples\)", out, re.M)
+    assert re.search(r"^validation:\s+loss [\d.]+\s+accuracy [\d.]+\s+auc [\d.]+\s+f1 [\d.]+\s+\(180 samples\)",
+                     out, re.M)
     assert trained["path"].exists()
 
 
@@ -96,10 +98,17 @@ def test_reported_metrics_are_those_of_the_saved_model_on_raw_data(trained):
     X, y = load_digits()
     perm = np.random.default_rng(0).permutation(len(X))
     tr, va = perm[:1617], perm[1617:]
+    sk = pytest.importorskip("sklearn.metrics")
     for section, idx in (("train", tr), ("validation", va)):
         ev = model.evaluate(X[idx], y[idx])
         assert metric(trained["out"], section, "accuracy") == pytest.approx(ev["accuracy"], abs=5e-5)
         assert metric(trained["out"], section, "loss") == pytest.approx(ev["loss"], abs=5e-5)
+        P = model.predict(X[idx]).astype(np.float64)
+        P /= P.sum(1, keepdims=True)         # float32 probabilities sum to 1 only to rounding
+        assert metric(trained["out"], section, "auc") == pytest.approx(
+            sk.roc_auc_score(y[idx], P, multi_class="ovr", labels=range(10)), abs=5e-5)
+        assert metric(trained["out"], section, "f1") == pytest.approx(
+            sk.f1_score(y[idx], P.argmax(1), average="macro"), abs=5e-5)
     assert model.evaluate(X[va], y[va])["accuracy"] >= 0.95
 
 
@@ -187,11 +196,17 @@ def test_train_regression_folds_target_scaling_into_the_model(tmp_path):
     assert "regress" in out and "standardized targets" in out
     r2 = metric(out, "validation", "r2")
     assert r2 > 0.9
+    # the regression metrics, each scikit-learn's on the saved model's predictions
+    assert re.search(r"^validation:\s+loss [\d.]+\s+mae [\d.]+\s+rmse [\d.]+\s+r2 [\d.-]+\s+\(60 samples\)", out, re.M)
     m = fastbp.load(tmp_path / "r.fbp")
     p = m.predict(X)[:, 0]
     assert 1 - np.sum((p - y) ** 2) / np.sum((y - y.mean()) ** 2) > 0.9        # raw in, raw out
     code, out, err = run("evaluate", tmp_path / "r.fbp", path)
     assert code == 0 and "rmse" in out and "r2" in out
+    sk = pytest.importorskip("sklearn.metrics")
+    for name, want in (("mae", sk.mean_absolute_error(y, p)), ("rmse", np.sqrt(sk.mean_squared_error(y, p))),
+                       ("r2", sk.r2_score(y, p))):
+        assert float(re.search(rf"\b{name} ([\d.-]+)", out).group(1)) == pytest.approx(want, rel=1e-3, abs=1e-4)
     code, out, err = run("predict", tmp_path / "r.fbp", path)
     assert out.splitlines()[0] == "prediction"
     np.testing.assert_array_equal(np.array(out.split()[1:], float).astype(np.float32), m.predict(X)[:, 0])
@@ -543,9 +558,10 @@ def test_predict_takes_columns_in_any_order_extra_ones_and_unseen_categories(mix
     assert list(preds.columns) == ["class", "p_high", "p_low"]
     model = fastbp.load(mixed["model"])
     for frame in (pd.read_csv(new), tables.read_table(new)):
-        P = tables.predict_frame(model, frame)
+        P = model.predict(frame)
         np.testing.assert_array_equal(preds[["p_high", "p_low"]].to_numpy().astype(np.float32), P)
-        np.testing.assert_array_equal(preds["class"].to_numpy(), tables.predict_labels_frame(model, frame))
+        np.testing.assert_array_equal(preds["class"].to_numpy(), model.predict_labels(frame))
+        np.testing.assert_array_equal(P, tables.predict_frame(model, frame))
     code, out2, err = run("predict", mixed["model"], new)
     assert code == 0 and out2 == (tmp_path / "preds.csv").read_text()
 
@@ -560,6 +576,11 @@ def test_evaluate_a_raw_table(mixed):
     assert f"{len(y)} samples: loss " in out and f"({dropped.sum()} rows with a missing target skipped)" in out
     assert float(re.search(r"loss (\S+)", out).group(1)) == pytest.approx(ev["loss"], abs=5e-5)
     assert float(re.search(r"accuracy (\S+)", out).group(1)) == pytest.approx(ev["accuracy"], abs=5e-5)
+    # the task's metrics, as model.evaluate on the raw table gives them
+    on_frame = model.evaluate(tables.read_table(mixed["csv"]), metrics=["accuracy", "auc", "f1"])
+    assert on_frame == pytest.approx(model.evaluate(X, y, metrics=["accuracy", "auc", "f1"]), abs=0)
+    for name in ("auc", "f1"):
+        assert float(re.search(rf"\b{name} (\S+)", out).group(1)) == pytest.approx(on_frame[name], abs=5e-5)
 
 
 def test_a_numeric_csv_trains_exactly_as_the_same_arrays(tmp_path):
@@ -662,6 +683,8 @@ def files(tmp_path_factory, trained, mixed):
     (d / "junk.csv").write_bytes(bytes(range(256)) * 4)
     (d / "junk.parquet").write_bytes(b"PAR1" + bytes(range(256)))
     (d / "missingcol.csv").write_text("age,member,income,plan\n30,true,100,pro\n")
+    (d / "badcell.csv").write_text("a,b,y\n" + "".join(f"{i},{'12,5' if i == 6 else i / 4},{i % 2}\n"
+                                                     for i in range(40)).replace("12,5", '"12,5"'))
     mixed_text = mixed["csv"].read_text()
     (d / "unknown_class.csv").write_text(mixed_text.replace(",high\n", ",medium\n", 1))
     sp = pytest.importorskip("scipy.sparse")
@@ -729,6 +752,8 @@ ERRORS = [
     (lambda f: ["evaluate", TM(f), P("unknown_class.csv")(f)], 1,
      "holds class 'medium', which is not among the model's classes ['high', 'low']"),
     (lambda f: ["train", P("allempty.csv")(f)], 1, "allempty.csv' column 'b' is empty (no value in any row); --drop it"),
+    (lambda f: ["train", P("badcell.csv")(f)], 1, "badcell.csv': column 'b' row 7 holds '12,5', not a number, while 39 "
+                                                   "of its 40 filled cells are numbers (1 is not); fix that cell"),
     (lambda f: ["train", P("oneclass.csv")(f)], 1,
      "target column 'y' has one class ('x'); classification needs at least two"),
     (lambda f: ["train", P("oneclass_num.csv")(f)], 1,
@@ -815,6 +840,25 @@ def test_predict_output_path_that_cannot_be_written(files):
     np.save(files["dir"] / "feat.npy", X[:3])
     code, out, err = run("predict", M(files), files["dir"] / "feat.npy", "-o", files["dir"] / "no" / "p.csv")
     assert code == 1 and err.strip().startswith("fastbp: error: -o/--output: cannot write")
+
+
+def test_plot_draws_the_loss_and_the_tasks_metrics(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    drawn = {}
+    plot = fastbp.History.plot
+
+    def spy(self, path=None, metrics=None):
+        drawn["metrics"] = metrics
+        drawn["keys"] = sorted(self.history)
+        return plot(self, path, metrics)
+
+    monkeypatch.setattr(fastbp.History, "plot", spy)
+    code, out, err = run("train", "iris", "--epochs", 2, "--quiet", "--out", tmp_path / "m.fbp",
+                         "--plot", tmp_path / "c.png")
+    assert code == 0, err
+    assert drawn["metrics"] == ["loss", "accuracy", "auc", "f1"]
+    assert {"auc", "val_auc", "f1", "val_f1"} <= set(drawn["keys"])
+    assert (tmp_path / "c.png").stat().st_size > 1000
 
 
 def test_plot_without_matplotlib_is_one_line(monkeypatch, tmp_path):

@@ -376,3 +376,181 @@ def test_training_metrics_read_rows_in_the_order_trained():
         M.TrainingMetrics(["auc"], y, k, output=None)
     with pytest.raises(ValueError, match="n_outputs: expected an int >= 1"):
         M.TrainingMetrics(["auc"], y, 0, output="softmax")
+
+
+# ---- metrics in fit and evaluate ----------------------------------------------------------------
+CLASSIFY = ["accuracy", "auc", "f1"]
+REGRESS = ["mae", "rmse", "r2"]
+
+
+def _task_data(output, n=90, d=5, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    if output == "softmax":
+        y = rng.integers(0, k, n)
+    elif output == "sigmoid":
+        y = rng.integers(0, 2, n).astype(np.float64)
+    else:
+        y = X[:, :1] @ np.ones(1) + 0.3 * rng.standard_normal(n)
+    return X, y
+
+
+def _sk_reference(names, y, P, output):
+    """scikit-learn's functions on predictions P (float64)."""
+    out = {}
+    for name in names:
+        if name == "accuracy":
+            pred = P.argmax(1) if output == "softmax" else (P[:, 0] > 0.5)
+            out[name] = sk.accuracy_score(y, pred)
+        elif name == "auc":
+            out[name] = (sk.roc_auc_score(y, P, multi_class="ovr", labels=range(P.shape[1]))
+                         if output == "softmax" and P.shape[1] > 2 else sk.roc_auc_score(y, P[:, -1]))
+        elif name == "f1":
+            pred = P.argmax(1) if output == "softmax" else (P[:, 0] > 0.5).astype(int)
+            out[name] = sk.f1_score(y, pred, average="macro")
+        elif name == "mae":
+            out[name] = sk.mean_absolute_error(y, P[:, 0])
+        elif name == "rmse":
+            out[name] = math.sqrt(sk.mean_squared_error(y, P[:, 0]))
+        else:
+            out[name] = sk.r2_score(y, P[:, 0])
+    return out
+
+
+def _net(output, sizes, **kw):
+    k = {"softmax": 3, "sigmoid": 1, "linear": 1}[output]
+    return fastbp.MLP([5] + sizes + [k], output=output, dtype="float64", seed=1, **kw)
+
+
+NETS = [  # (sizes, MLP options): the small-net kernels, the batch-major (BLAS) ones, a featured net
+    ([4], {}),
+    ([300], {}),
+    ([6], {"norm": "layer", "activation": "gelu"}),
+]
+
+
+@pytest.mark.parametrize("output", ["softmax", "sigmoid", "linear"])
+@pytest.mark.parametrize("net", range(len(NETS)))
+def test_training_metrics_are_each_rows_prediction_at_its_step(output, net):
+    # Keras' way, no second pass: replay fit's minibatches (shuffle=False) with train_step and
+    # predict each batch before its step.
+    sizes, kw = NETS[net]
+    names = CLASSIFY if output != "linear" else REGRESS
+    X, y = _task_data(output)
+    model, ref = _net(output, sizes, **kw), _net(output, sizes, **kw)
+    hist = model.fit(X, y, epochs=2, batch_size=16, shuffle=False, optimizer=fastbp.Adam(lr=0.01), verbose=0,
+                     metrics=names)
+    opt = fastbp.Adam(lr=0.01)
+    for epoch in range(2):
+        P = np.concatenate([_step(ref, X[r:r + 16], y[r:r + 16], opt) for r in range(0, len(X), 16)])
+        want = _sk_reference(names, y, P, output)
+        for name in names:
+            assert hist.history[name][epoch] == pytest.approx(want[name], abs=1e-9), (name, epoch)
+    np.testing.assert_allclose(model.params, ref.params, rtol=1e-12, atol=1e-12)
+
+
+def _step(model, Xb, yb, opt):
+    P = model.predict(Xb)
+    model.train_step(Xb, yb, opt)
+    return P
+
+
+@pytest.mark.parametrize("hidden", [8, 300])
+def test_training_metrics_follow_the_shuffled_rows(hidden):
+    # With shuffle, the accuracy metric (from the copied predictions, mapped back to their data
+    # rows) equals the kernels' own count of an identical fit without metrics, which runs the
+    # same bits: metrics change nothing else.
+    X, y = _task_data("softmax", n=200)
+    hist = _net("softmax", [hidden]).fit(X, y, epochs=3, batch_size=32, verbose=0, metrics=["accuracy", "auc"])
+    plain = _net("softmax", [hidden]).fit(X, y, epochs=3, batch_size=32, verbose=0)
+    assert list(hist.history) == ["loss", "accuracy", "auc", "lr"]
+    np.testing.assert_array_equal(hist.history["loss"], plain.history["loss"])
+    assert hist.history["accuracy"] == pytest.approx(plain.history["accuracy"], abs=1e-12)
+
+
+@pytest.mark.parametrize("output", ["softmax", "sigmoid", "linear"])
+def test_validation_and_evaluate_metrics_equal_scikit_learn(output):
+    names = CLASSIFY if output != "linear" else REGRESS
+    X, y = _task_data(output, n=120)
+    Xv, yv = _task_data(output, n=70, seed=5)
+    model = _net(output, [8])
+    hist = model.fit(X, y, epochs=2, batch_size=16, verbose=0, metrics=names, validation_data=(Xv, yv))
+    P = model.predict(Xv)
+    want = _sk_reference(names, yv, P, output)
+    ev = model.evaluate(Xv, yv, metrics=names)
+    for name in names:
+        assert hist.history["val_" + name][-1] == pytest.approx(want[name], abs=1e-6)
+        assert ev[name] == pytest.approx(want[name], abs=1e-6)
+    assert set(ev) == {"loss"} | set(names) | ({"accuracy"} if output != "linear" else set())
+    # float32: still scikit-learn's value on the model's predictions
+    m32 = fastbp.MLP([5, 8, P.shape[1]], output=output, seed=1)
+    m32.fit(X, y, epochs=1, verbose=0)
+    ev32 = m32.evaluate(Xv, yv, metrics=names)
+    want32 = _sk_reference(names, yv, m32.predict(Xv).astype(np.float64), output)
+    for name in names:
+        assert ev32[name] == pytest.approx(want32[name], abs=1e-6)
+
+
+def test_fit_metrics_with_validation_split_are_on_the_last_rows():
+    X, y = _task_data("softmax", n=100)
+    model = _net("softmax", [8])
+    hist = model.fit(X, y, epochs=1, verbose=0, metrics=["auc"], validation_split=0.3)
+    want = _sk_reference(["auc"], y[70:], model.predict(X[70:]), "softmax")
+    assert hist.history["val_auc"][-1] == pytest.approx(want["auc"], abs=1e-9)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(metrics=["auc"]), "metrics: 'auc' needs class probabilities"),
+    (dict(metrics=["mse"]), "metric: unknown name 'mse'; expected one of"),
+    (dict(metrics=["r2", "r2"]), "metrics: 'r2' is listed twice"),
+    (dict(metrics="r2x"), "unknown name 'r2x'"),
+    (dict(metrics=[3]), r"metrics\[0\]: expected one of"),
+    (dict(metrics={"r2": 1}), "metrics: expected a list of names"),
+])
+def test_bad_metrics_change_nothing(kwargs, match):
+    X, y = _task_data("linear")
+    model = _net("linear", [4])
+    before = model.params.copy()
+    with pytest.raises((TypeError, ValueError), match=match):
+        model.fit(X, y, verbose=0, **kwargs)
+    with pytest.raises((TypeError, ValueError), match=match):
+        model.evaluate(X, y, **kwargs)
+    np.testing.assert_array_equal(model.params, before)
+    assert model.optimizer is None and model.updates == 0
+
+
+def test_callbacks_maximize_the_metrics_that_grow():
+    for key in ("val_auc", "auc", "val_f1", "val_r2", "accuracy"):
+        assert fastbp.EarlyStopping(monitor=key)._m.maximize
+    for key in ("val_loss", "val_mae", "rmse", "lr"):
+        assert not fastbp.EarlyStopping(monitor=key)._m.maximize
+    # a fit monitoring val_auc keeps the epoch with the highest one
+    X, y = _task_data("sigmoid", n=120)
+    Xv, yv = _task_data("sigmoid", n=60, seed=3)
+    model = _net("sigmoid", [8])
+    hist = model.fit(X, y, epochs=6, verbose=0, metrics=["auc"], validation_data=(Xv, yv),
+                     optimizer=fastbp.SGD(lr=0.5),
+                     callbacks=[fastbp.EarlyStopping(monitor="val_auc", patience=10, restore_best_weights=True)])
+    best = max(hist.history["val_auc"])
+    assert model.evaluate(Xv, yv, metrics=["auc"])["auc"] == pytest.approx(best, abs=1e-12)
+
+
+def test_csv_logger_columns_are_epoch_then_sorted_history_keys(tmp_path):
+    X, y = _task_data("softmax", n=60)
+    path = tmp_path / "log.csv"
+    _net("softmax", [4]).fit(X, y, epochs=2, verbose=0, metrics=["f1", "auc"], validation_split=0.25,
+                             callbacks=[fastbp.CSVLogger(str(path))])
+    header = path.read_text().splitlines()[0].split(",")
+    assert header == ["epoch"] + sorted(["loss", "accuracy", "f1", "auc", "val_loss", "val_accuracy", "val_f1",
+                                         "val_auc", "lr"])
+
+
+def test_metrics_of_a_diverged_run_with_on_nan_ignore_are_nan():
+    X, y = _task_data("linear", n=64)
+    model = _net("linear", [4])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        hist = model.fit(X, y, epochs=2, batch_size=16, verbose=0, on_nan="ignore", metrics=["mae", "r2"],
+                         optimizer=fastbp.SGD(lr=1e300), validation_data=(X, y))
+    assert len(hist.epoch) == 2
+    assert all(math.isnan(v) for k in ("mae", "r2", "val_mae") for v in hist.history[k][-1:])

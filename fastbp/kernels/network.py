@@ -5,7 +5,8 @@ evaluation and prediction, in one entry point.
     data           args.Data: rows are read by index (training) or in order (inference)
     work           args.Work: A_0..A_L in work.acts, two dZ blocks in work.deltas, full layers'
                    Y (and Xhat) in work.pre
-    out            (n, k) predictions (EVALUATE, PREDICT), else empty
+    out            (n, k) predictions (EVALUATE, PREDICT; TRAIN and TRAIN_GRADIENT when not empty:
+                   row order[p]'s prediction at its step into out[p], for training metrics)
 
 One entry point serves every mode so that the code they share (the forward pass, the loss)
 is compiled once per dtype: numba compiles a kernel, and again every kernel it calls inside
@@ -113,6 +114,12 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
                 total = 0.0
                 for i in range(m):
                     total += work.row_loss[i]
+                if out.shape[0] > 0:
+                    # training metrics: each row's prediction at its step, at its epoch position
+                    p0 = (first + b) * batch if mode == TRAIN else first
+                    for i in range(m):
+                        for j in range(k):
+                            out[p0 + i, j] = work.acts[o + i * k + j]
             else:
                 for i in range(m):
                     total_all += work.row_loss[i]

@@ -146,6 +146,7 @@ def small_batch_gradient(grads, params, net, data, work, m):
         for i in range(m):
             for j in range(k):
                 Gc[j, i] = gb[i * k + j]
+                Zo[j, i] = zb[i * k + j]       # the predictions, where the other branch leaves them
         total = 0.0
         for i in range(m):
             total += rowloss[i]
@@ -212,6 +213,18 @@ def _small_logits(zb, r0, params, net, X, work):
     return m
 
 
+@kernel(inline="always")
+def _copy_predictions(out, p0, work, net, m):
+    """out[p0:p0+m] <- the predictions small_batch_gradient left in the output block (training
+    metrics); nothing when ``out`` is empty."""
+    if out.shape[0] > 0:
+        L = net.sizes.shape[0] - 1
+        t = work.fm_row[L]
+        for i in range(m):
+            for j in range(out.shape[1]):
+                out[p0 + i, j] = work.fm_acts[t + j, i]
+
+
 @kernel
 def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, net, data, order, first, last, batch,
                       work, extras):
@@ -230,6 +243,7 @@ def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, ne
             for i in range(m):
                 rows[i] = order[r0 + i]
             total, correct = small_batch_gradient(grads, params, net, data, work, m)
+            _copy_predictions(out, r0, work, net, m)
             step_loss[s] = total
             step_correct[s] = correct
             if not np.isfinite(total):
@@ -248,6 +262,7 @@ def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, ne
         for i in range(m):
             rows[i] = order[first + i]
         total, correct = small_batch_gradient(grads, params, net, data, work, m)
+        _copy_predictions(out, first, work, net, m)
         return 1, total, correct
     cap = work.fm_acts.shape[1]
     zb = work.loss_scratch[:cap * k]

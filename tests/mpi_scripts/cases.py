@@ -12,20 +12,23 @@ CASES = {
     # 83 training rows (20 held out) in batches of 7: shares of 4 and 3 rows, last batch 6.
     "adam_uneven": dict(sizes=[6, 9, 4], activation="relu", output="softmax", loss="cross_entropy",
                         dtype="float64", n=103, batch=7, epochs=3, validation_split=0.2,
-                        sample_weight=True, scheduler=True, optimizer=("adam", dict(lr=1e-2))),
+                        sample_weight=True, scheduler=True, optimizer=("adam", dict(lr=1e-2)),
+                        metrics=["accuracy", "auc", "f1"]),
     # 97 rows in batches of 6: the last batch has 1 row, so one rank has none.
     "nesterov_empty_share": dict(sizes=[5, 7, 2], activation="tanh", output="sigmoid",
                                  loss="binary_cross_entropy", dtype="float64", n=97, batch=6, epochs=5,
                                  validation_data=31, early_stopping=True,
-                                 optimizer=("nesterov", dict(lr=0.05, momentum=0.8, clip_norm=0.5))),
+                                 optimizer=("nesterov", dict(lr=0.05, momentum=0.8, clip_norm=0.5)),
+                                 metrics=["auc", "f1"]),
     # X read from a .npy memmap; 150 rows in batches of 33 (shares 16/17, last batch 18).
     "sgd_memmap": dict(sizes=[8, 5, 3], activation="relu", output="linear", loss="mse", dtype="float64",
                        n=150, batch=33, epochs=3, memmap=True, class_weight=False,
-                       optimizer=("sgd", dict(lr=0.05, weight_decay=1e-3))),
+                       optimizer=("sgd", dict(lr=0.05, weight_decay=1e-3)), metrics=["mae", "rmse", "r2"]),
     # Wide enough for the batch-major BLAS kernels (the cases above take the small-network ones):
     # 300 rows in batches of 40, 20 rows a rank.
     "adam_blas": dict(sizes=[40, 96, 5], activation="relu", output="softmax", loss="cross_entropy",
-                      dtype="float64", n=300, batch=40, epochs=2, optimizer=("adam", dict(lr=1e-2))),
+                      dtype="float64", n=300, batch=40, epochs=2, optimizer=("adam", dict(lr=1e-2)),
+                      metrics=["auc"]),
     # The library's default dtype; compared to float32 rounding, not 1e-12.
     "adam_float32": dict(sizes=[20, 16, 5], activation="relu", output="softmax", loss="cross_entropy",
                          dtype="float32", n=256, batch=41, epochs=2, optimizer=("adam", dict(lr=3e-3))),
@@ -89,6 +92,8 @@ def fit_kwargs(name, epochs=None, scheduler=True):
               shuffle=True, callbacks=callbacks, verbose=0, sample_weight=sw)
     if c.get("validation_split"):
         kw["validation_split"] = c["validation_split"]
+    if c.get("metrics"):                 # training metrics gathered from every rank, AUC over all rows
+        kw["metrics"] = c["metrics"]
     if val is not None:
         kw["validation_data"] = val
     return kw
