@@ -11,6 +11,23 @@ import numpy as np
 import fastbp
 
 
+def vector_isa():
+    """"avx512", "avx2", or None (not x86-64 Linux, another CPU, or numba told to compile for
+    another CPU). The small-network kernels vectorize their reductions as wide as the CPU
+    allows, so their bits differ between CPUs with AVX-512 and those with AVX2 only."""
+    import platform
+    import sys
+
+    import numba
+    from llvmlite import binding
+    if not (sys.platform == "linux" and platform.machine() == "x86_64"):
+        return None
+    if numba.config.CPU_NAME or numba.config.CPU_FEATURES:
+        return None
+    features = binding.get_host_cpu_features()
+    return "avx512" if features.get("avx512f") else "avx2" if features.get("avx2") else None
+
+
 def data(n, d, k, seed, dtype):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, d)).astype(dtype), rng.integers(0, k, n)

@@ -24,7 +24,6 @@ before the step, the row's position in the minibatch, the layer and the unit.
 """
 import itertools
 import math
-import platform
 import sys
 from collections import namedtuple
 from pathlib import Path
@@ -36,6 +35,7 @@ import pytest
 import fastbp
 import fastbp.io
 import naive
+import pinned_runs
 from fastbp import schedules
 from fastbp.kernels.dropout import apply_mask, row_key, step_key, threshold
 from fastbp.kernels.jit import kernel
@@ -794,8 +794,9 @@ def test_bad_training_calls_are_clear_errors_that_change_nothing(name):
 #   c = fastbp.MLP([4, 5, 3], activation="relu", seed=3)
 #   c.fit(X, y, epochs=2, batch_size=16, optimizer=fastbp.Adam(lr=0.01), validation_split=0.2, verbose=0,
 #         callbacks=[fastbp.ModelCheckpoint("base_checkpoint.fbp", save_weights_only=False)])
-# Their bits are x86-64 Linux's (as test_pinned_bits): the comparisons with runs made here need it.
-SAME_PLATFORM = sys.platform == "linux" and platform.machine() == "x86_64"
+# Their bits are those of x86-64 Linux on a CPU with AVX2 and no AVX-512 (see test_pinned_bits):
+# the comparisons with runs made here need the same.
+SAME_PLATFORM = pinned_runs.vector_isa() == "avx2"
 
 
 def base_data():
@@ -833,7 +834,7 @@ def test_model_file_of_the_base_version_loads_and_trains_on():
         assert np.array_equal(here.params, fastbp.load(FIXTURES / "base_model.fbp").params)
 
 
-@pytest.mark.skipif(not SAME_PLATFORM, reason="the fixture's bits are x86-64 Linux's")
+@pytest.mark.skipif(not SAME_PLATFORM, reason="the fixture's bits are those of x86-64 Linux with AVX2 only")
 def test_checkpoint_of_the_base_version_resumes_to_the_same_bits():
     X, y = base_data()
 

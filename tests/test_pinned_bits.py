@@ -45,16 +45,6 @@ PINNED_SMALL = {
 }
 
 
-def vector_isa():
-    """"avx512", "avx2", or None (other CPUs, or numba told to compile for another CPU)."""
-    import numba
-    from llvmlite import binding
-    if numba.config.CPU_NAME or numba.config.CPU_FEATURES:
-        return None
-    features = binding.get_host_cpu_features()
-    return "avx512" if features.get("avx512f") else "avx2" if features.get("avx2") else None
-
-
 PINNED = {
     "blas/float32/threads1": ["9e385493d3056bf6", ["-0x1.27bce60000000p-3", "-0x1.1e9aa60000000p-4", "0x1.17bf680000000p-10"]],
     "blas/float64/deterministic": ["a5edc7b1b59309ba", ["-0x1.27bce48694207p-3", "-0x1.1e9aa54ba5907p-4", "0x1.17bf65f5b5eccp-10"]],
@@ -66,7 +56,7 @@ PINNED_MPI = {
     "mpi_blas/float32": ["e2ec5a6bc9ee2315", ["-0x1.27f59c0000000p-3", "-0x1.21a0ba0000000p-4", "0x1.2f68ae0000000p-9"]],
     "mpi_blas/float64": ["a7339698cf0928d8", ["-0x1.27f59af60b44cp-3", "-0x1.21a0ba10bc760p-4", "0x1.2f68bda2f5feap-9"]],
 }
-ISA = vector_isa()
+ISA = R.vector_isa()
 if ISA is not None:
     PINNED.update({k: v for k, v in PINNED_SMALL[ISA].items() if not k.startswith("mpi")})
     PINNED_MPI.update({k: v for k, v in PINNED_SMALL[ISA].items() if k.startswith("mpi")})
