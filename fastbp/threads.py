@@ -134,11 +134,13 @@ class LoadMonitor:
     in turn, so a thread the OS parks behind a neighbour costs only what it holds when a region
     ends: long regions gain from the extra thread, short ones lose). Which is faster is
     measured: ``ran`` records the speed of each stretch of work in a ``rates`` dict kept per
-    workload, the faster count runs, and every PROBE_EVERY-th stretch tries the other. One per
+    workload; once each count has run MEASURE_SECONDS, the faster runs, and every
+    PROBE_EVERY-th stretch tries the other. One per
     process (``load_monitor``), so each fit starts from what the last one saw."""
 
     MIN_SECONDS = 0.05
     PROBE_EVERY = 8
+    MEASURE_SECONDS = 0.2
 
     def __init__(self, limit):
         self.limit = limit
@@ -194,25 +196,28 @@ class LoadMonitor:
             self.threads = free
             return free
         candidates = (free, self.limit)
-        unmeasured = [c for c in candidates if c not in rates]
-        if unmeasured:
-            self.threads = unmeasured[0]
+        seconds = [rates[c][1] if c in rates else 0.0 for c in candidates]
+        if min(seconds) < self.MEASURE_SECONDS:
+            # until each has run long enough to judge, the one measured least
+            self.threads = candidates[0] if seconds[0] <= seconds[1] else candidates[1]
             return self.threads
-        best = max(candidates, key=lambda c: rates[c])
+        best = max(candidates, key=lambda c: rates[c][0] / rates[c][1])
         self._stretches += 1
         if self._stretches % self.PROBE_EVERY == 0:
             best = candidates[0] if best == candidates[1] else candidates[1]
         self.threads = best
         return best
 
-    @staticmethod
-    def ran(rates, n_threads, steps, seconds):
-        """Record that ``steps`` units of work took ``seconds`` on ``n_threads`` threads (a
-        running mean of the recent speed of each count)."""
+    @classmethod
+    def ran(cls, rates, n_threads, steps, seconds):
+        """Record that ``steps`` units of work took ``seconds`` on ``n_threads`` threads: the
+        sums of steps and seconds of each count, the older half forgotten with each new stretch
+        once MEASURE_SECONDS are in."""
         if steps <= 0 or seconds <= 0.0:
             return
-        rate = steps / seconds
-        rates[n_threads] = rate if n_threads not in rates else 0.5 * (rates[n_threads] + rate)
+        s, t = rates.get(n_threads, (0.0, 0.0))
+        keep = 0.5 if t >= cls.MEASURE_SECONDS else 1.0
+        rates[n_threads] = (keep * s + steps, keep * t + seconds)
 
 
 _monitor = None

@@ -107,13 +107,23 @@ def test_on_a_busy_machine_the_faster_of_the_free_cpus_and_all_runs(monkeypatch)
     monkeypatch.setattr(mon, "_update_free", lambda: 3)         # others keep one CPU busy
     rates = {}
     chosen = []
-    for _ in range(20):
+
+    def stretch(seconds):
         n = mon.next_threads(rates)
         chosen.append(n)
-        mon.ran(rates, n, 10, 1.0 if n == 4 else 2.0)          # 4 threads: 10 steps/s, 3: 5 steps/s
-    assert chosen[:2] == [3, 4]                                 # each measured first
-    assert chosen.count(3) == 3 and chosen.count(4) == 17       # then the faster, the other probed every 8th
-    mon.ran(rates, 3, 100, 1.0)                                 # the load changed: 3 threads now faster
+        mon.ran(rates, n, 10 * seconds if n == 4 else 5 * seconds, seconds)   # 4 threads: 10 steps/s, 3: 5
+    stretch(0.01)
+    stretch(0.01)
+    assert chosen == [3, 4]                   # a stretch this short does not decide: each measured in turn
+    for _ in range(4):
+        stretch(0.1)
+    assert chosen[2:] == [3, 4, 3, 4]         # until each has run MEASURE_SECONDS
+    del chosen[:]
+    for _ in range(16):
+        stretch(0.25)
+    assert chosen.count(3) == 2 and chosen.count(4) == 14       # the faster, the other probed every 8th
+    for _ in range(3):
+        mon.ran(rates, 3, 100, 1.0)                             # the load changed: 3 threads now faster
     assert [mon.next_threads(rates) for _ in range(3)] == [3, 3, 3]
     monkeypatch.setattr(mon, "_update_free", lambda: 4)         # quiet again: every CPU, rates forgotten
     assert mon.next_threads(rates) == 4 and rates == {}

@@ -149,7 +149,7 @@ class Workspace:
     steps_per_second : float or None
         How fast training steps of this size ran last time (sizes the next chunks of minibatches).
     thread_rates : dict
-        Steps per second by thread count while other processes kept CPUs busy
+        Steps and seconds run by thread count while other processes kept CPUs busy
         (threads.LoadMonitor).
     loaded : set
         Which kinds of fit have loaded their kernels for this workspace (fastbp.training).
