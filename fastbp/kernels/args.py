@@ -72,11 +72,56 @@ def plain_net(net):
 Data = namedtuple("Data", ["X", "targets", "labels", "weights"])
 Data.__doc__ = """Rows the kernels read by index (read-only arrays; an unused one is empty).
 
-X        (n, sizes[0]) features
+X        (n, sizes[0]) features (a SparseRows on the Python side for sparse input; the kernels
+         then get an empty X and the rows in their ``sparse`` argument)
 targets  (n, k) float targets, or (0, 0)
 labels   (n,) int64 class labels (cross-entropy), or (0,)
 weights  (n,) per-sample weights, or (0,)
 """
+
+Sparse = namedtuple("Sparse", ["indptr", "indices", "values"])
+Sparse.__doc__ = """The rows of a CSR matrix as the first layer's sparse kernels read them (read-only arrays).
+
+indptr   (n+1,) int64  row r's entries are positions indptr[r] .. indptr[r+1]-1 (need not start at 0)
+indices  (nnz,) int32  their feature (column) numbers, sorted and unique within a row
+values   (nnz,)        their values, in the model's dtype
+"""
+
+
+class SparseRows:
+    """Rows of a checked CSR matrix where ``Data.X`` holds an array for dense input.
+
+    Python code sees ``shape``, ``ndim``, ``size`` and row slices ``X[lo:hi]`` (views, no copy)
+    as for an array; ``epoch.run`` hands the kernels ``kernel_args`` (a Sparse) and an empty X.
+    """
+
+    ndim = 2
+
+    def __init__(self, indptr, indices, values, n_cols):
+        self.indptr, self.indices, self.values, self.n_cols = indptr, indices, values, n_cols
+
+    @property
+    def shape(self):
+        return (self.indptr.shape[0] - 1, self.n_cols)
+
+    @property
+    def size(self):
+        return self.shape[0] * self.n_cols
+
+    @property
+    def dtype(self):
+        return self.values.dtype
+
+    def __getitem__(self, rows):
+        if not isinstance(rows, slice) or rows.step not in (None, 1):
+            raise TypeError("SparseRows: only row slices lo:hi are supported")
+        lo, hi, _ = rows.indices(self.shape[0])
+        return SparseRows(self.indptr[lo:max(lo, hi) + 1], self.indices, self.values, self.n_cols)
+
+    def kernel_args(self):
+        """The Sparse the kernels take."""
+        return Sparse(self.indptr, self.indices, self.values)
+
 
 # Calls that never update (or predate per-tensor rules and schedules) may leave out segments
 # and sched: one tensor (a boundary past N counts as N), and the constant rate hyper[H_LR].

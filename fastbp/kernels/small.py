@@ -76,18 +76,25 @@ def _softmax_ce_int(Z, G, m, yint, ridx, scale, mx, s, arg):
 def small_forward(work, params, net, X, m):
     """Forward pass of data rows work.rows[:m] of X into the feature-major blocks of
     work.fm_acts; the output block (rows fm_row[L]..) holds logits."""
-    sizes, woff, boff = net.sizes, net.woff, net.boff
     T, trow, ridx = work.fm_acts, work.fm_row, work.rows
-    L = sizes.shape[0] - 1
-    n_in = sizes[0]
-    zero = params.dtype.type(0.0)
+    n_in = net.sizes[0]
     A0 = T[trow[0]:trow[0] + n_in]
     for i in range(m):
         r = ridx[i]
         for p in range(n_in):
             A0[p, i] = X[r, p]
+    _small_layers(work, params, net, m, np.int64(0))
+
+
+@kernel(flags=VECTORIZE, inline="always")
+def _small_layers(work, params, net, m, l0):
+    """Layers l0 .. L-1 of the feature-major forward pass, layer l0's input in place."""
+    sizes, woff, boff = net.sizes, net.woff, net.boff
+    T, trow = work.fm_acts, work.fm_row
+    L = sizes.shape[0] - 1
+    zero = params.dtype.type(0.0)
     # Z^T[j, :] = b[j] + sum_p W[p, j] * A^T[p, :]
-    for l in range(L):
+    for l in range(l0, L):
         k, n = sizes[l], sizes[l + 1]
         A = T[trow[l]:trow[l] + k]
         Z = T[trow[l + 1]:trow[l + 1] + n]
@@ -104,21 +111,72 @@ def small_forward(work, params, net, X, m):
                 w = params[w0 + p * n + j]
                 for i in range(m):
                     Z[j, i] += w * A[p, i]
-            if a == RELU:
-                for i in range(m):
-                    Z[j, i] = max(Z[j, i], 0.0)
-            elif a == TANH:
-                for i in range(m):
-                    Z[j, i] = ftanh(Z[j, i])
-            elif a == SIGMOID:
-                for i in range(m):
-                    Z[j, i] = fsigmoid(Z[j, i])
+            _small_activate(Z, j, m, a)
+
+
+@kernel(flags=VECTORIZE, inline="always")
+def _small_activate(Z, j, m, a):
+    """Feature j of a feature-major block through the activation ``a`` (plain networks' ones)."""
+    if a == RELU:
+        for i in range(m):
+            Z[j, i] = max(Z[j, i], 0.0)
+    elif a == TANH:
+        for i in range(m):
+            Z[j, i] = ftanh(Z[j, i])
+    elif a == SIGMOID:
+        for i in range(m):
+            Z[j, i] = fsigmoid(Z[j, i])
+
+
+@kernel(flags=VECTORIZE, inline="always")
+def small_sparse_forward(work, params, net, sparse, m):
+    """small_forward for CSR rows (args.Sparse): layer 0's Z^T[:, i] = b + the W_0 rows of
+    row i's stored features times their values, then its activation and the other layers."""
+    sizes, woff, boff = net.sizes, net.woff, net.boff
+    T, trow, ridx = work.fm_acts, work.fm_row, work.rows
+    L = sizes.shape[0] - 1
+    n = sizes[1]
+    zero = params.dtype.type(0.0)
+    Z = T[trow[1]:trow[1] + n]
+    w0 = woff[0]
+    indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+    for i in range(m):
+        for j in range(n):
+            Z[j, i] = params[boff[0] + j] if boff[0] >= 0 else zero
+        r = ridx[i]
+        for e in range(indptr[r], indptr[r + 1]):
+            v = values[e]
+            c = indices[e]
+            for j in range(n):
+                Z[j, i] += v * params[w0 + c * n + j]
+    a = net.act[0] if L > 1 else LINEAR
+    for j in range(n):
+        _small_activate(Z, j, m, a)
+    _small_layers(work, params, net, m, np.int64(1))
+
+
+@kernel(flags=VECTORIZE, inline="always")
+def _small_sparse_weights(grads, net, work, sparse, Gc, m):
+    """dW_0 = X[rows]^T @ dZ (dZ feature-major (n, cap) in Gc) over the stored entries."""
+    n = net.sizes[1]
+    w0 = net.woff[0]
+    indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+    for q in range(w0, w0 + net.sizes[0] * n):
+        grads[q] = 0.0
+    for i in range(m):
+        r = work.rows[i]
+        for e in range(indptr[r], indptr[r + 1]):
+            v = values[e]
+            c = indices[e]
+            for j in range(n):
+                grads[w0 + c * n + j] += v * Gc[j, i]
 
 
 @kernel(flags=VECTORIZE)
-def small_batch_gradient(grads, params, net, data, work, m):
+def small_batch_gradient(grads, params, net, data, work, m, sparse):
     """(loss, correct) of the rows data[work.rows[:m]] (m <= cap) and the mean gradient into
-    ``grads``: network.batch_gradient for small networks."""
+    ``grads``: network.batch_gradient for small networks. ``sparse``: None, or the CSR rows
+    (args.Sparse) layer 0 reads instead of data.X (tested here, where it is an argument)."""
     sizes, woff, boff = net.sizes, net.woff, net.boff
     T, trow, G, ridx = work.fm_acts, work.fm_row, work.fm_deltas, work.rows
     yint, sw, rowloss, scratch = data.labels, data.weights, work.row_loss, work.loss_scratch
@@ -126,7 +184,10 @@ def small_batch_gradient(grads, params, net, data, work, m):
     out, loss = net.act[L - 1], net.loss
     cap = T.shape[1]
     zero = params.dtype.type(0.0)
-    small_forward(work, params, net, data.X, m)
+    if sparse is None:
+        small_forward(work, params, net, data.X, m)
+    else:
+        small_sparse_forward(work, params, net, sparse, m)
     k = sizes[L]
     Zo = T[trow[L]:trow[L] + k]
     half = G.shape[0] // 2
@@ -155,12 +216,18 @@ def small_batch_gradient(grads, params, net, data, work, m):
         A = T[trow[l]:trow[l] + k]
         Gc = G[gcur:gcur + n]
         w0 = woff[l]
-        for p in range(k):
-            for j in range(n):
-                s = zero
-                for i in range(m):
-                    s += A[p, i] * Gc[j, i]
-                grads[w0 + p * n + j] = s
+        dense_input = True
+        if sparse is not None:
+            if l == 0:
+                _small_sparse_weights(grads, net, work, sparse, Gc, m)
+                dense_input = False
+        if dense_input:
+            for p in range(k):
+                for j in range(n):
+                    s = zero
+                    for i in range(m):
+                        s += A[p, i] * Gc[j, i]
+                    grads[w0 + p * n + j] = s
         if boff[l] >= 0:
             for j in range(n):
                 s = zero
@@ -198,28 +265,50 @@ def _small_logits(zb, r0, params, net, X, work):
     """Rows r0 .. r0+m of X (m: as many as the feature-major blocks hold) through the
     feature-major forward; zb[:m*k] <- their logits, batch-major (m, k); work.rows[:m] <- their
     row numbers. Returns m."""
-    T = work.fm_acts
-    m = min(X.shape[0], r0 + T.shape[1]) - r0
+    m = _block_rows(work, r0, X.shape[0])
+    small_forward(work, params, net, X, m)
+    _logits_out(zb, work, net, m)
+    return m
+
+
+@kernel(inline="always")
+def _small_sparse_logits(zb, r0, params, net, sparse, work):
+    """_small_logits for CSR rows (args.Sparse)."""
+    m = _block_rows(work, r0, sparse.indptr.shape[0] - 1)
+    small_sparse_forward(work, params, net, sparse, m)
+    _logits_out(zb, work, net, m)
+    return m
+
+
+@kernel(inline="always")
+def _block_rows(work, r0, n):
+    """work.rows[:m] <- r0 .. r0+m-1, as many of the n rows as the feature-major blocks hold; m."""
+    m = min(n, r0 + work.fm_acts.shape[1]) - r0
     for i in range(m):
         work.rows[i] = r0 + i
-    small_forward(work, params, net, X, m)
+    return m
+
+
+@kernel(inline="always")
+def _logits_out(zb, work, net, m):
+    """zb[:m*k] <- the output block's logits, batch-major (m, k)."""
+    T = work.fm_acts
     L = net.sizes.shape[0] - 1
     k = net.sizes[L]
     for j in range(k):
         t = work.fm_row[L] + j
         for i in range(m):
             zb[i * k + j] = T[t, i]
-    return m
 
 
 @kernel
 def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, net, data, order, first, last, batch,
-                      work, extras):
+                      work, extras, sparse):
     """network.run_batches for small plain networks (no norm, no dropout, no penalty, every
     activation's derivative taken from its output): the same modes and results, with the
     serial feature-major kernels, so that a small net never compiles the parallel ones.
     Inference runs in blocks of work.fm_acts.shape[1] rows. ``extras`` chooses the optimizer
-    update's code only (see optimizers.apply_update)."""
+    update's code only (see optimizers.apply_update); ``sparse`` as for run_batches."""
     L = net.sizes.shape[0] - 1
     k = net.sizes[L]
     rows = work.rows
@@ -229,7 +318,7 @@ def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, ne
             m = min(order.shape[0], r0 + batch) - r0
             for i in range(m):
                 rows[i] = order[r0 + i]
-            total, correct = small_batch_gradient(grads, params, net, data, work, m)
+            total, correct = small_batch_gradient(grads, params, net, data, work, m, sparse)
             step_loss[s] = total
             step_correct[s] = correct
             if not np.isfinite(total):
@@ -247,7 +336,7 @@ def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, ne
             return 0, 0.0, 0.0
         for i in range(m):
             rows[i] = order[first + i]
-        total, correct = small_batch_gradient(grads, params, net, data, work, m)
+        total, correct = small_batch_gradient(grads, params, net, data, work, m, sparse)
         return 1, total, correct
     cap = work.fm_acts.shape[1]
     zb = work.loss_scratch[:cap * k]
@@ -256,7 +345,10 @@ def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, ne
     correct = 0.0
     n_blocks = 0
     for r0 in range(first, last, cap):
-        m = _small_logits(zb, r0, params, net, data.X, work)
+        if sparse is None:
+            m = _small_logits(zb, r0, params, net, data.X, work)
+        else:
+            m = _small_sparse_logits(zb, r0, params, net, sparse, work)
         m = min(m, last - r0)
         if mode == PREDICT:
             bias_act_forward(zb, np.int64(0), m, k, params, np.int64(-1), net.act[L - 1])
