@@ -89,8 +89,9 @@ def sparse_features(model, X, name="X"):
         if values.dtype.kind in "biuf" and np.isfinite(values[e]):
             msg += f" (the value {values[e]} is beyond the range of {conv.dtype}; rescale the data or use dtype='float64')"
         raise ValueError(msg)
-    return SparseRows(frozen(np.ascontiguousarray(indptr, np.int64)), frozen(np.ascontiguousarray(indices, np.int32)),
-                      frozen(np.ascontiguousarray(conv)), d)
+    indptr = np.ascontiguousarray(indptr, np.int64)
+    return SparseRows(frozen(indptr), frozen(np.ascontiguousarray(indices, np.int32)), frozen(np.ascontiguousarray(conv)),
+                      d, int(np.diff(indptr).max()))
 
 
 def features(model, X, name="X", share=None):

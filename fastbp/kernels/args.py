@@ -79,12 +79,16 @@ labels   (n,) int64 class labels (cross-entropy), or (0,)
 weights  (n,) per-sample weights, or (0,)
 """
 
-Sparse = namedtuple("Sparse", ["indptr", "indices", "values"])
-Sparse.__doc__ = """The rows of a CSR matrix as the first layer's sparse kernels read them (read-only arrays).
+Sparse = namedtuple("Sparse", ["indptr", "indices", "values", "tstart", "trows", "tvals"])
+Sparse.__doc__ = """The rows of a CSR matrix as the first layer's sparse kernels read them, and room for a
+batch's transpose (the weight gradient's input, see dense.sparse_transpose).
 
 indptr   (n+1,) int64  row r's entries are positions indptr[r] .. indptr[r+1]-1 (need not start at 0)
 indices  (nnz,) int32  their feature (column) numbers, sorted and unique within a row
 values   (nnz,)        their values, in the model's dtype
+tstart   (s[0]+1,) int64        feature c's entries of the batch are tstart[c] .. tstart[c+1]-1 of
+trows    (cap * max_row,) int64 trows (their batch row) and tvals (their value), in batch-row order
+tvals    (cap * max_row,)
 """
 
 
@@ -97,8 +101,9 @@ class SparseRows:
 
     ndim = 2
 
-    def __init__(self, indptr, indices, values, n_cols):
+    def __init__(self, indptr, indices, values, n_cols, max_row):
         self.indptr, self.indices, self.values, self.n_cols = indptr, indices, values, n_cols
+        self.max_row = max_row       # the most stored entries of a row (of the whole matrix, for a slice)
 
     @property
     def shape(self):
@@ -116,11 +121,11 @@ class SparseRows:
         if not isinstance(rows, slice) or rows.step not in (None, 1):
             raise TypeError("SparseRows: only row slices lo:hi are supported")
         lo, hi, _ = rows.indices(self.shape[0])
-        return SparseRows(self.indptr[lo:max(lo, hi) + 1], self.indices, self.values, self.n_cols)
+        return SparseRows(self.indptr[lo:max(lo, hi) + 1], self.indices, self.values, self.n_cols, self.max_row)
 
-    def kernel_args(self):
-        """The Sparse the kernels take."""
-        return Sparse(self.indptr, self.indices, self.values)
+    def kernel_args(self, ws):
+        """The Sparse the kernels take, with the transpose buffers of the Workspace ``ws``."""
+        return Sparse(self.indptr, self.indices, self.values, *ws.transpose_buffers(self.n_cols, self.max_row))
 
 
 # Calls that never update (or predate per-tensor rules and schedules) may leave out segments
@@ -206,6 +211,17 @@ class Workspace:
         self.grads = np.zeros(n_params, dtype)
         self.steps_per_second = None
         self.loaded = set()
+        self._transpose = None
+
+    def transpose_buffers(self, n_cols, max_row):
+        """(tstart, trows, tvals) of args.Sparse for batches of CSR rows with up to ``max_row``
+        stored entries each (allocated on first use, grown when a matrix needs more)."""
+        t = self._transpose
+        if t is None or t[0].shape[0] != n_cols + 1 or t[1].shape[0] < self.cap * max_row:
+            size = self.cap * max(max_row, 1)
+            t = self._transpose = (np.zeros(n_cols + 1, np.int64), np.zeros(size, np.int64),
+                                   np.zeros(size, self.grads.dtype))
+        return t
 
 
 def workspace_arrays(net, cap, dtype, parts):

@@ -278,30 +278,64 @@ def sparse_forward(dst, d0, params, net, sparse, rows, r0, r1):
                 z[j] += v * w[j]
 
 
+@kernel
+def sparse_transpose(sparse, rows, m, n_in):
+    """The batch's entries X[rows[:m]] grouped by feature into sparse.tstart/trows/tvals (a
+    counting sort, stable: each feature's entries in batch-row order)."""
+    indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+    tstart, trows, tvals = sparse.tstart, sparse.trows, sparse.tvals
+    for c in range(n_in + 1):
+        tstart[c] = 0
+    for i in range(m):
+        r = rows[i]
+        for e in range(indptr[r], indptr[r + 1]):
+            tstart[indices[e] + 1] += 1
+    for c in range(n_in):
+        tstart[c + 1] += tstart[c]
+    for i in range(m):
+        r = rows[i]
+        for e in range(indptr[r], indptr[r + 1]):
+            c = indices[e]
+            q = tstart[c]
+            trows[q] = i
+            tvals[q] = values[e]
+            tstart[c] = q + 1
+    # tstart[c] now ends feature c: shift back to starts
+    for c in range(n_in, 0, -1):
+        tstart[c] = tstart[c - 1]
+    tstart[0] = 0
+
+
 @kernel(inline="always")
 def sparse_backward_weights(grads, work, net, m, dcur, p, parts, sparse):
     """Part p of parts of dW_0 = X[rows]^T @ dZ: the rows [i0, i1) of dW_0 (a block of input
-    features, so no two parts write one row), each the sum over the batch rows storing that
-    feature of value times the row's dZ, in batch order; and part p of db_0."""
+    features, so no two parts write one row), each written once: zero, or the sum over the batch
+    rows storing that feature (in batch-row order) of value times the row's dZ; and part p of
+    db_0. Reads the batch's transpose (sparse_transpose)."""
     # X[rows] (m, s[0]) CSR; dZ (m, s[1]) at work.deltas[dcur]; dW_0 (s[0], s[1]) at grads[net.woff[0]]
     n_in = net.sizes[0]
     n_out = net.sizes[1]
     w0 = net.woff[0]
     deltas = work.deltas
-    indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+    tstart, trows, tvals = sparse.tstart, sparse.trows, sparse.tvals
     i0, i1 = part_range(n_in, parts, p)
-    for q in range(w0 + i0 * n_out, w0 + i1 * n_out):
-        grads[q] = 0.0
-    for i in range(m):
-        r = work.rows[i]
-        g = deltas[dcur + i * n_out:dcur + (i + 1) * n_out]
-        for e in range(indptr[r], indptr[r + 1]):
-            c = indices[e]
-            if c >= i0 and c < i1:
-                v = values[e]
-                dw = grads[w0 + c * n_out:w0 + (c + 1) * n_out]
-                for j in range(n_out):
-                    dw[j] += v * g[j]
+    for c in range(i0, i1):
+        dw = grads[w0 + c * n_out:w0 + (c + 1) * n_out]
+        q0, q1 = tstart[c], tstart[c + 1]
+        if q0 == q1:
+            for j in range(n_out):
+                dw[j] = 0.0
+            continue
+        # the first term written, the rest added: the row stays in cache and is stored once
+        g = deltas[dcur + trows[q0] * n_out:dcur + (trows[q0] + 1) * n_out]
+        v = tvals[q0]
+        for j in range(n_out):
+            dw[j] = v * g[j]
+        for q in range(q0 + 1, q1):
+            g = deltas[dcur + trows[q] * n_out:dcur + (trows[q] + 1) * n_out]
+            v = tvals[q]
+            for j in range(n_out):
+                dw[j] += v * g[j]
     _bias_grad(grads, deltas, net, np.int64(0), m, dcur, p, parts)
 
 

@@ -73,7 +73,7 @@ def run(mode, params, net, ws, data, *, grads=None, opt=None, out=None, order=No
     e = _empty(params.dtype, int(net.sizes[-1]))
     sparse = None
     if isinstance(data.X, SparseRows):
-        sparse = data.X.kernel_args()
+        sparse = data.X.kernel_args(ws)
         data = data._replace(X=e["X"])
     args = (mode, e["out"] if out is None else out, e["steps"] if step_loss is None else step_loss,
             e["steps"] if step_correct is None else step_correct, params, ws.grads if grads is None else grads,

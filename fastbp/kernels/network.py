@@ -16,7 +16,8 @@ import numpy as np
 from .activations import LINEAR
 from .args import GRADIENT, PREDICT, TRAIN, TRAIN_GRADIENT
 from .dense import (BACKWARD_INPUT, BACKWARD_WEIGHTS, BATCH_NORM, BATCH_STATS, FORWARD, INFERENCE, LAYER_NORM,
-                    NORM_BACKWARD, NORM_BACKWARD_ROWS, NORM_FORWARD, STEP, layer_region, layer_task)
+                    NORM_BACKWARD, NORM_BACKWARD_ROWS, NORM_FORWARD, STEP, layer_region, layer_task,
+                    sparse_transpose)
 from .jit import kernel
 from .losses import output_loss
 from .optimizers import H_LR, apply_update, classic_update
@@ -135,6 +136,9 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
                 if net.norm[l] == LAYER_NORM:
                     _task(np.int64(NORM_BACKWARD_ROWS), n_parts(m, work_l, maxparts), l, m, np.int64(LINEAR), grads,
                           params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse)
+            if sparse is not None:
+                if l == 0:
+                    sparse_transpose(sparse, rows, m, net.sizes[0])
             _task(np.int64(BACKWARD_WEIGHTS), n_parts(net.sizes[l], work_l, maxparts), l, m, np.int64(LINEAR), grads,
                   params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse)
             if l > 0:
