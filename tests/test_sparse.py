@@ -339,3 +339,30 @@ def test_training_on_csr_stays_far_below_its_dense_size():
     peak = json.loads(p.stdout.strip().splitlines()[-1])["maxrss_mib"]
     dense_mib = n * d * 4 / 2**20
     assert peak < dense_mib / 4, f"peak RSS {peak:.0f} MiB for a matrix of {dense_mib:.0f} MiB dense"
+
+
+# ---- scikit-learn estimators --------------------------------------------------------------------
+@pytest.mark.parametrize("kw", [dict(solver="adam", early_stopping=True, validation_fraction=0.2),
+                                dict(solver="lbfgs"), dict(solver="sgd")])
+def test_sklearn_estimators_take_csr_without_densifying(kw, monkeypatch):
+    from fastbp.sklearn import MLPClassifier, MLPRegressor
+    X = sparse_matrix(120, 30, seed=22)
+    Xd = X.toarray()
+    y = np.random.default_rng(23).integers(0, 3, 120)
+    opts = dict(hidden_layer_sizes=(16,), max_iter=5, random_state=0, **kw)
+    with pytest.warns(Warning):                             # max_iter=5: not converged
+        dense = [MLPClassifier(**opts).fit(Xd, y), MLPRegressor(**opts).fit(Xd, y.astype(float))]
+
+    for cls in (sp.csr_matrix, sp.coo_matrix):
+        for name in ("toarray", "todense"):
+            def refuse(self, *a, _f=getattr(cls, name), **k):     # X, or rows of it (the labels may be)
+                assert self.shape[1] != X.shape[1], "X densified"
+                return _f(self, *a, **k)
+            monkeypatch.setattr(cls, name, refuse)
+    with pytest.warns(Warning):
+        clf = MLPClassifier(**opts).fit(X, y)
+        reg = MLPRegressor(**opts).fit(X.tocoo(), y.astype(float))
+    for fitted, ref in zip((clf, reg), dense):
+        assert rel_diff(fitted.model_.params, ref.model_.params) < 1e-12
+    np.testing.assert_allclose(clf.predict_proba(X), dense[0].predict_proba(Xd), rtol=1e-12)
+    np.testing.assert_allclose(reg.predict(X), dense[1].predict(Xd), rtol=1e-12)
