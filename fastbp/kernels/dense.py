@@ -17,6 +17,12 @@ derivative taken from its output): numba then drops, and never even compiles, th
 everything newer, so such a network compiles exactly the kernels it always did. Any other
 network passes an int and gets the kernels with everything (one more compilation per dtype).
 
+``sparse`` is None for dense X; for scipy sparse input it holds the CSR rows (args.Sparse), and
+layer 0's product and weight gradient run over the stored entries only (sparse_forward,
+sparse_transpose, sparse_backward_weights); its bias, norm, activation and dropout, and every
+later layer, are the dense code. Tested where it is an argument, like ``extras``, so dense runs
+compile none of it.
+
 ``train`` says what a batch is for: INFERENCE (running statistics, no dropout), BATCH_STATS
 (loss_and_grad: the batch's statistics, no dropout, no running update) or STEP (a training
 step: dropout, and the running statistics move). ``pos0`` is the position of the batch's first
