@@ -76,25 +76,18 @@ def _softmax_ce_int(Z, G, m, yint, ridx, scale, mx, s, arg):
 def small_forward(work, params, net, X, m):
     """Forward pass of data rows work.rows[:m] of X into the feature-major blocks of
     work.fm_acts; the output block (rows fm_row[L]..) holds logits."""
+    sizes, woff, boff = net.sizes, net.woff, net.boff
     T, trow, ridx = work.fm_acts, work.fm_row, work.rows
-    n_in = net.sizes[0]
+    L = sizes.shape[0] - 1
+    n_in = sizes[0]
+    zero = params.dtype.type(0.0)
     A0 = T[trow[0]:trow[0] + n_in]
     for i in range(m):
         r = ridx[i]
         for p in range(n_in):
             A0[p, i] = X[r, p]
-    _small_layers(work, params, net, m, np.int64(0))
-
-
-@kernel(flags=VECTORIZE, inline="always")
-def _small_layers(work, params, net, m, l0):
-    """Layers l0 .. L-1 of the feature-major forward pass, layer l0's input in place."""
-    sizes, woff, boff = net.sizes, net.woff, net.boff
-    T, trow = work.fm_acts, work.fm_row
-    L = sizes.shape[0] - 1
-    zero = params.dtype.type(0.0)
     # Z^T[j, :] = b[j] + sum_p W[p, j] * A^T[p, :]
-    for l in range(l0, L):
+    for l in range(L):
         k, n = sizes[l], sizes[l + 1]
         A = T[trow[l]:trow[l] + k]
         Z = T[trow[l + 1]:trow[l + 1] + n]
@@ -111,35 +104,30 @@ def _small_layers(work, params, net, m, l0):
                 w = params[w0 + p * n + j]
                 for i in range(m):
                     Z[j, i] += w * A[p, i]
-            _small_activate(Z, j, m, a)
+            if a == RELU:
+                for i in range(m):
+                    Z[j, i] = max(Z[j, i], 0.0)
+            elif a == TANH:
+                for i in range(m):
+                    Z[j, i] = ftanh(Z[j, i])
+            elif a == SIGMOID:
+                for i in range(m):
+                    Z[j, i] = fsigmoid(Z[j, i])
 
 
-@kernel(flags=VECTORIZE, inline="always")
-def _small_activate(Z, j, m, a):
-    """Feature j of a feature-major block through the activation ``a`` (plain networks' ones)."""
-    if a == RELU:
-        for i in range(m):
-            Z[j, i] = max(Z[j, i], 0.0)
-    elif a == TANH:
-        for i in range(m):
-            Z[j, i] = ftanh(Z[j, i])
-    elif a == SIGMOID:
-        for i in range(m):
-            Z[j, i] = fsigmoid(Z[j, i])
-
-
+# The sparse input's kernels are copies apart from the dense ones rather than shared helpers:
+# the dense kernels then compile to the same code, so dense runs keep their pinned bits.
 @kernel(flags=VECTORIZE, inline="always")
 def small_sparse_forward(work, params, net, sparse, m):
-    """small_forward for CSR rows (args.Sparse): layer 0's Z^T[:, i] = b + the W_0 rows of
-    row i's stored features times their values, then its activation and the other layers."""
+    """small_forward for CSR rows (args.Sparse): layer 0's Z^T[:, i] = b + the W_0 rows of row
+    i's stored features times their values, then the other layers as small_forward."""
     sizes, woff, boff = net.sizes, net.woff, net.boff
     T, trow, ridx = work.fm_acts, work.fm_row, work.rows
     L = sizes.shape[0] - 1
-    n = sizes[1]
     zero = params.dtype.type(0.0)
-    Z = T[trow[1]:trow[1] + n]
-    w0 = woff[0]
     indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+    n = sizes[1]
+    Z = T[trow[1]:trow[1] + n]
     for i in range(m):
         for j in range(n):
             Z[j, i] = params[boff[0] + j] if boff[0] >= 0 else zero
@@ -148,16 +136,37 @@ def small_sparse_forward(work, params, net, sparse, m):
             v = values[e]
             c = indices[e]
             for j in range(n):
-                Z[j, i] += v * params[w0 + c * n + j]
-    a = net.act[0] if L > 1 else LINEAR
-    for j in range(n):
-        _small_activate(Z, j, m, a)
-    _small_layers(work, params, net, m, np.int64(1))
+                Z[j, i] += v * params[woff[0] + c * n + j]
+    for l in range(L):
+        k, n = sizes[l], sizes[l + 1]
+        A = T[trow[l]:trow[l] + k]
+        Z = T[trow[l + 1]:trow[l + 1] + n]
+        w0 = woff[l]
+        a = net.act[l] if l < L - 1 else LINEAR
+        for j in range(n):
+            if l > 0:
+                b0 = params[boff[l] + j] if boff[l] >= 0 else zero
+                w = params[w0 + j]
+                for i in range(m):
+                    Z[j, i] = b0 + w * A[0, i]
+                for p in range(1, k):
+                    w = params[w0 + p * n + j]
+                    for i in range(m):
+                        Z[j, i] += w * A[p, i]
+            if a == RELU:
+                for i in range(m):
+                    Z[j, i] = max(Z[j, i], 0.0)
+            elif a == TANH:
+                for i in range(m):
+                    Z[j, i] = ftanh(Z[j, i])
+            elif a == SIGMOID:
+                for i in range(m):
+                    Z[j, i] = fsigmoid(Z[j, i])
 
 
 @kernel(flags=VECTORIZE, inline="always")
-def _small_sparse_weights(grads, net, work, sparse, Gc, m):
-    """dW_0 = X[rows]^T @ dZ (dZ feature-major (n, cap) in Gc) over the stored entries."""
+def _small_sparse_weights(grads, net, work, sparse, G, m):
+    """dW_0 = X[rows]^T @ dZ over the stored entries (dZ feature-major (s[1], cap) in G)."""
     n = net.sizes[1]
     w0 = net.woff[0]
     indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
@@ -169,14 +178,15 @@ def _small_sparse_weights(grads, net, work, sparse, Gc, m):
             v = values[e]
             c = indices[e]
             for j in range(n):
-                grads[w0 + c * n + j] += v * Gc[j, i]
+                grads[w0 + c * n + j] += v * G[j, i]
 
 
 @kernel(flags=VECTORIZE)
 def small_batch_gradient(grads, params, net, data, work, m, sparse):
     """(loss, correct) of the rows data[work.rows[:m]] (m <= cap) and the mean gradient into
     ``grads``: network.batch_gradient for small networks. ``sparse``: None, or the CSR rows
-    (args.Sparse) layer 0 reads instead of data.X (tested here, where it is an argument)."""
+    (args.Sparse) layer 0 reads instead of data.X (tested here, where it is an argument; layer
+    0's weight gradient is then overwritten from the stored entries)."""
     sizes, woff, boff = net.sizes, net.woff, net.boff
     T, trow, G, ridx = work.fm_acts, work.fm_row, work.fm_deltas, work.rows
     yint, sw, rowloss, scratch = data.labels, data.weights, work.row_loss, work.loss_scratch
@@ -216,18 +226,15 @@ def small_batch_gradient(grads, params, net, data, work, m, sparse):
         A = T[trow[l]:trow[l] + k]
         Gc = G[gcur:gcur + n]
         w0 = woff[l]
-        dense_input = True
+        for p in range(k):
+            for j in range(n):
+                s = zero
+                for i in range(m):
+                    s += A[p, i] * Gc[j, i]
+                grads[w0 + p * n + j] = s
         if sparse is not None:
             if l == 0:
                 _small_sparse_weights(grads, net, work, sparse, Gc, m)
-                dense_input = False
-        if dense_input:
-            for p in range(k):
-                for j in range(n):
-                    s = zero
-                    for i in range(m):
-                        s += A[p, i] * Gc[j, i]
-                    grads[w0 + p * n + j] = s
         if boff[l] >= 0:
             for j in range(n):
                 s = zero
@@ -265,40 +272,35 @@ def _small_logits(zb, r0, params, net, X, work):
     """Rows r0 .. r0+m of X (m: as many as the feature-major blocks hold) through the
     feature-major forward; zb[:m*k] <- their logits, batch-major (m, k); work.rows[:m] <- their
     row numbers. Returns m."""
-    m = _block_rows(work, r0, X.shape[0])
-    small_forward(work, params, net, X, m)
-    _logits_out(zb, work, net, m)
-    return m
-
-
-@kernel(inline="always")
-def _small_sparse_logits(zb, r0, params, net, sparse, work):
-    """_small_logits for CSR rows (args.Sparse)."""
-    m = _block_rows(work, r0, sparse.indptr.shape[0] - 1)
-    small_sparse_forward(work, params, net, sparse, m)
-    _logits_out(zb, work, net, m)
-    return m
-
-
-@kernel(inline="always")
-def _block_rows(work, r0, n):
-    """work.rows[:m] <- r0 .. r0+m-1, as many of the n rows as the feature-major blocks hold; m."""
-    m = min(n, r0 + work.fm_acts.shape[1]) - r0
+    T = work.fm_acts
+    m = min(X.shape[0], r0 + T.shape[1]) - r0
     for i in range(m):
         work.rows[i] = r0 + i
-    return m
-
-
-@kernel(inline="always")
-def _logits_out(zb, work, net, m):
-    """zb[:m*k] <- the output block's logits, batch-major (m, k)."""
-    T = work.fm_acts
+    small_forward(work, params, net, X, m)
     L = net.sizes.shape[0] - 1
     k = net.sizes[L]
     for j in range(k):
         t = work.fm_row[L] + j
         for i in range(m):
             zb[i * k + j] = T[t, i]
+    return m
+
+
+@kernel(inline="always")
+def _small_sparse_logits(zb, r0, params, net, sparse, work):
+    """_small_logits for CSR rows (args.Sparse)."""
+    T = work.fm_acts
+    m = min(sparse.indptr.shape[0] - 1, r0 + T.shape[1]) - r0
+    for i in range(m):
+        work.rows[i] = r0 + i
+    small_sparse_forward(work, params, net, sparse, m)
+    L = net.sizes.shape[0] - 1
+    k = net.sizes[L]
+    for j in range(k):
+        t = work.fm_row[L] + j
+        for i in range(m):
+            zb[i * k + j] = T[t, i]
+    return m
 
 
 @kernel
