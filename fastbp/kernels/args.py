@@ -152,8 +152,9 @@ Work = namedtuple("Work", ["acts", "acts_off", "deltas", "row_loss", "rows", "bl
 Work.__doc__ = """Work buffers for batches of up to cap rows (allocated once per model and batch size).
 
 Batch-major kernels (network.py):
-acts          flat; A_l (cap, sizes[l]) at acts_off[l]: A_0 the input rows, hidden A_l the
-              post-activations, A_L the logits, then the predictions
+acts          flat; A_l (cap, sizes[l]) at acts_off[l]: A_0 the input rows (no room for sparse
+              input, which reads its CSR rows), hidden A_l the post-activations, A_L the logits,
+              then the predictions
 acts_off      (L+2,) int64 offsets into acts
 deltas        flat; two (cap, max width) blocks of dL/dZ, used in turn by the backward pass
 row_loss      (cap,) float64 each batch row's weighted loss
@@ -202,11 +203,12 @@ class Workspace:
         Which kinds of fit have loaded their kernels for this workspace (fastbp.training).
     """
 
-    def __init__(self, net, n_params, cap, dtype, small, parts, plain=True):
+    def __init__(self, net, n_params, cap, dtype, small, parts, plain=True, sparse=False):
         self.cap = cap
         self.small = small
         self.extras = None if plain else np.int64(1)
-        self.arrays = workspace_arrays(net, cap, dtype, parts)
+        # sparse input on the batch-major kernels never gathers its rows into A_0
+        self.arrays = workspace_arrays(net, cap, dtype, parts, input_rows=small or not sparse)
         self.plain_arrays = PlainWork(*self.arrays[:len(PlainWork._fields)])
         self.grads = np.zeros(n_params, dtype)
         self.steps_per_second = None
@@ -224,9 +226,10 @@ class Workspace:
         return t
 
 
-def workspace_arrays(net, cap, dtype, parts):
+def workspace_arrays(net, cap, dtype, parts, input_rows=True):
     """A Work for batches of up to ``cap`` rows of the network ``net`` (a Net), with BLAS
-    scratch for ``parts`` parallel parts."""
+    scratch for ``parts`` parallel parts. ``input_rows=False``: no room for A_0 (batch-major
+    kernels on sparse input, which read the CSR rows instead; then no feature-major views)."""
     sizes = [int(s) for s in net.sizes]
     L = len(sizes) - 1
     pre_off, xhat_off, nstat_off = np.full(L, -1, np.int64), np.full(L, -1, np.int64), np.full(L, -1, np.int64)
@@ -240,7 +243,7 @@ def workspace_arrays(net, cap, dtype, parts):
             pre_size += cap * sizes[l + 1]
             nstat_off[l] = nstat_size
             nstat_size += 2 * max(cap, sizes[l + 1])
-    acts_off = np.concatenate([[0], np.cumsum([cap * s for s in sizes])]).astype(np.int64)
+    acts_off = np.concatenate([[0], np.cumsum([cap * s for s in [sizes[0] * input_rows] + sizes[1:]])]).astype(np.int64)
     widest = max(sizes[1:])
     acts = np.empty(int(acts_off[-1]), dtype)
     deltas = np.empty(2 * cap * widest, dtype)
@@ -248,7 +251,7 @@ def workspace_arrays(net, cap, dtype, parts):
                 rows=np.empty(cap, np.int64), blas_int=np.zeros((parts, 8), np.int32),
                 blas_float=np.zeros((parts, 2), dtype),
                 loss_scratch=np.empty(max(2 * cap * sizes[-1], 3 * cap), dtype),
-                fm_acts=acts.reshape(sum(sizes), cap),
+                fm_acts=acts.reshape(sum(sizes), cap) if input_rows else acts[:0].reshape(0, cap),
                 fm_row=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
                 fm_deltas=deltas.reshape(2 * widest, cap), pre=np.empty(pre_size, dtype), pre_off=pre_off,
                 xhat_off=xhat_off, nstat=np.empty(nstat_size), nstat_off=nstat_off, pen=np.zeros(sum(sizes[:-1])))
