@@ -81,9 +81,10 @@ def sparse_features(model, X, name="X"):
         indptr, indices, values = np.asarray(X.indptr), X.indices, X.data
     with np.errstate(over="ignore", invalid="ignore"):
         conv = values.astype(model.dtype, copy=False)
-    ok = np.isfinite(conv)
-    if not ok.all():
-        e = int(np.flatnonzero(~ok)[0])
+    chunk = 1 << 20                      # a mask of this many entries at a time, not of all
+    bad = next((c for c in range(0, nnz, chunk) if not np.isfinite(conv[c:c + chunk]).all()), None)
+    if bad is not None:
+        e = bad + int(np.flatnonzero(~np.isfinite(conv[bad:bad + chunk]))[0])
         msg = (f"{name}: expected finite values, found {conv[e]} at row {_row_of(indptr, e)}, column "
                f"{int(indices[e])}")
         if values.dtype.kind in "biuf" and np.isfinite(values[e]):

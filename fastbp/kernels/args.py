@@ -196,7 +196,8 @@ class Workspace:
     plain_arrays : PlainWork
         The same buffers, those the kernels of a plain network read.
     grads : ndarray
-        A flat gradient buffer in the params layout.
+        A flat gradient buffer in the params layout (allocated on first use: a workspace that
+        only predicts never needs one).
     steps_per_second : float or None
         How fast training steps of this size ran last time (sizes the next chunks of minibatches).
     loaded : set
@@ -210,10 +211,16 @@ class Workspace:
         # sparse input on the batch-major kernels never gathers its rows into A_0
         self.arrays = workspace_arrays(net, cap, dtype, parts, input_rows=small or not sparse)
         self.plain_arrays = PlainWork(*self.arrays[:len(PlainWork._fields)])
-        self.grads = np.zeros(n_params, dtype)
+        self._grads, self._n_params, self._dtype = None, n_params, dtype
         self.steps_per_second = None
         self.loaded = set()
         self._transpose = None
+
+    @property
+    def grads(self):
+        if self._grads is None:
+            self._grads = np.zeros(self._n_params, self._dtype)
+        return self._grads
 
     def transpose_buffers(self, n_cols, max_row):
         """(tstart, trows, tvals) of args.Sparse for batches of CSR rows with up to ``max_row``
@@ -222,7 +229,7 @@ class Workspace:
         if t is None or t[0].shape[0] != n_cols + 1 or t[1].shape[0] < self.cap * max_row:
             size = self.cap * max(max_row, 1)
             t = self._transpose = (np.zeros(n_cols + 1, np.int64), np.zeros(size, np.int64),
-                                   np.zeros(size, self.grads.dtype))
+                                   np.zeros(size, self._dtype))
         return t
 
 

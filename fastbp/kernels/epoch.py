@@ -56,6 +56,7 @@ def _empty(dtype, k):
         X = np.zeros((0, 0), dtype)
         X.flags.writeable = False        # the type of every dense X (data.frozen)
         _EMPTY[key] = dict(out=np.zeros((0, k), dtype), steps=np.zeros(0), order=np.zeros(0, np.int64),
+                           grads=np.zeros(0, dtype),
                            opt=Opt(-1, np.zeros(1), np.zeros((0, 0), dtype), np.zeros(1, np.int64), 0.0), X=X)
     return _EMPTY[key]
 
@@ -76,7 +77,8 @@ def run(mode, params, net, ws, data, *, grads=None, opt=None, out=None, order=No
         sparse = data.X.kernel_args(ws)
         data = data._replace(X=e["X"])
     args = (mode, e["out"] if out is None else out, e["steps"] if step_loss is None else step_loss,
-            e["steps"] if step_correct is None else step_correct, params, ws.grads if grads is None else grads,
+            e["steps"] if step_correct is None else step_correct, params,
+            (e["grads"] if mode in (EVALUATE, PREDICT) else ws.grads) if grads is None else grads,
             e["opt"] if opt is None else opt, net, data, e["order"] if order is None else order, first, last, batch,
             work)
     if ws.small:
