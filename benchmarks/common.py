@@ -49,6 +49,27 @@ def make_data(n_in, n_out, n, seed=0):
     return X, y
 
 
+# The sparse suite: text-like CSR input (the peer comparison's "sparse" workload, fewer rows).
+SPARSE_SIZES = [20000, 256, 20]
+SPARSE_BATCH = 256
+SPARSE_SAMPLES = 16384
+SPARSE_NNZ = 100
+
+
+@functools.lru_cache(maxsize=2)
+def make_sparse(n_in, n_out, n, nnz, seed=0):
+    """(X float32 CSR (n, n_in) with ``nnz`` distinct sorted columns a row, y int64 (n,)):
+    positive values, rows of unit length, labelled by the argmax of a random linear map."""
+    import scipy.sparse as sp
+    rng = np.random.default_rng(seed)
+    cols = np.sort(rng.integers(0, n_in - nnz + 1, (n, nnz), dtype=np.int32), axis=1) + np.arange(nnz, dtype=np.int32)
+    v = rng.random((n, nnz), dtype=np.float32) + 0.1
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    X = sp.csr_matrix((v.ravel(), cols.ravel(), np.arange(0, n * nnz + 1, nnz, dtype=np.int64)), shape=(n, n_in))
+    y = np.asarray(X @ rng.standard_normal((n_in, n_out), dtype=np.float32)).argmax(1).astype(np.int64)
+    return X, y
+
+
 def make_model(sizes, seed=0, **layers):
     """A relu / softmax / cross-entropy float32 MLP, as in every workload; ``layers`` (one of
     LAYER_VARIANTS) may change the hidden layers."""

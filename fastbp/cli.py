@@ -17,6 +17,8 @@ DATA is a table (``.csv``, ``.csv.gz``, ``.tsv``, ``.tsv.gz`` with a header row,
 matrix saved by ``scipy.sparse.save_npz`` (targets: a 1-D ``.npy`` named by ``--target``, default
 the file beside it named ``<stem>.y.npy``), or an svmlight/libsvm file (``.svm``, ``.svmlight``,
 ``.libsvm``; needs scikit-learn). With no DATA, ``train`` uses the embedded digits dataset.
+Sparse files stay sparse from the file to the model (never densified): their features are scaled
+by each column's largest magnitude instead of standardized, since centring would fill every entry.
 
 A table's columns go through ``fastbp.TablePreprocessor`` (text columns one-hot encoded, numeric
 gaps filled with the mean plus a "was missing" column, rows without a target dropped, text
@@ -42,6 +44,7 @@ import numpy as np
 
 from . import frames, tables
 from ._version import __version__
+from .data import is_sparse
 
 DEFAULT_DATASET = "digits"
 # task "auto" classifies when every target is a whole number in [0, MAX_AUTO_CLASSES).
@@ -51,7 +54,6 @@ MIN_STEPS_PER_EPOCH = 50
 MIN_AUTO_BATCH = 16
 # Sparse inputs (scipy .npz, svmlight) are densified until fit and predict take CSR end to end;
 # past this many bytes of float64 the command refuses rather than exhaust memory.
-SPARSE_DENSIFY_MAX_BYTES = 1 << 30
 SVMLIGHT_SUFFIXES = (".svm", ".svmlight", ".libsvm")
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -382,15 +384,16 @@ def _is_sparse_npz(path):
     return {"format", "shape", "data"} <= keys
 
 
-def _densify(path, X):
-    """A sparse matrix as a dense float64 array, if that fits SPARSE_DENSIFY_MAX_BYTES."""
-    # TODO(sparse kernels): pass the CSR matrix itself once fit and predict take CSR end to end.
-    n, d = X.shape
-    if n * d * 8 > SPARSE_DENSIFY_MAX_BYTES:
-        raise CLIError(f"DATA: {path!r} is a sparse {n} x {d} matrix; its dense form needs {n * d * 8 / 2**30:.1f} "
-                       f"GiB, more than the {SPARSE_DENSIFY_MAX_BYTES / 2**30:g} GiB this command densifies")
-    X = X.toarray().astype(np.float64, copy=False)
-    _check_finite(path, X)
+def _sparse_checked(path, X):
+    """A scipy sparse X as a float64 CSR matrix with finite values (never densified: the model's
+    first layer reads the stored entries)."""
+    X = X.tocsr().astype(np.float64)
+    bad = ~np.isfinite(X.data)
+    if bad.any():
+        e = int(np.flatnonzero(bad)[0])
+        r = int(np.searchsorted(X.indptr, e, side="right")) - 1
+        raise CLIError(f"DATA: {path!r} row {r + 1}, column {int(X.indices[e])}: expected a finite number, "
+                       f"got {X.data[e]}")
     return X
 
 
@@ -405,7 +408,7 @@ def _read_sparse_npz(path, target, need_target):
     if X.ndim != 2 or X.shape[0] == 0:
         raise CLIError(f"DATA: {path!r} holds a sparse matrix of shape {X.shape}; expected (n_samples, n_features)")
     _numeric(path, "data", X.data)
-    X = _densify(path, X.tocsr())
+    X = _sparse_checked(path, X)
     y_path = target if target is not None else (path[:-len(".npz")] + ".y.npy")
     if not need_target and target is None:
         return Table(path, X=X, sparse=True)
@@ -435,7 +438,7 @@ def _read_svmlight(path, n_features=None):
         raise CLIError(f"DATA: {path!r} is not a readable svmlight/libsvm file ({first})") from None
     if X.shape[0] == 0:
         raise CLIError(f"DATA: {path!r} has no rows")
-    return Table(path, X=_densify(path, X), y=y, sparse=True)
+    return Table(path, X=_sparse_checked(path, X), y=y, sparse=True)
 
 
 def _check_finite(source, data, names=None):
@@ -598,6 +601,15 @@ def _rebuilt(model, **changes):
 def auto_batch(n):
     """256, or less on small data: at least MIN_STEPS_PER_EPOCH updates per epoch, never below MIN_AUTO_BATCH."""
     return int(max(MIN_AUTO_BATCH, min(256, n // MIN_STEPS_PER_EPOCH)))
+
+
+def _scaled_features(X, mu, sd, dtype):
+    """(X - mu) / sd in ``dtype``; a sparse X stays sparse (mu is 0 for it, see _standardizer)."""
+    if is_sparse(X):
+        X = X.tocsr(copy=True)
+        X.data /= sd[X.indices]
+        return X.astype(dtype)
+    return ((X - mu) / sd).astype(dtype)
 
 
 def fold_output_scaling(model, mu, sd):
@@ -839,7 +851,7 @@ def cmd_train(args, out, err):
                        label_smoothing=args.label_smoothing, huber_delta=huber_delta / ysd)
 
     def scaled(Xp, yp):
-        Xs = ((Xp - mu) / sd).astype(model.dtype)
+        Xs = _scaled_features(Xp, mu, sd, model.dtype)
         if task == "regress":
             return Xs, ((yp - ymu) / ysd).astype(model.dtype)
         return Xs, model_targets(model, yp)

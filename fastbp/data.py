@@ -6,9 +6,11 @@ Arrays reach the kernels read-only: numba compiles a separate version of a kerne
 arrays (a memmap opened with mode "r" is one), so handing every input read-only keeps it to one
 version per dtype.
 """
+import sys
+
 import numpy as np
 
-from .kernels.args import Data
+from .kernels.args import Data, SparseRows
 from .validation import (_describe, _to_numeric_array, as_features, as_finite, as_labels, check_all_finite,
                          check_int, check_nonnegative)
 
@@ -25,13 +27,84 @@ def rows(a, lo, hi):
     return a[lo:hi] if a.size else a
 
 
+def is_sparse(X):
+    """Whether X is a scipy sparse matrix or array (without importing scipy for dense input)."""
+    sp = sys.modules.get("scipy.sparse")
+    return sp is not None and sp.issparse(X)
+
+
+def _row_of(indptr, e):
+    """The row holding stored entry e of a CSR matrix."""
+    return int(np.searchsorted(indptr, e, side="right")) - 1
+
+
+def sparse_features(model, X, name="X"):
+    """A scipy sparse X as the kernels read it: a SparseRows of CSR arrays (int64 indptr, int32
+    indices sorted and unique within each row, values in the model's dtype), never densified.
+
+    Another format is converted to CSR once; unsorted or duplicate indices are sorted and
+    summed in a copy (the caller's matrix is left as it is). Raises ValueError naming ``name``
+    for a shape that does not fit, indices out of range, or NaN and inf among the values.
+    """
+    d = model.sizes[0]
+    if X.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D sparse matrix (n_samples, n_features), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one sample, got shape {X.shape}")
+    if X.shape[1] != d:
+        raise ValueError(f"{name}: expected {d} features (the model's input width), got {X.shape[1]} "
+                         f"(shape {X.shape})")
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"{name}: expected numeric data (bool, int or float), got a sparse matrix of dtype {X.dtype}")
+    if X.format != "csr":
+        X = X.tocsr()                   # sums a COO matrix's duplicates; checked like any CSR below
+    n = X.shape[0]
+    indptr = np.asarray(X.indptr)
+    if indptr.shape != (n + 1,) or indptr[0] != 0 or (np.diff(indptr) < 0).any():
+        raise ValueError(f"{name}: a CSR matrix with {n} rows needs indptr of {n + 1} non-decreasing offsets "
+                         f"starting at 0, got {indptr.shape[0]} entries from {indptr[0] if indptr.size else None}")
+    nnz = int(indptr[-1])
+    if nnz > min(X.indices.shape[0], X.data.shape[0]):
+        raise ValueError(f"{name}: indptr promises {nnz} stored entries, but indices has {X.indices.shape[0]} and "
+                         f"data {X.data.shape[0]}")
+    indices, values = X.indices[:nnz], X.data[:nnz]
+    if nnz:
+        lo, hi = int(indices.min()), int(indices.max())
+        if lo < 0 or hi >= d:
+            bad = int(np.flatnonzero((indices < 0) | (indices >= d))[0])
+            raise ValueError(f"{name}: column indices must lie in [0, {d - 1}] for {d} features, got "
+                             f"{int(indices[bad])} in row {_row_of(indptr, bad)}")
+    if not X.has_canonical_format:      # unsorted or duplicate indices within a row
+        import scipy.sparse as sp
+        X = sp.csr_matrix((values, indices, indptr), shape=X.shape, copy=True)
+        X.sum_duplicates()
+        indptr, indices, values = np.asarray(X.indptr), X.indices, X.data
+    with np.errstate(over="ignore", invalid="ignore"):
+        conv = values.astype(model.dtype, copy=False)
+    chunk = 1 << 20                      # a mask of this many entries at a time, not of all
+    bad = next((c for c in range(0, nnz, chunk) if not np.isfinite(conv[c:c + chunk]).all()), None)
+    if bad is not None:
+        e = bad + int(np.flatnonzero(~np.isfinite(conv[bad:bad + chunk]))[0])
+        msg = (f"{name}: expected finite values, found {conv[e]} at row {_row_of(indptr, e)}, column "
+               f"{int(indices[e])}")
+        if values.dtype.kind in "biuf" and np.isfinite(values[e]):
+            msg += f" (the value {values[e]} is beyond the range of {conv.dtype}; rescale the data or use dtype='float64')"
+        raise ValueError(msg)
+    indptr = np.ascontiguousarray(indptr, np.int64)
+    return SparseRows(frozen(indptr), frozen(np.ascontiguousarray(indices, np.int32)), frozen(np.ascontiguousarray(conv)),
+                      d, int(np.diff(indptr).max()))
+
+
 def features(model, X, name="X", share=None):
     """X as the kernels read it: C-contiguous (n, model.sizes[0]) in the model's dtype, copied
-    only if it must be (a memmap already in that form is read in place).
+    only if it must be (a memmap already in that form is read in place); a scipy sparse X as a
+    SparseRows (see sparse_features).
 
     share: a function n -> (lo, hi), the rows to check for NaN and inf (a rank of a distributed
     fit checks its share; the other ranks check theirs). Default: every row.
     """
+    if is_sparse(X):
+        return sparse_features(model, X, name)
     if share is None:
         return frozen(as_features(name, X, model.dtype, model.sizes[0]))
     arr = _to_numeric_array(name, X, model.dtype)

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import tables
 from .callbacks import ModelCheckpoint
+from .data import is_sparse
 from .validation import _describe
 
 __all__ = ["standardizer", "fold_input_scaling", "unfold_input_scaling", "preprocessed", "as_array", "fit",
@@ -23,10 +24,16 @@ __all__ = ["standardizer", "fold_input_scaling", "unfold_input_scaling", "prepro
 def standardizer(X, numeric=None):
     """(mu, sd), float64 (d,): the column means and standard deviations of ``X`` (n, d). A
     constant column gets sd 1; columns not listed in ``numeric`` (indices; default every
-    column) get mu 0 and sd 1, so 0/1 indicator and one-hot columns pass through unchanged."""
-    X = np.asarray(X, np.float64)
-    mu = X.mean(0)
-    sd = X.std(0)
+    column) get mu 0 and sd 1, so 0/1 indicator and one-hot columns pass through unchanged.
+    A scipy sparse X is only scaled, by each column's largest magnitude (centring would fill
+    every entry): mu is 0."""
+    if is_sparse(X):
+        sd = np.asarray(abs(X).max(0).todense(), np.float64).ravel()
+        mu = np.zeros(X.shape[1])
+    else:
+        X = np.asarray(X, np.float64)
+        mu = X.mean(0)
+        sd = X.std(0)
     sd[sd == 0] = 1.0                       # constant columns pass through centred
     if numeric is not None:
         keep = np.zeros(X.shape[1], bool)

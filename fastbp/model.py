@@ -24,7 +24,7 @@ from .errors import TrainingDiverged
 from .kernels import epoch as E
 from .kernels import parts
 from .kernels.activations import HIDDEN, OUTPUT
-from .kernels.args import Workspace, make_net
+from .kernels.args import SparseRows, Workspace, make_net
 from .kernels.losses import AUTO, LOSSES, MAE
 from .kernels.small import SMALL_MAX_WORK
 from .optim import get_optimizer
@@ -348,17 +348,17 @@ class MLP:
             return parts.kernel_parts(self.max_parts(), self.sizes, rows, total_rows=total_rows)
         return parts.kernel_parts(self.max_parts(), self.sizes, rows, self.n_params)
 
-    def workspace(self, cap):
+    def workspace(self, cap, sparse=False):
         """The kernels' work buffers for batches of up to ``cap`` rows (a kernels.args.Workspace),
-        allocated once and reused."""
-        ws = self._workspaces.get(cap)
+        allocated once and reused; ``sparse``: for CSR input (no room for the input rows)."""
+        ws = self._workspaces.get((cap, sparse))
         if ws is None:
             if len(self._workspaces) >= MAX_WORKSPACES:      # keep memory bounded across many batch sizes
                 self._workspaces.clear()
             blas_parts = max(parts.DET_MAX_PARTS, numba.config.NUMBA_NUM_THREADS)
             ws = Workspace(self.net, self.n_params, cap, self.dtype, cap <= self._small_max_rows(), blas_parts,
-                           self.plain)
-            self._workspaces[cap] = ws
+                           self.plain, sparse)
+            self._workspaces[(cap, sparse)] = ws
         return ws
 
     def _small_max_rows(self):
@@ -387,7 +387,7 @@ class MLP:
             X = frames.predict_inputs(self, X)
         data = D.inputs(self, X)
         n = data.X.shape[0]
-        ws = self.workspace(self.block_rows(n, batch_size))
+        ws = self.workspace(self.block_rows(n, batch_size), isinstance(data.X, SparseRows))
         P = np.empty((n, self.sizes[-1]), self.dtype)
         with threads.running(threads.get_num_threads(), blas=not ws.small):
             E.run(E.PREDICT, self.params, self.net, ws, data, out=P, last=n, maxparts=self.kernel_parts(ws.cap, n))
@@ -414,7 +414,7 @@ class MLP:
         """(predictions, weighted loss sum, correct count) over the rows of a checked
         ``kernels.args.Data`` (see fastbp.data), in blocks of ``cap`` rows (default: block_rows)."""
         n = data.X.shape[0]
-        ws = self.workspace(cap or self.block_rows(n))
+        ws = self.workspace(cap or self.block_rows(n), isinstance(data.X, SparseRows))
         P = np.empty((n, self.sizes[-1]), self.dtype)
         with threads.running(threads.get_num_threads(), blas=not ws.small):
             _, total, correct = E.run(E.EVALUATE, self.params, self.net, ws, data, out=P, last=n,
@@ -465,7 +465,7 @@ class MLP:
         """Mean loss over the rows of ``data`` and their mean gradient, in a workspace's grads
         (mode TRAIN_GRADIENT: as a training step, with dropout and running statistics)."""
         m = data.X.shape[0]
-        ws = self.workspace(m)
+        ws = self.workspace(m, isinstance(data.X, SparseRows))
         with threads.running(threads.get_num_threads(), blas=not ws.small):
             # batch=0: the rows are positions 0..m-1 of their minibatch (dropout masks as in fit)
             _, total, _ = E.run(mode, self.params, self.net, ws, data, order=np.arange(m), last=m, batch=0,

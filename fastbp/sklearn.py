@@ -60,7 +60,7 @@ import warnings
 import numpy as np
 
 try:
-    from scipy import optimize, sparse
+    from scipy import optimize
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, r2_score
@@ -198,14 +198,13 @@ class _BaseMLP(BaseEstimator):
 
     # ---- data ---------------------------------------------------------------------------------
     def _validate_X(self, X, y=_NO_Y, reset=True):
-        """X as a dense float32/float64 array (scikit-learn's dtype rule); (X, y) when y is passed."""
-        kw = dict(accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=reset)
+        """X as a float32/float64 array or CSR matrix, never densified (scikit-learn's dtype rule;
+        fastbp's first layer reads CSR rows as they are); (X, y) when y is passed."""
+        kw = dict(accept_sparse="csr", dtype=(np.float64, np.float32), reset=reset)
         if y is _NO_Y:
             X = validate_data(self, X, **kw)
         else:
             X, y = validate_data(self, X, y, multi_output=True, y_numeric=self._y_numeric, **kw)
-        if sparse.issparse(X):
-            X = X.toarray()
         return X if y is _NO_Y else (X, y)
 
     @staticmethod

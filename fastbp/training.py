@@ -37,6 +37,7 @@ from .comm import as_communicator, is_collective, mark_collective
 from .errors import TrainingDiverged
 from .kernels import epoch as E
 from .kernels import optimizers as K
+from .kernels.args import SparseRows
 from .kernels.jit import compile_notice
 from .optim import get_optimizer
 from .validation import check_bool, check_int, check_unit_interval
@@ -185,7 +186,7 @@ class Run:
         self.optimizer.check_updates(max(0, self.epochs - self.start) * -(-n // batch_size))
         # Work buffers: a rank gets at most its share of a global minibatch.
         cap = batch_size if comm.size == 1 else max(1, -(-min(batch_size, n) // comm.size))
-        self.ws = model.workspace(cap)
+        self.ws = model.workspace(cap, isinstance(data.X, SparseRows))
         self.maxparts = model.kernel_parts(cap)
         # parts are fixed, so the thread count may follow the load without changing a bit
         follow_load = self.maxparts is not None and not threads.is_pinned() and threads.get_num_threads() > 1

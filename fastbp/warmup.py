@@ -2,9 +2,9 @@
 
 numba compiles a kernel the first time it runs and keeps it in its on-disk cache, so a first
 fit from an empty cache spends seconds compiling (bench_compile in benchmarks/ tracks how
-many). This runs every kernel entry point once per dtype, in every variant a run can take,
-so that the cache holds them all: for a container image or a shared install, where the first
-user should not pay for compilation. Everything else (activations, losses, optimizers, layer
+many). This runs every kernel entry point once per dtype, in every variant a run can take (dense
+and scipy sparse X), so that the cache holds them all: for a container image or a shared
+install, where the first user should not pay for compilation. Everything else (activations, losses, optimizers, layer
 sizes, batch sizes) reaches the same compiled kernels.
 """
 import time
@@ -37,6 +37,7 @@ def compile_kernels(dtypes=DTYPES):
     bad = [d for d in dtypes if d not in DTYPES]
     if bad or not dtypes:
         raise ValueError(f"dtypes: expected some of {list(DTYPES)}, got {list(dtypes)}")
+    import scipy.sparse as sp
     rng = np.random.default_rng(0)
     seconds = {}
     for dtype in dtypes:
@@ -50,5 +51,11 @@ def compile_kernels(dtypes=DTYPES):
             model.evaluate(X, y)
             model.loss_and_grad(X[:16], y[:16])
             model.train_step(X[:16], y[:16], opt)
+            # the same with CSR input: layer 0 over the stored entries (kernels taking ``sparse``)
+            Xs = sp.csr_matrix(X * (rng.random(X.shape) < 0.2))
+            model.fit(Xs, y, epochs=1, batch_size=batch, optimizer=opt, validation_split=0.25, verbose=0)
+            model.predict(Xs)
+            model.evaluate(Xs, y)
+            model.loss_and_grad(Xs[:16], y[:16])
         seconds[dtype] = time.perf_counter() - t0
     return seconds

@@ -605,20 +605,17 @@ def test_sparse_npz_with_targets_beside_it_and_svmlight(tmp_path, monkeypatch):
     sp.save_npz(tmp_path / "s.npz", X)
     np.save(tmp_path / "s.y.npy", y)
     np.save(tmp_path / "other.npy", rng.integers(0, 3, 200))
-    np.savez(tmp_path / "dense.npz", X=X.toarray(), y=y)
     args = ["--epochs", "3", "--quiet"]
     code, out, err = run("train", tmp_path / "s.npz", *args, "--out", tmp_path / "s.fbp")
     assert code == 0 and "200 samples x 30 features" in out and "2 classes" in out, err
-    assert run("train", tmp_path / "dense.npz", *args, "--out", tmp_path / "d.fbp")[0] == 0
     model = fastbp.load(tmp_path / "s.fbp")
-    assert model.params.tobytes() == fastbp.load(tmp_path / "d.fbp").params.tobytes()
     code, out, err = run("train", tmp_path / "s.npz", "--target", tmp_path / "other.npy", *args, "--out",
                          tmp_path / "o.fbp")
     assert code == 0 and "3 classes" in out, err
     code, out, err = run("predict", tmp_path / "s.fbp", tmp_path / "s.npz")          # no targets needed
     assert code == 0, err
     P = np.array([line.split(",")[1:] for line in out.splitlines()[1:]], float).astype(np.float32)
-    np.testing.assert_array_equal(P, model.predict(X.toarray()))
+    np.testing.assert_array_equal(P, model.predict(X))
     code, out, err = run("evaluate", tmp_path / "s.fbp", tmp_path / "s.npz")
     assert code == 0 and "200 samples" in out, err
 
@@ -627,23 +624,44 @@ def test_sparse_npz_with_targets_beside_it_and_svmlight(tmp_path, monkeypatch):
     dump_svmlight_file(X, y, str(tmp_path / "s.svm"))
     code, out, err = run("train", tmp_path / "s.svm", *args, "--out", tmp_path / "v.fbp")
     assert code == 0 and "200 samples x 30 features" in out, err
+    assert fastbp.load(tmp_path / "v.fbp").params.tobytes() == model.params.tobytes()    # the same data
     Xv, _ = load_svmlight_file(str(tmp_path / "s.svm"), n_features=30)
     code, out, err = run("predict", tmp_path / "v.fbp", tmp_path / "s.svm")
     P = np.array([line.split(",")[1:] for line in out.splitlines()[1:]], float).astype(np.float32)
-    np.testing.assert_array_equal(P, fastbp.load(tmp_path / "v.fbp").predict(Xv.toarray()))
+    np.testing.assert_array_equal(P, fastbp.load(tmp_path / "v.fbp").predict(Xv))
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
     code, out, err = run("train", tmp_path / "s.svm", *args, "--out", tmp_path / "v.fbp")
     assert code == 1 and err.strip() == ('fastbp: error: DATA: reading svmlight/libsvm files needs scikit-learn: '
                                          'pip install "fastbp[sklearn]"')
 
 
-def test_large_sparse_input_is_refused_rather_than_densified(tmp_path, monkeypatch):
+def test_sparse_files_train_predict_and_evaluate_without_densifying(tmp_path, monkeypatch):
+    """X stays CSR from the file to the model (scaled by each column's largest magnitude, which
+    the saved model folds in), and the model file predicts the raw file."""
     sp = pytest.importorskip("scipy.sparse")
-    sp.save_npz(tmp_path / "s.npz", sp.random(100, 40, density=0.1, format="csr", random_state=0))
-    np.save(tmp_path / "s.y.npy", np.arange(100) % 2)
-    monkeypatch.setattr(cli, "SPARSE_DENSIFY_MAX_BYTES", 100 * 40 * 8 - 1)
-    code, out, err = run("train", tmp_path / "s.npz", "--quiet")
-    assert code == 1 and "is a sparse 100 x 40 matrix; its dense form needs" in err
+    X = sp.random(100, 4000, density=0.01, format="csr", random_state=0) * 7.0
+    y = np.arange(100) % 2
+    sp.save_npz(tmp_path / "s.npz", X)
+    np.save(tmp_path / "s.y.npy", y)
+    for name in ("toarray", "todense"):
+        def refuse(self, *a, _f=getattr(sp.csr_matrix, name), **k):
+            assert self.shape[1] != 4000, "X densified"
+            return _f(self, *a, **k)
+        monkeypatch.setattr(sp.csr_matrix, name, refuse)
+    code, out, err = run("train", tmp_path / "s.npz", "--quiet", "--epochs", "2", "--out", tmp_path / "s.fbp")
+    assert code == 0, err
+    code, out, err = run("predict", tmp_path / "s.fbp", tmp_path / "s.npz")
+    assert code == 0, err
+    P = np.array([line.split(",")[1:] for line in out.splitlines()[1:]], float)
+    np.testing.assert_allclose(P, fastbp.load(tmp_path / "s.fbp").predict(X), rtol=1e-6)
+    assert run("evaluate", tmp_path / "s.fbp", tmp_path / "s.npz")[0] == 0
+    X.data[5] = np.nan
+    sp.save_npz(tmp_path / "nan.npz", X)
+    np.save(tmp_path / "nan.y.npy", y)
+    code, out, err = run("train", tmp_path / "nan.npz", "--quiet")
+    row = int(np.searchsorted(X.indptr, 5, side="right"))
+    assert code == 1 and err.strip() == (f"fastbp: error: DATA: {str(tmp_path / 'nan.npz')!r} row {row}, column "
+                                         f"{X.indices[5]}: expected a finite number, got nan")
 
 
 # ---- errors: one line, non-zero exit, no traceback ------------------------------------------------

@@ -123,9 +123,10 @@ def test_two_ranks_match_one_process(mpi_run, name):
 
 def test_the_cases_cover_both_kernel_families():
     """A rank's share of a minibatch takes the small-network kernels in every case but
-    adam_blas, which takes the batch-major BLAS ones: both are compared with one process above."""
+    adam_blas and adam_sparse_blas, which take the batch-major BLAS ones: both are compared with
+    one process above."""
     small = {name: cases.model(name).workspace(-(-c["batch"] // RANKS)).small for name, c in cases.CASES.items()}
-    assert [name for name, s in small.items() if not s] == ["adam_blas"]
+    assert [name for name, s in small.items() if not s] == ["adam_blas", "adam_sparse_blas"]
 
 
 def test_streaming_a_memmap_keeps_every_rank_resident_memory_as_one_process(tmp_path):

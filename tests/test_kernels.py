@@ -355,9 +355,9 @@ def test_batch_gradient_kernels_match_the_reference(kind, maxparts, act, out, lo
     args = (E.GRADIENT, np.zeros((0, sizes[-1])), np.zeros(0), np.zeros(0), params, grads, no_opt(), net, data,
             rows, 0, m, m, work)
     if kind == "small":
-        _, total, _ = E.run_batches_small(*args, None)
+        _, total, _ = E.run_batches_small(*args, None, None)
     else:
-        _, total, _ = E.run_batches(*args, maxparts, None)
+        _, total, _ = E.run_batches(*args, maxparts, None, None)
     Ws, bs = naive.unflatten(params, sizes, bias)
     want_loss, dWs, dbs = naive.loss_and_grads(Ws, bs, data.X[rows], Y[rows], act, out, loss,
                                                None if sw is None else sw[rows])
@@ -378,7 +378,7 @@ def test_predict_and_evaluate_kernels_match_the_reference(kind, maxparts, out, l
     for mode, dest in ((E.PREDICT, P), (E.EVALUATE, P2)):
         args = (mode, dest, np.zeros(0), np.zeros(0), params, np.zeros(lay.size), no_opt(), net, data,
                 np.zeros(0, np.int64), 0, 300, 1, work)
-        blocks, total, correct = E.run_batches_small(*args, None) if kind == "small" else E.run_batches(*args, maxparts, None)
+        blocks, total, correct = E.run_batches_small(*args, None, None) if kind == "small" else E.run_batches(*args, maxparts, None, None)
         assert blocks == -(-300 // cap)
     Ws, bs = naive.unflatten(params, sizes, True)
     want = naive.forward(Ws, bs, data.X, "tanh", out)[0][-1]
@@ -422,7 +422,7 @@ def test_train_steps_kernels_replay_the_reference(kind, maxparts, opt):
     grads = np.zeros(lay.size)
     args = (E.TRAIN, np.zeros((0, sizes[-1])), step_loss, step_correct, params, grads, kopt, net, data, order,
             first, last, batch, work)
-    done, _, _ = E.run_batches_small(*args, None) if kind == "small" else E.run_batches(*args, maxparts, None)
+    done, _, _ = E.run_batches_small(*args, None, None) if kind == "small" else E.run_batches(*args, maxparts, None, None)
     assert done == last - first and kopt.step[0] == 4 + done
     np.testing.assert_allclose(step_loss, losses, rtol=1e-12)
     np.testing.assert_allclose(params, want, rtol=1e-9, atol=1e-12)

@@ -35,6 +35,13 @@ for threads in (fastbp.get_num_threads(), 1):
     fastbp.set_num_threads(threads)
     big.fit(Xb, yb, epochs=1, batch_size=64, verbose=0)
     big.predict(Xb)
+import scipy.sparse as sp
+Xs = sp.random(500, 300, density=0.05, format="csr", random_state=3, dtype=np.float32)
+for sizes, batch in (([300, 256, 10], 64), ([300, 4, 3], 32)):      # batch-major; feature-major
+    m = fastbp.MLP(sizes, seed=0)
+    m.fit(Xs, rng.integers(0, sizes[-1], 500), epochs=1, batch_size=batch,
+          validation_data=(Xs[:50], yb[:50] % sizes[-1]), verbose=0)
+    m.predict(Xs)
 """
 
 

@@ -72,11 +72,61 @@ def plain_net(net):
 Data = namedtuple("Data", ["X", "targets", "labels", "weights"])
 Data.__doc__ = """Rows the kernels read by index (read-only arrays; an unused one is empty).
 
-X        (n, sizes[0]) features
+X        (n, sizes[0]) features (a SparseRows on the Python side for sparse input; the kernels
+         then get an empty X and the rows in their ``sparse`` argument)
 targets  (n, k) float targets, or (0, 0)
 labels   (n,) int64 class labels (cross-entropy), or (0,)
 weights  (n,) per-sample weights, or (0,)
 """
+
+Sparse = namedtuple("Sparse", ["indptr", "indices", "values", "tstart", "trows", "tvals"])
+Sparse.__doc__ = """The rows of a CSR matrix as the first layer's sparse kernels read them, and room for a
+batch's transpose (the weight gradient's input, see dense.sparse_transpose).
+
+indptr   (n+1,) int64  row r's entries are positions indptr[r] .. indptr[r+1]-1 (need not start at 0)
+indices  (nnz,) int32  their feature (column) numbers, sorted and unique within a row
+values   (nnz,)        their values, in the model's dtype
+tstart   (s[0]+1,) int64        feature c's entries of the batch are tstart[c] .. tstart[c+1]-1 of
+trows    (cap * max_row,) int64 trows (their batch row) and tvals (their value), in batch-row order
+tvals    (cap * max_row,)
+"""
+
+
+class SparseRows:
+    """Rows of a checked CSR matrix where ``Data.X`` holds an array for dense input.
+
+    Python code sees ``shape``, ``ndim``, ``size`` and row slices ``X[lo:hi]`` (views, no copy)
+    as for an array; ``epoch.run`` hands the kernels ``kernel_args`` (a Sparse) and an empty X.
+    """
+
+    ndim = 2
+
+    def __init__(self, indptr, indices, values, n_cols, max_row):
+        self.indptr, self.indices, self.values, self.n_cols = indptr, indices, values, n_cols
+        self.max_row = max_row       # the most stored entries of a row (of the whole matrix, for a slice)
+
+    @property
+    def shape(self):
+        return (self.indptr.shape[0] - 1, self.n_cols)
+
+    @property
+    def size(self):
+        return self.shape[0] * self.n_cols
+
+    @property
+    def dtype(self):
+        return self.values.dtype
+
+    def __getitem__(self, rows):
+        if not isinstance(rows, slice) or rows.step not in (None, 1):
+            raise TypeError("SparseRows: only row slices lo:hi are supported")
+        lo, hi, _ = rows.indices(self.shape[0])
+        return SparseRows(self.indptr[lo:max(lo, hi) + 1], self.indices, self.values, self.n_cols, self.max_row)
+
+    def kernel_args(self, ws):
+        """The Sparse the kernels take, with the transpose buffers of the Workspace ``ws``."""
+        return Sparse(self.indptr, self.indices, self.values, *ws.transpose_buffers(self.n_cols, self.max_row))
+
 
 # Calls that never update (or predate per-tensor rules and schedules) may leave out segments
 # and sched: one tensor (a boundary past N counts as N), and the constant rate hyper[H_LR].
@@ -102,8 +152,9 @@ Work = namedtuple("Work", ["acts", "acts_off", "deltas", "row_loss", "rows", "bl
 Work.__doc__ = """Work buffers for batches of up to cap rows (allocated once per model and batch size).
 
 Batch-major kernels (network.py):
-acts          flat; A_l (cap, sizes[l]) at acts_off[l]: A_0 the input rows, hidden A_l the
-              post-activations, A_L the logits, then the predictions
+acts          flat; A_l (cap, sizes[l]) at acts_off[l]: A_0 the input rows (no room for sparse
+              input, which reads its CSR rows), hidden A_l the post-activations, A_L the logits,
+              then the predictions
 acts_off      (L+2,) int64 offsets into acts
 deltas        flat; two (cap, max width) blocks of dL/dZ, used in turn by the backward pass
 row_loss      (cap,) float64 each batch row's weighted loss
@@ -145,7 +196,8 @@ class Workspace:
     plain_arrays : PlainWork
         The same buffers, those the kernels of a plain network read.
     grads : ndarray
-        A flat gradient buffer in the params layout.
+        A flat gradient buffer in the params layout (allocated on first use: a workspace that
+        only predicts never needs one).
     steps_per_second : float or None
         How fast training steps of this size ran last time (sizes the next chunks of minibatches).
     thread_rates : dict
@@ -155,21 +207,40 @@ class Workspace:
         Which kinds of fit have loaded their kernels for this workspace (fastbp.training).
     """
 
-    def __init__(self, net, n_params, cap, dtype, small, parts, plain=True):
+    def __init__(self, net, n_params, cap, dtype, small, parts, plain=True, sparse=False):
         self.cap = cap
         self.small = small
         self.extras = None if plain else np.int64(1)
-        self.arrays = workspace_arrays(net, cap, dtype, parts)
+        # sparse input on the batch-major kernels never gathers its rows into A_0
+        self.arrays = workspace_arrays(net, cap, dtype, parts, input_rows=small or not sparse)
         self.plain_arrays = PlainWork(*self.arrays[:len(PlainWork._fields)])
-        self.grads = np.zeros(n_params, dtype)
+        self._grads, self._n_params, self._dtype = None, n_params, dtype
         self.steps_per_second = None
         self.thread_rates = {}
         self.loaded = set()
+        self._transpose = None
+
+    @property
+    def grads(self):
+        if self._grads is None:
+            self._grads = np.zeros(self._n_params, self._dtype)
+        return self._grads
+
+    def transpose_buffers(self, n_cols, max_row):
+        """(tstart, trows, tvals) of args.Sparse for batches of CSR rows with up to ``max_row``
+        stored entries each (allocated on first use, grown when a matrix needs more)."""
+        t = self._transpose
+        if t is None or t[0].shape[0] != n_cols + 1 or t[1].shape[0] < self.cap * max_row:
+            size = self.cap * max(max_row, 1)
+            t = self._transpose = (np.zeros(n_cols + 1, np.int64), np.zeros(size, np.int64),
+                                   np.zeros(size, self._dtype))
+        return t
 
 
-def workspace_arrays(net, cap, dtype, parts):
+def workspace_arrays(net, cap, dtype, parts, input_rows=True):
     """A Work for batches of up to ``cap`` rows of the network ``net`` (a Net), with BLAS
-    scratch for ``parts`` parallel parts."""
+    scratch for ``parts`` parallel parts. ``input_rows=False``: no room for A_0 (batch-major
+    kernels on sparse input, which read the CSR rows instead; then no feature-major views)."""
     sizes = [int(s) for s in net.sizes]
     L = len(sizes) - 1
     pre_off, xhat_off, nstat_off = np.full(L, -1, np.int64), np.full(L, -1, np.int64), np.full(L, -1, np.int64)
@@ -183,7 +254,7 @@ def workspace_arrays(net, cap, dtype, parts):
             pre_size += cap * sizes[l + 1]
             nstat_off[l] = nstat_size
             nstat_size += 2 * max(cap, sizes[l + 1])
-    acts_off = np.concatenate([[0], np.cumsum([cap * s for s in sizes])]).astype(np.int64)
+    acts_off = np.concatenate([[0], np.cumsum([cap * s for s in [sizes[0] * input_rows] + sizes[1:]])]).astype(np.int64)
     widest = max(sizes[1:])
     acts = np.empty(int(acts_off[-1]), dtype)
     deltas = np.empty(2 * cap * widest, dtype)
@@ -191,7 +262,7 @@ def workspace_arrays(net, cap, dtype, parts):
                 rows=np.empty(cap, np.int64), blas_int=np.zeros((parts, 8), np.int32),
                 blas_float=np.zeros((parts, 2), dtype),
                 loss_scratch=np.empty(max(2 * cap * sizes[-1], 3 * cap), dtype),
-                fm_acts=acts.reshape(sum(sizes), cap),
+                fm_acts=acts.reshape(sum(sizes), cap) if input_rows else acts[:0].reshape(0, cap),
                 fm_row=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
                 fm_deltas=deltas.reshape(2 * widest, cap), pre=np.empty(pre_size, dtype), pre_off=pre_off,
                 xhat_off=xhat_off, nstat=np.empty(nstat_size), nstat_off=nstat_off, pen=np.zeros(sum(sizes[:-1])))

@@ -17,6 +17,12 @@ derivative taken from its output): numba then drops, and never even compiles, th
 everything newer, so such a network compiles exactly the kernels it always did. Any other
 network passes an int and gets the kernels with everything (one more compilation per dtype).
 
+``sparse`` is None for dense X; for scipy sparse input it holds the CSR rows (args.Sparse), and
+layer 0's product and weight gradient run over the stored entries only (sparse_forward,
+sparse_transpose, sparse_backward_weights); its bias, norm, activation and dropout, and every
+later layer, are the dense code. Tested where it is an argument, like ``extras``, so dense runs
+compile none of it.
+
 ``train`` says what a batch is for: INFERENCE (running statistics, no dropout), BATCH_STATS
 (loss_and_grad: the batch's statistics, no dropout, no running update) or STEP (a training
 step: dropout, and the running statistics move). ``pos0`` is the position of the batch's first
@@ -124,6 +130,17 @@ def full_forward(work, params, net, X, l, act, r0, r1, p, train, pos0):
     d0 = work.pre_off[l] if full else off[l + 1]
     gemm(np.bool_(False), np.bool_(False), r1 - r0, n_out, n_in, acts, off[l] + r0 * n_in, n_in, params, net.woff[l],
          n_out, 0.0, dst, d0 + r0 * n_out, n_out, work.blas_int[p], work.blas_float[p])
+    _full_after_product(work, params, net, l, act, r0, r1, train, pos0)
+
+
+@kernel(inline="always")
+def _full_after_product(work, params, net, l, act, r0, r1, train, pos0):
+    """full_forward after the product A_l @ W_l is in place (in work.pre for a full layer, else
+    in A_{l+1}): bias, then norm, activation and dropout."""
+    n_out = net.sizes[l + 1]
+    full = net.full[l] != 0
+    dst = work.pre if full else work.acts
+    d0 = work.pre_off[l] if full else work.acts_off[l + 1]
     bias_act_forward(dst, d0 + r0 * n_out, r1 - r0, n_out, params, net.boff[l], np.int64(LINEAR) if full else act)
     if not full:
         return
@@ -181,6 +198,13 @@ def dense_backward_weights(grads, work, net, l, m, dcur, p, parts):
     i0, i1 = part_range(n_in, parts, p)
     gemm(np.bool_(True), np.bool_(False), i1 - i0, n_out, m, acts, work.acts_off[l] + i0, n_in, deltas, dcur, n_out,
          0.0, grads, net.woff[l] + i0 * n_out, n_out, work.blas_int[p], work.blas_float[p])
+    _bias_grad(grads, deltas, net, l, m, dcur, p, parts)
+
+
+@kernel(inline="always")
+def _bias_grad(grads, deltas, net, l, m, dcur, p, parts):
+    """Part p of db_l = sum over the batch of dZ (a block of its columns)."""
+    n_out = net.sizes[l + 1]
     if net.boff[l] >= 0:
         c0, c1 = part_range(n_out, parts, p)
         db = grads[net.boff[l] + c0:net.boff[l] + c1]
@@ -239,6 +263,88 @@ def norm_backward(grads, work, params, net, l, m, dcur, p, parts, rows):
                                     params, net.goff[l], grads, m, n, c0, c1)
 
 
+# ---- layer 0 over the stored entries of a CSR X (args.Sparse) -----------------------------------
+@kernel(inline="always")
+def sparse_forward(dst, d0, params, net, sparse, rows, r0, r1):
+    """Rows [r0, r1) of Z_0 = X[rows] @ W_0 into dst at d0, (m, sizes[1]) row-major: each row a
+    sum of the W_0 rows of its stored features, times their values."""
+    # X[rows] (m, s[0]) CSR; W_0 (s[0], s[1]) at params[net.woff[0]]; Z_0 (m, s[1])
+    n_out = net.sizes[1]
+    w0 = net.woff[0]
+    indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+    for i in range(r0, r1):
+        z = dst[d0 + i * n_out:d0 + (i + 1) * n_out]
+        for j in range(n_out):
+            z[j] = 0.0
+        r = rows[i]
+        for e in range(indptr[r], indptr[r + 1]):
+            v = values[e]
+            w = params[w0 + indices[e] * n_out:w0 + (indices[e] + 1) * n_out]
+            for j in range(n_out):
+                z[j] += v * w[j]
+
+
+@kernel
+def sparse_transpose(sparse, rows, m, n_in):
+    """The batch's entries X[rows[:m]] grouped by feature into sparse.tstart/trows/tvals (a
+    counting sort, stable: each feature's entries in batch-row order)."""
+    indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+    tstart, trows, tvals = sparse.tstart, sparse.trows, sparse.tvals
+    for c in range(n_in + 1):
+        tstart[c] = 0
+    for i in range(m):
+        r = rows[i]
+        for e in range(indptr[r], indptr[r + 1]):
+            tstart[indices[e] + 1] += 1
+    for c in range(n_in):
+        tstart[c + 1] += tstart[c]
+    for i in range(m):
+        r = rows[i]
+        for e in range(indptr[r], indptr[r + 1]):
+            c = indices[e]
+            q = tstart[c]
+            trows[q] = i
+            tvals[q] = values[e]
+            tstart[c] = q + 1
+    # tstart[c] now ends feature c: shift back to starts
+    for c in range(n_in, 0, -1):
+        tstart[c] = tstart[c - 1]
+    tstart[0] = 0
+
+
+@kernel(inline="always")
+def sparse_backward_weights(grads, work, net, m, dcur, p, parts, sparse):
+    """Part p of parts of dW_0 = X[rows]^T @ dZ: the rows [i0, i1) of dW_0 (a block of input
+    features, so no two parts write one row), each written once: zero, or the sum over the batch
+    rows storing that feature (in batch-row order) of value times the row's dZ; and part p of
+    db_0. Reads the batch's transpose (sparse_transpose)."""
+    # X[rows] (m, s[0]) CSR; dZ (m, s[1]) at work.deltas[dcur]; dW_0 (s[0], s[1]) at grads[net.woff[0]]
+    n_in = net.sizes[0]
+    n_out = net.sizes[1]
+    w0 = net.woff[0]
+    deltas = work.deltas
+    tstart, trows, tvals = sparse.tstart, sparse.trows, sparse.tvals
+    i0, i1 = part_range(n_in, parts, p)
+    for c in range(i0, i1):
+        dw = grads[w0 + c * n_out:w0 + (c + 1) * n_out]
+        q0, q1 = tstart[c], tstart[c + 1]
+        if q0 == q1:
+            for j in range(n_out):
+                dw[j] = 0.0
+            continue
+        # the first term written, the rest added: the row stays in cache and is stored once
+        g = deltas[dcur + trows[q0] * n_out:dcur + (trows[q0] + 1) * n_out]
+        v = tvals[q0]
+        for j in range(n_out):
+            dw[j] = v * g[j]
+        for q in range(q0 + 1, q1):
+            g = deltas[dcur + trows[q] * n_out:dcur + (trows[q] + 1) * n_out]
+            v = tvals[q]
+            for j in range(n_out):
+                dw[j] += v * g[j]
+    _bias_grad(grads, deltas, net, np.int64(0), m, dcur, p, parts)
+
+
 @kernel(inline="always")
 def _plain_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext):
     if task == FORWARD:
@@ -271,10 +377,32 @@ def _full_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dne
 
 
 @kernel
-def layer_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras):
+def layer_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras, sparse):
     """Part p of ``parts`` of one task on layer l of a batch of m rows (see the module docstring).
-    The test of ``extras`` is made here, in a kernel that takes it as an argument: numba drops
-    the branch not taken before it inlines anything."""
+    The tests of ``extras`` and ``sparse`` are made here, in a kernel that takes them as
+    arguments: numba drops the branch not taken before it inlines anything. ``sparse``: None
+    for dense X, else the CSR rows (args.Sparse) layer 0's product reads instead of X (its
+    input gradient is never needed)."""
+    if sparse is not None:
+        if l == 0 and task == FORWARD:
+            r0, r1 = part_range(m, parts, p)
+            n_out = net.sizes[1]
+            if extras is None:
+                sparse_forward(work.acts, work.acts_off[1], params, net, sparse, work.rows, r0, r1)
+                bias_act_forward(work.acts, work.acts_off[1] + r0 * n_out, r1 - r0, n_out, params, net.boff[0], act)
+            else:
+                full = net.full[0] != 0
+                sparse_forward(work.pre if full else work.acts, work.pre_off[0] if full else work.acts_off[1], params,
+                               net, sparse, work.rows, r0, r1)
+                _full_after_product(work, params, net, l, act, r0, r1, train, pos0)
+            return
+        if l == 0 and task == BACKWARD_WEIGHTS:
+            sparse_backward_weights(grads, work, net, m, dcur, p, parts, sparse)
+            if extras is not None:
+                if net.l1 != 0.0 or net.l2 != 0.0:
+                    i0, i1 = part_range(net.sizes[0], parts, p)
+                    _penalize(grads, work, params, net, l, i0, i1)
+            return
     if extras is None:
         _plain_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext)
     else:
@@ -282,7 +410,7 @@ def layer_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dne
 
 
 @kernel(parallel=True)
-def layer_region(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras):
+def layer_region(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras, sparse):
     """All ``parts`` parts of a task, in a parallel region whose threads take them in turn
     (parts.take)."""
     next_part = np.zeros(1, np.int64)
@@ -290,5 +418,6 @@ def layer_region(task, parts, l, m, act, grads, params, net, work, X, dcur, dnex
         # a thread's first iteration takes parts until none is left; its others find none
         p = take(next_part)
         while p < parts:
-            layer_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras)
+            layer_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras,
+                       sparse)
             p = take(next_part)

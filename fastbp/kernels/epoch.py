@@ -10,7 +10,7 @@ serial feature-major kernels only: training a small net never compiles the paral
 """
 import numpy as np
 
-from .args import EVALUATE, GRADIENT, PREDICT, TRAIN, TRAIN_GRADIENT, Opt, plain_net
+from .args import EVALUATE, GRADIENT, PREDICT, TRAIN, TRAIN_GRADIENT, Opt, SparseRows, plain_net
 from .jit import kernel
 from .network import run_batches
 from .optimizers import variant
@@ -53,25 +53,34 @@ def _empty(dtype, k):
     """Stand-ins of the kernels' argument types for arguments a mode does not use."""
     key = (np.dtype(dtype).str, k)
     if key not in _EMPTY:
+        X = np.zeros((0, 0), dtype)
+        X.flags.writeable = False        # the type of every dense X (data.frozen)
         _EMPTY[key] = dict(out=np.zeros((0, k), dtype), steps=np.zeros(0), order=np.zeros(0, np.int64),
-                           opt=Opt(-1, np.zeros(1), np.zeros((0, 0), dtype), np.zeros(1, np.int64), 0.0))
+                           grads=np.zeros(0, dtype),
+                           opt=Opt(-1, np.zeros(1), np.zeros((0, 0), dtype), np.zeros(1, np.int64), 0.0), X=X)
     return _EMPTY[key]
 
 
 def run(mode, params, net, ws, data, *, grads=None, opt=None, out=None, order=None, first=0, last=0, batch=1,
         step_loss=None, step_correct=None, maxparts=None):
     """run_batches or run_batches_small (as the workspace ``ws`` says) with the arguments the
-    mode does not use filled in; returns (batches run, loss sum, correct count)."""
+    mode does not use filled in; returns (batches run, loss sum, correct count). Sparse data
+    (data.X a SparseRows) goes to the kernels' ``sparse`` argument, with an empty X."""
     # a plain network's kernels stay plain unless its optimizer is newer or runs a schedule
     extras = ws.extras if opt is None else variant(opt, ws.extras is None)
     work = ws.arrays
     if extras is None:
         net, work = plain_net(net), ws.plain_arrays
     e = _empty(params.dtype, int(net.sizes[-1]))
+    sparse = None
+    if isinstance(data.X, SparseRows):
+        sparse = data.X.kernel_args(ws)
+        data = data._replace(X=e["X"])
     args = (mode, e["out"] if out is None else out, e["steps"] if step_loss is None else step_loss,
-            e["steps"] if step_correct is None else step_correct, params, ws.grads if grads is None else grads,
+            e["steps"] if step_correct is None else step_correct, params,
+            (e["grads"] if mode in (EVALUATE, PREDICT) else ws.grads) if grads is None else grads,
             e["opt"] if opt is None else opt, net, data, e["order"] if order is None else order, first, last, batch,
             work)
     if ws.small:
-        return run_batches_small(*args, extras)
-    return run_batches(*args, maxparts, extras)
+        return run_batches_small(*args, extras, sparse)
+    return run_batches(*args, maxparts, extras, sparse)

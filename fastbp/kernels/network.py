@@ -17,7 +17,8 @@ import numpy as np
 from .activations import LINEAR
 from .args import GRADIENT, PREDICT, TRAIN, TRAIN_GRADIENT
 from .dense import (BACKWARD_INPUT, BACKWARD_WEIGHTS, BATCH_NORM, BATCH_STATS, FORWARD, INFERENCE, LAYER_NORM,
-                    NORM_BACKWARD, NORM_BACKWARD_ROWS, NORM_FORWARD, STEP, layer_region, layer_task)
+                    NORM_BACKWARD, NORM_BACKWARD_ROWS, NORM_FORWARD, STEP, layer_region, layer_task,
+                    sparse_transpose)
 from .jit import kernel
 from .losses import output_loss
 from .optimizers import H_LR, apply_update, classic_update
@@ -25,19 +26,19 @@ from .parts import n_parts
 
 
 @kernel(inline="always")
-def _task(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras):
+def _task(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse):
     """All ``parts`` parts of a layer task: serially, or in a parallel region (never compiled
     when maxparts is None, see parts.py)."""
     if maxparts is None or parts == 1:
         layer_task(task, np.int64(0), np.int64(1), l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0,
-                   extras)
+                   extras, sparse)
     else:
-        layer_region(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras)
+        layer_region(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras, sparse)
 
 
 @kernel
 def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, data, order, first, last, batch, work,
-                maxparts, extras):
+                maxparts, extras, sparse):
     """Run the network on batches of data rows; returns (batches run, loss sum, correct count).
 
     mode TRAIN     minibatches first .. last-1 of the epoch order ``order`` (``batch`` rows each,
@@ -58,7 +59,8 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
     Overwrites work.acts and work.deltas. ``extras``: None for a plain network, whose kernels
     then hold none of the code of norm, dropout, penalties and the newer activations and losses
     (see dense.py) stepped by SGD, Momentum or Adam at a constant rate; an int otherwise
-    (optimizers.variant).
+    (optimizers.variant). ``sparse``: None for dense X; for CSR input the rows (args.Sparse),
+    which layer 0 reads instead of data.X (then empty), see dense.layer_task.
     """
     L = net.sizes.shape[0] - 1
     k = net.sizes[L]
@@ -101,10 +103,10 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
             act = np.int64(LINEAR) if mode != PREDICT and l == L - 1 else net.act[l]
             work_l = m * net.sizes[l] * net.sizes[l + 1]
             _task(np.int64(FORWARD), n_parts(m, work_l, maxparts), l, m, act, grads, params, net, work, X,
-                  np.int64(0), np.int64(0), train, pos0, maxparts, extras)
+                  np.int64(0), np.int64(0), train, pos0, maxparts, extras, sparse)
             if extras is not None and net.norm[l] == BATCH_NORM and train != INFERENCE:
                 _task(np.int64(NORM_FORWARD), n_parts(net.sizes[l + 1], work_l, maxparts), l, m, act, grads, params,
-                      net, work, X, np.int64(0), np.int64(0), train, pos0, maxparts, extras)
+                      net, work, X, np.int64(0), np.int64(0), train, pos0, maxparts, extras, sparse)
         if mode != PREDICT:
             # loss; the gradient at the logits into deltas[0:], already divided by m
             correct = output_loss(work.deltas, np.int64(0), work.row_loss, work.acts, o, m, k, net, data, rows,
@@ -137,15 +139,18 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
             if extras is not None and net.norm[l] != 0:
                 # dcur holds dY: gamma's and beta's gradients, then dY -> dZ
                 _task(np.int64(NORM_BACKWARD), n_parts(net.sizes[l + 1], work_l, maxparts), l, m, np.int64(LINEAR),
-                      grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras)
+                      grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse)
                 if net.norm[l] == LAYER_NORM:
                     _task(np.int64(NORM_BACKWARD_ROWS), n_parts(m, work_l, maxparts), l, m, np.int64(LINEAR), grads,
-                          params, net, work, X, dcur, dnext, train, pos0, maxparts, extras)
+                          params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse)
+            if sparse is not None:
+                if l == 0:
+                    sparse_transpose(sparse, rows, m, net.sizes[0])
             _task(np.int64(BACKWARD_WEIGHTS), n_parts(net.sizes[l], work_l, maxparts), l, m, np.int64(LINEAR), grads,
-                  params, net, work, X, dcur, dnext, train, pos0, maxparts, extras)
+                  params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse)
             if l > 0:
                 _task(np.int64(BACKWARD_INPUT), n_parts(m, work_l, maxparts), l, m, np.int64(LINEAR), grads, params,
-                      net, work, X, dcur, dnext, train, pos0, maxparts, extras)
+                      net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse)
             dcur = dnext
         if extras is not None and (net.l1 != 0.0 or net.l2 != 0.0):
             # the penalty at the weights before this update, once per row like the data loss

@@ -115,10 +115,78 @@ def small_forward(work, params, net, X, m):
                     Z[j, i] = fsigmoid(Z[j, i])
 
 
+# The sparse input's kernels are copies apart from the dense ones rather than shared helpers:
+# the dense kernels then compile to the same code, so dense runs keep their pinned bits.
+@kernel(flags=VECTORIZE, inline="always")
+def small_sparse_forward(work, params, net, sparse, m):
+    """small_forward for CSR rows (args.Sparse): layer 0's Z^T[:, i] = b + the W_0 rows of row
+    i's stored features times their values, then the other layers as small_forward."""
+    sizes, woff, boff = net.sizes, net.woff, net.boff
+    T, trow, ridx = work.fm_acts, work.fm_row, work.rows
+    L = sizes.shape[0] - 1
+    zero = params.dtype.type(0.0)
+    indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+    n = sizes[1]
+    Z = T[trow[1]:trow[1] + n]
+    for i in range(m):
+        for j in range(n):
+            Z[j, i] = params[boff[0] + j] if boff[0] >= 0 else zero
+        r = ridx[i]
+        for e in range(indptr[r], indptr[r + 1]):
+            v = values[e]
+            c = indices[e]
+            for j in range(n):
+                Z[j, i] += v * params[woff[0] + c * n + j]
+    for l in range(L):
+        k, n = sizes[l], sizes[l + 1]
+        A = T[trow[l]:trow[l] + k]
+        Z = T[trow[l + 1]:trow[l + 1] + n]
+        w0 = woff[l]
+        a = net.act[l] if l < L - 1 else LINEAR
+        for j in range(n):
+            if l > 0:
+                b0 = params[boff[l] + j] if boff[l] >= 0 else zero
+                w = params[w0 + j]
+                for i in range(m):
+                    Z[j, i] = b0 + w * A[0, i]
+                for p in range(1, k):
+                    w = params[w0 + p * n + j]
+                    for i in range(m):
+                        Z[j, i] += w * A[p, i]
+            if a == RELU:
+                for i in range(m):
+                    Z[j, i] = max(Z[j, i], 0.0)
+            elif a == TANH:
+                for i in range(m):
+                    Z[j, i] = ftanh(Z[j, i])
+            elif a == SIGMOID:
+                for i in range(m):
+                    Z[j, i] = fsigmoid(Z[j, i])
+
+
+@kernel(flags=VECTORIZE, inline="always")
+def _small_sparse_weights(grads, net, work, sparse, G, m):
+    """dW_0 = X[rows]^T @ dZ over the stored entries (dZ feature-major (s[1], cap) in G)."""
+    n = net.sizes[1]
+    w0 = net.woff[0]
+    indptr, indices, values = sparse.indptr, sparse.indices, sparse.values
+    for q in range(w0, w0 + net.sizes[0] * n):
+        grads[q] = 0.0
+    for i in range(m):
+        r = work.rows[i]
+        for e in range(indptr[r], indptr[r + 1]):
+            v = values[e]
+            c = indices[e]
+            for j in range(n):
+                grads[w0 + c * n + j] += v * G[j, i]
+
+
 @kernel(flags=VECTORIZE)
-def small_batch_gradient(grads, params, net, data, work, m):
+def small_batch_gradient(grads, params, net, data, work, m, sparse):
     """(loss, correct) of the rows data[work.rows[:m]] (m <= cap) and the mean gradient into
-    ``grads``: network.batch_gradient for small networks."""
+    ``grads``: network.batch_gradient for small networks. ``sparse``: None, or the CSR rows
+    (args.Sparse) layer 0 reads instead of data.X (tested here, where it is an argument; layer
+    0's weight gradient is then overwritten from the stored entries)."""
     sizes, woff, boff = net.sizes, net.woff, net.boff
     T, trow, G, ridx = work.fm_acts, work.fm_row, work.fm_deltas, work.rows
     yint, sw, rowloss, scratch = data.labels, data.weights, work.row_loss, work.loss_scratch
@@ -126,7 +194,10 @@ def small_batch_gradient(grads, params, net, data, work, m):
     out, loss = net.act[L - 1], net.loss
     cap = T.shape[1]
     zero = params.dtype.type(0.0)
-    small_forward(work, params, net, data.X, m)
+    if sparse is None:
+        small_forward(work, params, net, data.X, m)
+    else:
+        small_sparse_forward(work, params, net, sparse, m)
     k = sizes[L]
     Zo = T[trow[L]:trow[L] + k]
     half = G.shape[0] // 2
@@ -162,6 +233,9 @@ def small_batch_gradient(grads, params, net, data, work, m):
                 for i in range(m):
                     s += A[p, i] * Gc[j, i]
                 grads[w0 + p * n + j] = s
+        if sparse is not None:
+            if l == 0:
+                _small_sparse_weights(grads, net, work, sparse, Gc, m)
         if boff[l] >= 0:
             for j in range(n):
                 s = zero
@@ -225,14 +299,31 @@ def _copy_predictions(out, p0, work, net, m):
                 out[p0 + i, j] = work.fm_acts[t + j, i]
 
 
+@kernel(inline="always")
+def _small_sparse_logits(zb, r0, params, net, sparse, work):
+    """_small_logits for CSR rows (args.Sparse)."""
+    T = work.fm_acts
+    m = min(sparse.indptr.shape[0] - 1, r0 + T.shape[1]) - r0
+    for i in range(m):
+        work.rows[i] = r0 + i
+    small_sparse_forward(work, params, net, sparse, m)
+    L = net.sizes.shape[0] - 1
+    k = net.sizes[L]
+    for j in range(k):
+        t = work.fm_row[L] + j
+        for i in range(m):
+            zb[i * k + j] = T[t, i]
+    return m
+
+
 @kernel
 def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, net, data, order, first, last, batch,
-                      work, extras):
+                      work, extras, sparse):
     """network.run_batches for small plain networks (no norm, no dropout, no penalty, every
     activation's derivative taken from its output): the same modes and results, with the
     serial feature-major kernels, so that a small net never compiles the parallel ones.
     Inference runs in blocks of work.fm_acts.shape[1] rows. ``extras`` chooses the optimizer
-    update's code only (see optimizers.apply_update)."""
+    update's code only (see optimizers.apply_update); ``sparse`` as for run_batches."""
     L = net.sizes.shape[0] - 1
     k = net.sizes[L]
     rows = work.rows
@@ -242,7 +333,7 @@ def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, ne
             m = min(order.shape[0], r0 + batch) - r0
             for i in range(m):
                 rows[i] = order[r0 + i]
-            total, correct = small_batch_gradient(grads, params, net, data, work, m)
+            total, correct = small_batch_gradient(grads, params, net, data, work, m, sparse)
             _copy_predictions(out, r0, work, net, m)
             step_loss[s] = total
             step_correct[s] = correct
@@ -261,7 +352,7 @@ def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, ne
             return 0, 0.0, 0.0
         for i in range(m):
             rows[i] = order[first + i]
-        total, correct = small_batch_gradient(grads, params, net, data, work, m)
+        total, correct = small_batch_gradient(grads, params, net, data, work, m, sparse)
         _copy_predictions(out, first, work, net, m)
         return 1, total, correct
     cap = work.fm_acts.shape[1]
@@ -271,7 +362,10 @@ def run_batches_small(mode, out, step_loss, step_correct, params, grads, opt, ne
     correct = 0.0
     n_blocks = 0
     for r0 in range(first, last, cap):
-        m = _small_logits(zb, r0, params, net, data.X, work)
+        if sparse is None:
+            m = _small_logits(zb, r0, params, net, data.X, work)
+        else:
+            m = _small_sparse_logits(zb, r0, params, net, sparse, work)
         m = min(m, last - r0)
         if mode == PREDICT:
             bias_act_forward(zb, np.int64(0), m, k, params, np.int64(-1), net.act[L - 1])

@@ -32,6 +32,13 @@ CASES = {
     # The library's default dtype; compared to float32 rounding, not 1e-12.
     "adam_float32": dict(sizes=[20, 16, 5], activation="relu", output="softmax", loss="cross_entropy",
                          dtype="float32", n=256, batch=41, epochs=2, optimizer=("adam", dict(lr=3e-3))),
+    # scipy CSR input (about a quarter of the entries stored, some rows and columns empty), on
+    # the BLAS kernels (a validation split of CSR rows too) and on the small-network ones.
+    "adam_sparse_blas": dict(sizes=[40, 96, 5], activation="relu", output="softmax", loss="cross_entropy",
+                             dtype="float64", n=300, batch=40, epochs=2, validation_split=0.1, sparse=True,
+                             optimizer=("adam", dict(lr=1e-2))),
+    "sgd_sparse_small": dict(sizes=[8, 5, 3], activation="relu", output="linear", loss="mse", dtype="float64",
+                             n=150, batch=33, epochs=3, sparse=True, optimizer=("sgd", dict(lr=0.05))),
 }
 # Trained 2 epochs with a checkpoint, then resumed to RESUME_EPOCHS from it by a model with
 # another seed; compared with RESUME_EPOCHS epochs in one go.
@@ -64,7 +71,14 @@ def data(name):
     if c.get("validation_data"):
         vX = rng.standard_normal((c["validation_data"], c["sizes"][0]))
         val = (vX, targets(vX))
-    return X.astype(c["dtype"]), y, sw, val
+    X = X.astype(c["dtype"])
+    if c.get("sparse"):
+        import scipy.sparse as sp
+        X[rng.random(X.shape) < 0.75] = 0.0
+        X[::7] = 0.0
+        X[:, 3] = 0.0
+        X = sp.csr_matrix(X)
+    return X, y, sw, val
 
 
 def model(name, seed=SEED):
