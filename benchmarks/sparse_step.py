@@ -19,7 +19,10 @@ from fastbp import data as D
 from fastbp import threads as T
 from fastbp.kernels import epoch as E
 
-from common import SPARSE_BATCH, SPARSE_NNZ, SPARSE_SIZES, make_sparse
+try:                                  # imported by asv as part of the benchmarks package
+    from .common import SPARSE_BATCH, SPARSE_NNZ, SPARSE_SIZES, make_sparse
+except ImportError:                   # run as a script: python benchmarks/sparse_step.py
+    from common import SPARSE_BATCH, SPARSE_NNZ, SPARSE_SIZES, make_sparse
 
 
 def main():
