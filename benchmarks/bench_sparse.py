@@ -6,25 +6,18 @@ only). Kernels are compiled beforehand (``setup_cache``), and setup runs one war
 and one predict, so compilation and buffer allocation stay out of ``time_*``.
 """
 import fastbp
-import numba
 
-from .common import SPARSE_BATCH, SPARSE_NNZ, SPARSE_SAMPLES, SPARSE_SIZES, THREADS, make_model, make_sparse, use_threads
+from .common import (SPARSE_BATCH, SPARSE_NNZ, SPARSE_SAMPLES, SPARSE_SIZES, THREADS, each_thread_count, make_model,
+                     make_sparse, use_threads)
 
 
 def precompile_sparse(_benchmark=None):
     """``setup_cache``: one minibatch and one predict of the sparse network at every thread count."""
     X, y = make_sparse(SPARSE_SIZES[0], SPARSE_SIZES[-1], SPARSE_SAMPLES, SPARSE_NNZ)
-    old = fastbp.get_num_threads()
-    try:
-        for n in THREADS:
-            if n > numba.config.NUMBA_NUM_THREADS:
-                continue
-            fastbp.set_num_threads(n)
-            model = make_model(SPARSE_SIZES)
-            model.fit(X[:SPARSE_BATCH], y[:SPARSE_BATCH], epochs=1, batch_size=SPARSE_BATCH, verbose=0)
-            model.predict(X)
-    finally:
-        fastbp.set_num_threads(old)
+    for _ in each_thread_count():
+        model = make_model(SPARSE_SIZES)
+        model.fit(X[:SPARSE_BATCH], y[:SPARSE_BATCH], epochs=1, batch_size=SPARSE_BATCH, verbose=0)
+        model.predict(X)
 
 
 precompile_sparse.timeout = 900

@@ -106,6 +106,20 @@ def use_threads(n):
     return old
 
 
+def each_thread_count():
+    """Yield every THREADS count this machine's numba can run, with fastbp switched to it (the
+    previous count restored after): the ``setup_cache`` functions compile at each."""
+    old = fastbp.get_num_threads()
+    try:
+        for n in THREADS:
+            if n > numba.config.NUMBA_NUM_THREADS:
+                continue
+            fastbp.set_num_threads(n)
+            yield n
+    finally:
+        fastbp.set_num_threads(old)
+
+
 def fit_configs():
     """Every (sizes, batch) the fit suites train: fastbp picks kernels by shape (small networks
     take their own path), so precompiling one network would not cover the others."""
@@ -123,22 +137,15 @@ def precompile(_benchmark=None):
     never shows up in a ``peakmem_*``. One minibatch of every configuration at every thread
     count, and predict at every size. Returns None, so benchmarks get no extra argument.
     """
-    old = fastbp.get_num_threads()
-    try:
-        for n in THREADS:
-            if n > numba.config.NUMBA_NUM_THREADS:
-                continue
-            fastbp.set_num_threads(n)
-            for sizes, batch in fit_configs():
-                X, y = make_data(sizes[0], sizes[-1], batch)
-                warm_up(make_model(sizes), X, y, batch, fastbp.Adam())
-            sizes = WORKLOADS["mnist"][0]
-            X, _ = make_data(sizes[0], sizes[-1], WORKLOADS["mnist"][2])
-            model = make_model(sizes)
-            for rows in PREDICT_ROWS:
-                model.predict(X[:rows])
-    finally:
-        fastbp.set_num_threads(old)
+    for _ in each_thread_count():
+        for sizes, batch in fit_configs():
+            X, y = make_data(sizes[0], sizes[-1], batch)
+            warm_up(make_model(sizes), X, y, batch, fastbp.Adam())
+        sizes = WORKLOADS["mnist"][0]
+        X, _ = make_data(sizes[0], sizes[-1], WORKLOADS["mnist"][2])
+        model = make_model(sizes)
+        for rows in PREDICT_ROWS:
+            model.predict(X[:rows])
 
 
 precompile.timeout = 900      # a cold numba cache takes minutes on a busy 2-core machine
@@ -150,20 +157,13 @@ def precompile_layers(_benchmark=None):
     (the networks with norm and dropout compile kernels of their own)."""
     sizes, batch = WORKLOADS["mnist"][0], WORKLOADS["mnist"][1]
     X, y = make_data(sizes[0], sizes[-1], LAYER_SAMPLES)
-    old = fastbp.get_num_threads()
-    try:
-        for n in THREADS:
-            if n > numba.config.NUMBA_NUM_THREADS:
-                continue
-            fastbp.set_num_threads(n)
-            for layers in LAYER_VARIANTS.values():
-                model, opt = make_model(sizes, **layers), modern_optimizer()
-                warm_up(model, X, y, batch, opt)
-                model.train_step(X[:batch], y[:batch], opt)
-                for rows in LAYER_PREDICT_ROWS:
-                    model.predict(X[:rows])
-    finally:
-        fastbp.set_num_threads(old)
+    for _ in each_thread_count():
+        for layers in LAYER_VARIANTS.values():
+            model, opt = make_model(sizes, **layers), modern_optimizer()
+            warm_up(model, X, y, batch, opt)
+            model.train_step(X[:batch], y[:batch], opt)
+            for rows in LAYER_PREDICT_ROWS:
+                model.predict(X[:rows])
 
 
 precompile_layers.timeout = 900
@@ -173,17 +173,10 @@ def precompile_optimizers(_benchmark=None):
     """``setup_cache`` of the optimizer suite: one ``step`` of every optimizer, and of AdamW under
     a schedule, on the OPTIMIZER_SIZES buffer at every thread count."""
     params, grads, segments = make_flat(OPTIMIZER_SIZES)
-    old = fastbp.get_num_threads()
-    try:
-        for n in THREADS:
-            if n > numba.config.NUMBA_NUM_THREADS:
-                continue
-            fastbp.set_num_threads(n)
-            for name in fastbp.optim.OPTIMIZERS:
-                fastbp.optim.get_optimizer(name).step(params, grads, segments)
-            fastbp.AdamW(lr=modern_optimizer().schedule).step(params, grads, segments)
-    finally:
-        fastbp.set_num_threads(old)
+    for _ in each_thread_count():
+        for name in fastbp.optim.OPTIMIZERS:
+            fastbp.optim.get_optimizer(name).step(params, grads, segments)
+        fastbp.AdamW(lr=modern_optimizer().schedule).step(params, grads, segments)
 
 
 precompile_optimizers.timeout = 900
