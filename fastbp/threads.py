@@ -144,7 +144,6 @@ class LoadMonitor:
 
     def __init__(self, limit):
         self.limit = limit
-        self.threads = limit
         self.free = limit
         self._stretches = 0
         self._cpus = self._affinity()
@@ -193,19 +192,16 @@ class LoadMonitor:
         if free == self.limit or rates is None:
             if rates is not None:
                 rates.clear()             # measured under another load: measure anew next time
-            self.threads = free
             return free
         candidates = (free, self.limit)
         seconds = [rates[c][1] if c in rates else 0.0 for c in candidates]
         if min(seconds) < self.MEASURE_SECONDS:
             # until each has run long enough to judge, the one measured least
-            self.threads = candidates[0] if seconds[0] <= seconds[1] else candidates[1]
-            return self.threads
+            return candidates[0] if seconds[0] <= seconds[1] else candidates[1]
         best = max(candidates, key=lambda c: rates[c][0] / rates[c][1])
         self._stretches += 1
         if self._stretches % self.PROBE_EVERY == 0:
             best = candidates[0] if best == candidates[1] else candidates[1]
-        self.threads = best
         return best
 
     @classmethod
