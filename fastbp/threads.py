@@ -86,14 +86,16 @@ def partition_cpus():
 
 def get_num_threads():
     """Number of threads fastbp's kernels use at most: the count ``set_num_threads`` fixed, else
-    the CPUs this process may use (fit then runs fewer while other processes keep them busy)."""
+    the CPUs this process may use (fit runs fewer while other processes keep some busy, where that
+    measures faster)."""
     return _pinned if _pinned is not None else partition_cpus()
 
 
 def set_num_threads(n):
     """Use ``n`` threads for fastbp's kernels (1 <= n <= the number numba was started with),
     however busy the machine; results do not depend on it. ``None``: back to the default (the
-    CPUs this process may use, fewer while other processes keep them busy)."""
+    CPUs this process may use, fewer while other processes keep some busy where that measures
+    faster)."""
     global _pinned
     if n is None:
         _pinned = None
