@@ -335,6 +335,8 @@ class Run:
             opt = self.opt_args = self.optimizer.kernel_args(model.params, model.layout.segments_arr)
             # calls that run no batch: they only load (or compile) the kernels
             mode = E.TRAIN if comm.size == 1 else E.TRAIN_GRADIENT
+            if comm.size == 1 and threads.available_cpus() > 1:
+                E.compile_ahead(mode, model.params, model.net, ws, self.data, opt=opt, maxparts=self.maxparts)
             E.run(mode, model.params, model.net, ws, self.data, opt=opt, order=np.zeros(0, np.int64),
                   maxparts=self.maxparts)
             if comm.size > 1:

@@ -1,4 +1,5 @@
 """fastbp compile / fastbp.compile_kernels: after it, no fit, predict or evaluate compiles anything."""
+import json
 import os
 import subprocess
 import sys
@@ -49,16 +50,40 @@ def _cache_files(folder):
     return {os.path.join(d, f) for d, _, files in os.walk(folder) for f in files}
 
 
+# ``fastbp compile`` as the command line runs it, printing the kernels this process compiled itself
+COMPILE_COMMAND = """
+import json, runpy, sys
+from numba.core import event
+compiled = []
+class Listener(event.Listener):
+    def on_start(self, ev):
+        compiled.append(ev.data["dispatcher"].py_func.__name__)
+    def on_end(self, ev):
+        pass
+event.register("numba:compile", Listener())
+sys.argv = ["fastbp", "compile", "--dtype", "float32"]
+try:
+    runpy.run_module("fastbp", run_name="__main__")
+finally:
+    print(json.dumps(compiled), file=sys.stderr)
+"""
+
+
 @pytest.mark.slow
 def test_after_fastbp_compile_other_nets_compile_nothing(tmp_path):
     """From an empty cache, ``fastbp compile --dtype float32`` fills it with every kernel: a session
     with other sizes, activations, losses, optimizer, batch sizes, validation data, sample weights
-    and deterministic mode then adds no compiled code to the cache."""
+    and deterministic mode then adds no compiled code to the cache. On the way, every fit had its
+    layer kernels compiled in a second process (epoch.compile_ahead): the argument types it
+    predicts are the ones run_batches calls them with, or this process would compile them again."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    p = subprocess.run([sys.executable, "-m", "fastbp", "compile", "--dtype", "float32"], env=env,
-                       capture_output=True, text=True, timeout=900)
+    p = subprocess.run([sys.executable, "-c", COMPILE_COMMAND], env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr
     assert "float32: every kernel compiled or loaded in" in p.stdout
+    compiled = json.loads(p.stderr.strip().splitlines()[-1])
+    assert "run_batches" in compiled and "output_loss" in compiled
+    if fastbp.threads.available_cpus() > 1:       # else nothing is compiled apart
+        assert "layer_task" not in compiled and "layer_region" not in compiled, compiled
     before = _cache_files(tmp_path)
     assert any(f.endswith(".nbc") for f in before)
     subprocess.run([sys.executable, "-c", SESSION], env=env, check=True, timeout=900)
@@ -75,3 +100,34 @@ def test_compile_kernels_rejects_unknown_dtypes(dtypes):
 def test_compile_kernels_rejects_what_is_not_a_dtype_name_or_a_sequence(dtypes):
     with pytest.raises(TypeError, match="dtypes: expected a dtype name or a sequence"):
         fastbp.compile_kernels(dtypes)
+
+
+def test_load_cached_says_whether_a_kernel_is_ready_without_compiling_it():
+    from numba import njit, types
+
+    from fastbp.kernels.jit import load_cached
+
+    def add_one(x):
+        return x + 1
+
+    k = njit(add_one)
+    assert not load_cached(k, (types.int64,))
+    assert k.signatures == []                      # nothing compiled, nothing half-made
+    assert k(1) == 2
+    assert load_cached(k, (types.int64,))
+    assert not load_cached(k, (types.float64,))
+
+
+def test_compile_apart_leaves_the_kernels_ready_to_load(tmp_path):
+    """A child compiles into the on-disk cache; this process then loads, not compiles."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    script = """
+from numba import types
+from fastbp.kernels.epoch import shuffled_order
+from fastbp.kernels.jit import compile_apart, load_cached
+sig = (types.Array(types.int64, 1, "C"), types.uint64)
+compile_apart([(shuffled_order, sig)])
+assert sig not in shuffled_order.overloads          # compiled in the child only
+assert load_cached(shuffled_order, sig)             # ... and now loaded from the cache
+"""
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)

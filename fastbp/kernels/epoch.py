@@ -9,10 +9,11 @@ serial feature-major kernels only: training a small net never compiles the paral
 (compile time is a user cost on a first run).
 """
 import numpy as np
+from numba import typeof
 
 from .args import EVALUATE, GRADIENT, PREDICT, TRAIN, TRAIN_GRADIENT, Opt, SparseRows, plain_net
-from .jit import kernel
-from .network import run_batches
+from .jit import compile_apart, kernel, load_cached
+from .network import callees, run_batches
 from .optimizers import variant
 from .small import run_batches_small
 
@@ -66,6 +67,25 @@ def run(mode, params, net, ws, data, *, grads=None, opt=None, out=None, order=No
     """run_batches or run_batches_small (as the workspace ``ws`` says) with the arguments the
     mode does not use filled in; returns (batches run, loss sum, correct count). Sparse data
     (data.X a SparseRows) goes to the kernels' ``sparse`` argument, with an empty X."""
+    kernel, args = _call(mode, params, net, ws, data, grads, opt, out, order, first, last, batch, step_loss,
+                         step_correct, maxparts)
+    return kernel(*args)
+
+
+def compile_ahead(mode, params, net, ws, data, *, opt=None, maxparts=None):
+    """Before the first run(mode, ...) of a workspace: compile what run_batches calls in two
+    processes at once (jit.compile_apart), so that compiling run_batches itself then loads them.
+    Small networks' kernels are one chain of callers; they are left as they are."""
+    kernel, args = _call(mode, params, net, ws, data, None, opt, None, None, 0, 0, 1, None, None, maxparts)
+    if kernel is not run_batches or load_cached(kernel, [typeof(a) for a in args]):
+        return
+    layers, rest = callees(args)
+    compile_apart(layers, rest)
+
+
+def _call(mode, params, net, ws, data, grads, opt, out, order, first, last, batch, step_loss, step_correct,
+          maxparts):
+    """The kernel run() calls and its arguments."""
     # a plain network's kernels stay plain unless its optimizer is newer or runs a schedule
     extras = ws.extras if opt is None else variant(opt, ws.extras is None)
     work = ws.arrays
@@ -82,5 +102,5 @@ def run(mode, params, net, ws, data, *, grads=None, opt=None, out=None, order=No
             e["opt"] if opt is None else opt, net, data, e["order"] if order is None else order, first, last, batch,
             work)
     if ws.small:
-        return run_batches_small(*args, extras, sparse)
-    return run_batches(*args, maxparts, extras, sparse)
+        return run_batches_small, args + (extras, sparse)
+    return run_batches, args + (maxparts, extras, sparse)

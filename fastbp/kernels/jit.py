@@ -13,6 +13,8 @@ module), so a deep call tree is compiled over and over on a first run. Helpers t
 a callee with other flags, or a parallel region, must stay a kernel of its own.
 """
 import contextlib
+import os
+import signal
 import sys
 
 from numba import njit
@@ -64,3 +66,70 @@ def compile_notice(message, file=None):
     listener = _FirstCompile(message, file or sys.stderr)
     with event.install_listener("numba:compile", listener):
         yield listener
+
+
+class _WouldCompile(Exception):
+    pass
+
+
+class _StopCompile(event.Listener):
+    def __init__(self, dispatcher):
+        self.dispatcher = dispatcher
+
+    def on_start(self, ev):
+        if ev.data["dispatcher"] is self.dispatcher:
+            raise _WouldCompile
+
+    def on_end(self, ev):
+        pass
+
+
+def load_cached(dispatcher, sig):
+    """Make ``dispatcher``'s kernel for the argument types ``sig`` ready if that takes no
+    compiling (it is in memory or in numba's on-disk cache); returns whether it is ready."""
+    try:
+        with event.install_listener("numba:compile", _StopCompile(dispatcher)):
+            dispatcher.compile(tuple(sig))
+    except _WouldCompile:      # raised as its compilation started, before anything changed
+        return False
+    return True
+
+
+def compile_apart(apart, here=()):
+    """Compile kernels in two processes at once: the (dispatcher, argument types) pairs of
+    ``apart`` in a forked child, into numba's on-disk cache, while this process compiles those of
+    ``here``; returns when both are done. A caller compiled afterwards then loads ``apart`` from
+    the cache instead of compiling it (numba compiles one process's kernels one at a time).
+
+    Only worth it when compiling (an empty cache) and with a second CPU free; where fork is
+    missing, or a pair is already compiled here, those pairs are left to this process. The
+    child does nothing but compile, and leaves with os._exit: no cleanup of this process runs
+    twice, and an error there only means this process compiles the kernel itself later.
+    """
+    apart = [(k, tuple(sig)) for k, sig in apart if tuple(sig) not in k.overloads]
+    pid = os.fork() if apart and hasattr(os, "fork") else None
+    if pid == 0:                              # the child
+        try:
+            for k, sig in apart:
+                k.compile(sig)
+        finally:
+            os._exit(0)
+    try:
+        for k, sig in here:
+            k.compile(tuple(sig))
+    finally:
+        if pid is not None:
+            _reap(pid)
+
+
+def _reap(pid):
+    """Wait for the child ``pid``; on Ctrl-C (which the child gets too) end it first."""
+    try:
+        os.waitpid(pid, 0)
+    except BaseException:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+        raise

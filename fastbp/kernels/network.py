@@ -13,6 +13,7 @@ is compiled once per dtype: numba compiles a kernel, and again every kernel it c
 each caller, so entry points that called shared kernels would each compile them anew.
 """
 import numpy as np
+from numba import typeof, types
 
 from .activations import LINEAR
 from .args import GRADIENT, PREDICT, TRAIN, TRAIN_GRADIENT
@@ -21,7 +22,7 @@ from .dense import (BACKWARD_INPUT, BACKWARD_WEIGHTS, BATCH_NORM, BATCH_STATS, F
                     sparse_transpose)
 from .jit import kernel
 from .losses import output_loss
-from .optimizers import H_LR, apply_update, classic_update
+from .optimizers import H_LR, _classic_parallel, apply_update, classic_update
 from .parts import n_parts
 
 
@@ -171,3 +172,25 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
             apply_update(params, grads, opt, maxparts, extras)
         net.updates[0] += 1
     return n_batches, total_all, correct_all
+
+
+def callees(args):
+    """The kernels run_batches(*args) compiles into itself, each with the argument types it
+    calls it with, in two independent groups (jit.compile_apart): the layer kernels, and the
+    loss and optimizer ones. A test checks these against what run_batches compiles."""
+    (mode, out, step_loss, step_correct, params, grads, opt, net, data, order, first, last, batch, work, maxparts,
+     extras, sparse) = args
+    i, f = types.int64, types.float64
+    # (task, [p,] parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras, sparse)
+    tail = (typeof(grads), typeof(params), typeof(net), typeof(work), typeof(data.X), i, i, i, i, typeof(extras),
+            typeof(sparse))
+    layers = [(layer_task, (i,) * 6 + tail)]
+    rest = [(output_loss, (typeof(work.deltas), i, typeof(work.row_loss), typeof(work.acts), i, i, i, typeof(net),
+                           typeof(data), typeof(work.rows), f, types.boolean, typeof(extras)))]
+    if maxparts is not None:
+        layers.append((layer_region, (i,) * 5 + tail))
+    if extras is not None:
+        rest.append((apply_update, (typeof(params), typeof(grads), typeof(opt), typeof(maxparts), typeof(extras))))
+    elif maxparts is not None:
+        rest.append((_classic_parallel, (typeof(params), typeof(grads), typeof(opt), i, f, f)))
+    return layers, rest
