@@ -131,3 +131,64 @@ assert sig not in shuffled_order.overloads          # compiled in the child only
 assert load_cached(shuffled_order, sig)             # ... and now loaded from the cache
 """
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
+
+
+GROUP = """
+import json, sys
+import numpy as np, fastbp
+from numba.core import event
+import fastbp.kernels.epoch as E
+
+group = int(sys.argv[1])
+started = {}
+class Listener(event.Listener):
+    def on_start(self, ev):
+        d = ev.data["dispatcher"]
+        started[d.py_func.__module__ + "." + d.py_func.__qualname__] = d
+    def on_end(self, ev):
+        pass
+event.register("numba:compile", Listener())
+
+class Done(Exception):
+    pass
+
+def one_group(apart, here):
+    for k, sig in (apart, here)[group]:
+        k.compile(tuple(sig))
+    raise Done
+E.compile_apart = one_group
+
+fastbp.set_num_threads(2)
+rng = np.random.default_rng(0)
+for sizes, extra in (([64, 1024, 10], {}),
+                     ([64, 256, 256, 10], dict(activation=["gelu", "tanh"], norm=["batch", "layer"], dropout=0.1,
+                                               l2=1e-4))):
+    X, y = rng.standard_normal((2048, sizes[0])).astype(np.float32), rng.integers(0, sizes[-1], 2048)
+    for opt in (fastbp.Adam(), fastbp.Lion()):
+        try:
+            fastbp.MLP(sizes, seed=0, **extra).fit(X, y, epochs=1, batch_size=256, optimizer=opt, verbose=0)
+        except Done:
+            pass
+# saved to the on-disk cache, and compiled (load_cached stops run_batches' compile at its start)
+print(json.dumps(sorted(n for n, d in started.items() if type(d._cache).__name__ != "NullCache" and d.overloads)))
+"""
+
+
+@pytest.mark.slow
+def test_the_two_groups_compiled_at_once_share_no_cached_kernel(tmp_path):
+    """epoch.compile_ahead compiles run_batches' layer kernels in a child process while this one
+    compiles the loss and optimizer kernels. numba's cache is not safe for two processes saving
+    one kernel's signatures at once, so no kernel saved to the cache may be compiled by both:
+    each group from an empty cache of its own, for plain and for featured nets."""
+    procs = []
+    for group in (0, 1):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / str(group)))
+        procs.append(subprocess.Popen([sys.executable, "-c", GROUP, str(group)], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    layers, rest = [], []
+    for p, names in zip(procs, (layers, rest)):
+        out, err = p.communicate(timeout=900)
+        assert p.returncode == 0, err
+        names.extend(json.loads(out.strip().splitlines()[-1]))
+    assert "fastbp.kernels.dense.layer_task" in layers and "fastbp.kernels.losses.output_loss" in rest
+    assert set(layers).isdisjoint(rest), set(layers) & set(rest)

@@ -105,6 +105,11 @@ def compile_apart(apart, here=()):
     missing, or a pair is already compiled here, those pairs are left to this process. The
     child does nothing but compile, and leaves with os._exit: no cleanup of this process runs
     twice, and an error there only means this process compiles the kernel itself later.
+
+    The two groups must not reach a common cached kernel: numba's cache is not safe for two
+    processes saving different signatures of one kernel at once (both may take the same data
+    file, and the index then names the other's code). tests/test_warmup.py checks this for
+    epoch.compile_ahead's groups.
     """
     apart = [(k, tuple(sig)) for k, sig in apart if tuple(sig) not in k.overloads]
     pid = os.fork() if apart and hasattr(os, "fork") else None
