@@ -13,7 +13,8 @@ or memmaps of the same files); minibatch s of an epoch is the same rows as in on
 the same seed, and rank r computes the gradient of the r-th contiguous share of them, scaled to
 a mean over the global batch. One in-place Allreduce per step sums the gradient buffer, whose
 four extra slots carry the loss sum, the count of correct rows and two status flags; every rank
-then applies the same update. Rank 0's state is broadcast at the start, its hyperparameters at
+then applies the same update (batch-norm layers sum their statistics over the ranks inside the
+step: kernels.syncbn). Rank 0's state is broadcast at the start, its hyperparameters at
 every epoch, its params at the end; callbacks, progress and checkpoints run on rank 0; an error
 on any rank is raised on every rank (see fastbp.comm).
 """
