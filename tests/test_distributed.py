@@ -143,6 +143,24 @@ def test_batch_norm_on_three_ranks_matches_one_process(mpi_run_three_ranks, name
     assert m.buffers.size and not np.array_equal(m.buffers, cases.model(name).buffers)   # the statistics moved
 
 
+def test_batch_norm_refusals_and_failures_reach_every_rank(tmp_path):
+    """A global minibatch of one row is refused on every rank before anything changes; an error
+    inside a rank's step, between batch norm's reductions, is raised on every rank (no hang); a
+    fit after both trains."""
+    code, out, err = run_mpi("batch_norm_errors.py", tmp_path)
+    assert code == 0, f"{out}\n{err}"
+    by = {}
+    for r in results(tmp_path):
+        by.setdefault(r["scenario"], {})[r["rank"]] = r
+    assert all(set(ranks) == {0, 1} for ranks in by.values()), by
+    for o in by["one_row_minibatch"].values():
+        assert o["error"] == "ValueError" and "one of a single row" in o["message"] and o["unchanged"], o
+    for o in by["step_fails_on_rank_1"].values():
+        assert o["error"] == "MemoryError" and "rank 1 of 2" in o["message"], o
+    for o in by["still_works_after"].values():
+        assert o["error"] is None and not o["unchanged"], o
+
+
 def test_the_cases_cover_both_kernel_families():
     """A rank's share of a minibatch takes the small-network kernels in every case but
     adam_blas, adam_sparse_blas and the batch-norm cases, which take the batch-major BLAS ones

@@ -173,10 +173,13 @@ def minibatch(sparse=False):
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
 @pytest.mark.parametrize("split", list(SPLITS))
-def test_ranks_sum_to_the_one_process_gradient(split, sparse):
+def test_ranks_sum_to_the_one_process_gradient(split, sparse, dtype="float64"):
     X, y, order = minibatch(sparse)
+    if dtype == "float32":
+        X = X.astype(np.float32)
+    tol = dict(rtol=0, atol=1e-12) if dtype == "float64" else dict(rtol=1e-4, atol=1e-5)
     first = 4                                  # the minibatch is order[4:15]
-    one = featured_model()
+    one = featured_model(dtype=dtype)
     ws = one.workspace(ROWS, sparse)
     data = D.prepare(one, X, y, None)
     P1 = np.zeros((20, 3))
@@ -185,9 +188,9 @@ def test_ranks_sum_to_the_one_process_gradient(split, sparse):
                              first=first, last=first + ROWS, batch=0)
     shares = SPLITS[split]
     ranks = Ranks(len(shares))
-    models = [featured_model() for _ in shares]
-    grads = [np.full(one.n_params, np.nan) for _ in shares]       # every element must be written
-    P = [np.zeros((20, 3)) for _ in shares]
+    models = [featured_model(dtype=dtype) for _ in shares]
+    grads = [np.full(one.n_params, np.nan, dtype) for _ in shares]      # every element must be written
+    P = [np.zeros((20, 3), dtype) for _ in shares]
 
     def rank(r):
         m, (lo, hi) = models[r], shares[r]
@@ -197,13 +200,18 @@ def test_ranks_sum_to_the_one_process_gradient(split, sparse):
     results = ranks.run(rank)
     g = sum(grads)
     penalty = syncbn.add_penalty(g, models[0].params, models[0].net, models[0].workspace(ROWS))
-    np.testing.assert_allclose(g, ws.grads, rtol=0, atol=1e-12)
-    assert sum(r[0] for r in results) + ROWS * penalty == pytest.approx(loss, rel=1e-12)
+    np.testing.assert_allclose(g, ws.grads, **tol)
+    assert sum(r[0] for r in results) + ROWS * penalty == pytest.approx(loss, rel=1e-12 if dtype == "float64" else 1e-5)
     assert sum(r[1] for r in results) == correct
-    np.testing.assert_allclose(sum(P), P1, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sum(P), P1, **tol)
     for m in models:
-        np.testing.assert_allclose(m.buffers, one.buffers, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(m.buffers, one.buffers, **tol)
         assert not np.array_equal(m.buffers[:9], np.zeros(9))       # the running mean moved
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+def test_float32_ranks_sum_to_the_one_process_gradient_to_float32_rounding(sparse):
+    test_ranks_sum_to_the_one_process_gradient("empty_rank", sparse, dtype="float32")
 
 
 def test_loading_the_kernels_changes_nothing():
