@@ -37,7 +37,8 @@ from .dense import (BACKWARD_INPUT, BACKWARD_WEIGHTS, BATCH_NORM, BATCH_STATS, F
                     NORM_BACKWARD_ROWS, STEP, activate, layer_region, layer_task, penalize, sparse_transpose)
 from .jit import kernel
 from .losses import output_loss
-from .norm import batch_norm_backward_columns, batch_norm_normalize, column_square_deviations, column_sums, norm_param_grads
+from .norm import (batch_norm_backward_columns, batch_norm_normalize, column_square_deviations, column_sums,
+                   norm_param_grads)
 from .parts import n_parts
 
 # the parts of a layer task, chosen in Python as run_batches chooses them
