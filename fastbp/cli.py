@@ -815,9 +815,6 @@ def cmd_train(args, out, err):
     if args.huber_delta is not None and loss != "huber":
         raise CLIError(f"--huber-delta: applies to --loss huber only, got --loss {loss}")
     norms = [None if name == "none" else name for name in args.norm]
-    if "batch" in norms and comm is not None:
-        raise CLIError("--norm batch: not supported under MPI yet (its statistics must span the global "
-                       "minibatch); use --norm layer, or one process")
 
     # -- split (seeded shuffle, so a file sorted by class still gets a fair validation set) --
     rng = np.random.default_rng(args.seed)

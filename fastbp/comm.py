@@ -2,8 +2,8 @@
 
 The training loop (fastbp.training) is written once against this small interface. Locally every
 collective is a no-op, so a single-process fit pays nothing for it; under MPI each is one
-mpi4py buffer call (never pickle). Later collectives (batch-norm sums, metric gathers) belong
-here.
+mpi4py buffer call (never pickle). Batch norm's per-feature sums (kernels.syncbn) and metric
+gathers go through ``allreduce_sum`` too.
 
 Interface (both classes):
 

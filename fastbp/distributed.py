@@ -11,7 +11,8 @@ ones for small nets). Each local gradient is scaled by m_local / m, one in-place
 sums the buffer, and every rank then holds the mean over the global batch of m rows and applies
 the same optimizer step. Shares that differ in size by one row, or are empty, change nothing.
 The loss sum, the count of correct rows and two status flags ride in four extra slots of the
-same buffer, so a step costs exactly one collective call.
+same buffer, so a step costs exactly one collective call; a network with batch norm adds three
+small ones per batch-norm layer, whose statistics span the global minibatch (kernels.syncbn).
 
 - Start: rank 0's params, optimizer state and random stream are broadcast, after checks that
   every rank has the same architecture, data shape and fit arguments.

@@ -13,7 +13,8 @@ or memmaps of the same files); minibatch s of an epoch is the same rows as in on
 the same seed, and rank r computes the gradient of the r-th contiguous share of them, scaled to
 a mean over the global batch. One in-place Allreduce per step sums the gradient buffer, whose
 four extra slots carry the loss sum, the count of correct rows and two status flags; every rank
-then applies the same update. Rank 0's state is broadcast at the start, its hyperparameters at
+then applies the same update (batch-norm layers sum their statistics over the ranks inside the
+step: kernels.syncbn). Rank 0's state is broadcast at the start, its hyperparameters at
 every epoch, its params at the end; callbacks, progress and checkpoints run on rank 0; an error
 on any rank is raised on every rank (see fastbp.comm).
 """
@@ -37,6 +38,7 @@ from .comm import as_communicator, is_collective, mark_collective
 from .errors import TrainingDiverged
 from .kernels import epoch as E
 from .kernels import optimizers as K
+from .kernels import syncbn
 from .kernels.args import SparseRows
 from .kernels.jit import compile_notice
 from .optim import get_optimizer
@@ -154,9 +156,7 @@ class Run:
             check_metric_targets(metric_names, data)
             n = data.X.shape[0]
             if model.buffers.size:
-                if comm.size > 1:
-                    raise ValueError("comm: batch norm under MPI is not supported yet (its statistics must span the "
-                                     "global minibatch); train with norm='layer', or in one process")
+                # n is the global row count, so under MPI this checks the global minibatches
                 if min(batch_size, n) == 1 or n % batch_size == 1:
                     raise ValueError(f"batch_size: with batch norm every minibatch needs at least two rows, but "
                                      f"{n} rows in minibatches of {batch_size} leave one of a single row; change "
@@ -192,6 +192,8 @@ class Run:
         follow_load = self.maxparts is not None and not threads.is_pinned() and threads.get_num_threads() > 1
         self.load = threads.load_monitor() if follow_load else None
         self.grads = self.ws.grads
+        # under MPI, batch norm normalizes by the statistics of the global minibatch (kernels.syncbn)
+        self.synced = comm.size > 1 and model.buffers.size > 0
         if comm.size > 1:
             self.reduced = np.zeros(model.n_params + N_EXTRA, model.dtype)   # gradient, then the slots
             self.grads = self.reduced[:model.n_params]
@@ -334,11 +336,14 @@ class Run:
         with notice:
             opt = self.opt_args = self.optimizer.kernel_args(model.params, model.layout.segments_arr)
             # calls that run no batch: they only load (or compile) the kernels
-            mode = E.TRAIN if comm.size == 1 else E.TRAIN_GRADIENT
-            if comm.size == 1 and threads.available_cpus() > 1:
-                E.compile_ahead(mode, model.params, model.net, ws, self.data, opt=opt, maxparts=self.maxparts)
-            E.run(mode, model.params, model.net, ws, self.data, opt=opt, order=np.zeros(0, np.int64),
-                  maxparts=self.maxparts)
+            if self.synced:
+                syncbn.load(self.grads, model.params, model.net, ws, self.data, self.maxparts)
+            else:
+                mode = E.TRAIN if comm.size == 1 else E.TRAIN_GRADIENT
+                if comm.size == 1 and threads.available_cpus() > 1:
+                    E.compile_ahead(mode, model.params, model.net, ws, self.data, opt=opt, maxparts=self.maxparts)
+                E.run(mode, model.params, model.net, ws, self.data, opt=opt, order=np.zeros(0, np.int64),
+                      maxparts=self.maxparts)
             if comm.size > 1:
                 P = model.params[:0]
                 K.apply_update(P, P, opt._replace(state=opt.state[:, :0], step=np.zeros(1, np.int64)), self.maxparts,
@@ -448,7 +453,9 @@ class Run:
         return done
 
     def _reduced_steps(self, step_loss, step_correct, order, first, last):
-        """_steps under MPI: per step, this rank's share of the gradient, one Allreduce, the update."""
+        """_steps under MPI: per step, this rank's share of the gradient, one Allreduce, the update
+        (with batch norm, the share's forward and backward passes sum statistics over the ranks
+        at every batch-norm layer too: kernels.syncbn)."""
         model, comm, ws, opt = self.model, self.comm, self.ws, self.opt_args
         red, grads, P = self.reduced, self.grads, model.n_params
         n, batch = self.n, self.batch
@@ -459,23 +466,29 @@ class Run:
             exc = None
             try:
                 # the rows are positions lo.. of the global minibatch (dropout masks are keyed by them)
-                _, total, correct = E.run(E.TRAIN_GRADIENT, model.params, model.net, ws, self.data, grads=grads,
-                                          out=self.train_pred, order=order, first=r0 + lo, last=r0 + hi, batch=lo,
-                                          maxparts=self.maxparts)
-                if hi - lo != m:
-                    grads *= (hi - lo) / m       # the kernel's mean is over this rank's rows; the step's over m
+                if self.synced:
+                    # scaled by 1/m already, without the penalty (added below, after the sum)
+                    total, correct = syncbn.train_gradient(self._allreduce_sum, grads, model.params, model.net, ws,
+                                                           self.data, order, r0 + lo, r0 + hi, lo, m,
+                                                           out=self.train_pred, maxparts=self.maxparts)
+                else:
+                    _, total, correct = E.run(E.TRAIN_GRADIENT, model.params, model.net, ws, self.data, grads=grads,
+                                              out=self.train_pred, order=order, first=r0 + lo, last=r0 + hi,
+                                              batch=lo, maxparts=self.maxparts)
+                    if hi - lo != m:
+                        grads *= (hi - lo) / m   # the kernel's mean is over this rank's rows; the step's over m
             except BaseException as e:           # reported through the Allreduce, raised on every rank
                 exc, total, correct = e, 0.0, 0.0
             red[P + LOSS] = total
             red[P + CORRECT] = correct
             red[P + FAILED] = exc is not None
             red[P + INTERRUPTED] = self.sigint.hit
-            t0 = time.perf_counter()
-            comm.allreduce_sum(red)
-            self.timing["allreduce"] += time.perf_counter() - t0
+            self._allreduce_sum(red)
             if red[P + FAILED] > 0:
                 comm.agree(exc)
             total = float(red[P + LOSS])
+            if self.synced and (model.net.l1 != 0.0 or model.net.l2 != 0.0):
+                total += m * syncbn.add_penalty(grads, model.params, model.net, ws)
             step_loss[s] = total
             step_correct[s] = red[P + CORRECT]
             if not np.isfinite(total):
@@ -486,6 +499,12 @@ class Run:
                 self.interrupted = True
                 return s - first + 1
         return last - first
+
+    def _allreduce_sum(self, buf):
+        """comm.allreduce_sum, its time counted in timing["allreduce"]."""
+        t0 = time.perf_counter()
+        self.comm.allreduce_sum(buf)
+        self.timing["allreduce"] += time.perf_counter() - t0
 
     def _diverged(self, epoch, step, snapshot, reason=None):
         """Restore the params and optimizer state of the end of the last finite epoch, then raise

@@ -11,6 +11,8 @@ import time
 
 import numpy as np
 
+from . import data as D
+from .kernels import syncbn
 from .model import MLP
 from .optim import Adam
 
@@ -57,5 +59,12 @@ def compile_kernels(dtypes=DTYPES):
             model.predict(Xs)
             model.evaluate(Xs, y)
             model.loss_and_grad(Xs[:16], y[:16])
+            if model.buffers.size:
+                # an MPI rank's step with batch norm (kernels.syncbn), dense and CSR
+                cap = batch // 2
+                for Xi in (X, Xs):
+                    ws = model.workspace(cap, Xi is Xs)
+                    syncbn.load(ws.grads, model.params, model.net, ws, D.prepare(model, Xi, y, None),
+                                model.kernel_parts(cap))
         seconds[dtype] = time.perf_counter() - t0
     return seconds

@@ -448,15 +448,19 @@ def test_launched_comm_without_distributed_support_means_single_process(monkeypa
 @pytest.mark.mpi
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("mpiexec") is None, reason="needs an MPI launcher")
-def test_mpiexec_two_ranks_end_to_end(tmp_path):
+@pytest.mark.parametrize("layers", [[], ["--norm", "batch,layer", "--dropout", "0.1"]], ids=["plain", "norm"])
+def test_mpiexec_two_ranks_end_to_end(tmp_path, layers):
     pytest.importorskip("mpi4py")
     env = subprocess_env(NUMBA_NUM_THREADS="1")
     r = subprocess.run(["mpiexec", "-n", "2", sys.executable, "-m", "fastbp", "train", "iris", "--epochs", "2",
-                        "--quiet", "--out", str(tmp_path / "m.fbp")], capture_output=True, text=True, env=env,
-                       cwd=tmp_path, timeout=600)
+                        *layers, "--quiet", "--out", str(tmp_path / "m.fbp")], capture_output=True, text=True,
+                       env=env, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("model saved to") == 1 and "2 MPI ranks" in r.stdout
-    assert fastbp.load(tmp_path / "m.fbp").sizes == [4, 64, 32, 3]
+    m = fastbp.load(tmp_path / "m.fbp")
+    assert m.sizes == [4, 64, 32, 3]
+    if layers:
+        assert m.layers[0].running_var is not None and not np.allclose(m.layers[0].running_var, 1)
 
 
 # ---- tables: mixed columns, gaps, class names ----------------------------------------------------------

@@ -103,13 +103,16 @@ def assert_same_run(res, key, m, hist, float64):
     diff = np.abs(res[f"{key}/params"] - m.params).max()
     np.testing.assert_allclose(res[f"{key}/params"], m.params, **tol,
                                err_msg=f"{key}: params differ from one process by up to {diff:.3g}")
+    # batch norm's running statistics (empty without batch norm)
+    np.testing.assert_allclose(res[f"{key}/buffers"], m.buffers, **tol, err_msg=f"{key}: running statistics")
     names = {k.split("/")[-1] for k in res if k.startswith(f"{key}/history/")}
     assert names == set(hist.history)
     for name in names:
         np.testing.assert_allclose(res[f"{key}/history/{name}"], hist.history[name],
                                    rtol=1e-12 if float64 else 1e-5, err_msg=f"{key}: history[{name!r}]")
-    # Every rank ends with exactly rank 0's params and history, bit for bit.
+    # Every rank ends with exactly rank 0's params, statistics and history, bit for bit.
     assert float(res[f"{key}/params_spread"]) == 0.0
+    assert float(res[f"{key}/buffers_spread"]) == 0.0
     assert all(float(res[f"{key}/history_spread/{name}"]) == 0.0 for name in names)
 
 
@@ -121,12 +124,49 @@ def test_two_ranks_match_one_process(mpi_run, name):
     assert float(res[f"{name}/allreduce_seconds"]) > 0          # the steps did go through MPI
 
 
+@pytest.fixture(scope="module")
+def mpi_run_three_ranks(tmp_path_factory):
+    """The batch-norm cases trained under mpiexec -n 3: their last minibatch of 2 rows leaves
+    one rank no row (on 2 ranks, each has one)."""
+    out = tmp_path_factory.mktemp("mpi_fit_3")
+    code, stdout, stderr = run_mpi("fit_cases.py", out, *cases.BATCH_NORM_CASES, n=3)
+    assert code == 0, f"fit_cases.py failed:\n{stdout}\n{stderr}"
+    with np.load(out / "results.npz", allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.mark.parametrize("name", cases.BATCH_NORM_CASES)
+def test_batch_norm_on_three_ranks_matches_one_process(mpi_run_three_ranks, name):
+    assert cases.CASES[name]["n"] % cases.CASES[name]["batch"] == 2
+    m, hist = single_process(name)
+    assert_same_run(mpi_run_three_ranks, name, m, hist, float64=True)
+    assert m.buffers.size and not np.array_equal(m.buffers, cases.model(name).buffers)   # the statistics moved
+
+
+def test_batch_norm_refusals_and_failures_reach_every_rank(tmp_path):
+    """A global minibatch of one row is refused on every rank before anything changes; an error
+    inside a rank's step, between batch norm's reductions, is raised on every rank (no hang); a
+    fit after both trains."""
+    code, out, err = run_mpi("batch_norm_errors.py", tmp_path)
+    assert code == 0, f"{out}\n{err}"
+    by = {}
+    for r in results(tmp_path):
+        by.setdefault(r["scenario"], {})[r["rank"]] = r
+    assert all(set(ranks) == {0, 1} for ranks in by.values()), by
+    for o in by["one_row_minibatch"].values():
+        assert o["error"] == "ValueError" and "one of a single row" in o["message"] and o["unchanged"], o
+    for o in by["step_fails_on_rank_1"].values():
+        assert o["error"] == "MemoryError" and "rank 1 of 2" in o["message"], o
+    for o in by["still_works_after"].values():
+        assert o["error"] is None and not o["unchanged"], o
+
+
 def test_the_cases_cover_both_kernel_families():
     """A rank's share of a minibatch takes the small-network kernels in every case but
-    adam_blas and adam_sparse_blas, which take the batch-major BLAS ones: both are compared with
-    one process above."""
+    adam_blas, adam_sparse_blas and the batch-norm cases, which take the batch-major BLAS ones
+    (a network with norm always does): both are compared with one process above."""
     small = {name: cases.model(name).workspace(-(-c["batch"] // RANKS)).small for name, c in cases.CASES.items()}
-    assert [name for name, s in small.items() if not s] == ["adam_blas", "adam_sparse_blas"]
+    assert [name for name, s in small.items() if not s] == ["adam_blas", "adam_sparse_blas", *cases.BATCH_NORM_CASES]
 
 
 def test_streaming_a_memmap_keeps_every_rank_resident_memory_as_one_process(tmp_path):

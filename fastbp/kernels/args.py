@@ -15,7 +15,8 @@ import numpy as np
 
 # What network.run_batches and small.run_batches_small do with their batches.
 # TRAIN_GRADIENT is the gradient of a training step without its update (MPI updates after the
-# Allreduce): dropout on and batch-norm running statistics updated, as in TRAIN.
+# Allreduce): dropout on and batch-norm running statistics updated, as in TRAIN, by the batch's own
+# statistics (an MPI fit with batch norm takes kernels.syncbn instead: the global minibatch's).
 TRAIN, GRADIENT, EVALUATE, PREDICT, TRAIN_GRADIENT = 0, 1, 2, 3, 4
 
 Net = namedtuple("Net", ["sizes", "woff", "boff", "act", "loss", "norm", "goff", "roff", "rate", "full", "stats",

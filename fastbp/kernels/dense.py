@@ -76,7 +76,7 @@ def _dropout(G, goff, net, l, r0, r1, c0, c1, pos0):
 
 
 @kernel
-def _activate(work, net, l, r0, r1, c0, c1, train, pos0):
+def activate(work, net, l, r0, r1, c0, c1, train, pos0):
     """A_{l+1} = dropout(act(Y)) on rows [r0, r1), features [c0, c1) of a full layer."""
     n = net.sizes[l + 1]
     a0 = work.acts_off[l + 1]
@@ -153,7 +153,7 @@ def _full_after_product(work, params, net, l, act, r0, r1, train, pos0):
             return
         batch_norm_inference_rows(pre, y0, work.xhat_off[l], params, net.goff[l], net.stats, net.roff[l], r0, r1,
                                   n_out)
-    _activate(work, net, l, r0, r1, np.int64(0), n_out, train, pos0)
+    activate(work, net, l, r0, r1, np.int64(0), n_out, train, pos0)
 
 
 @kernel
@@ -164,11 +164,11 @@ def batch_norm_forward(work, params, net, l, m, p, parts, train, pos0):
     c0, c1 = part_range(n, parts, p)
     batch_norm_columns(work.pre, work.pre_off[l], work.xhat_off[l], work.nstat, work.nstat_off[l], params, net.goff[l],
                        net.stats, net.roff[l], m, n, c0, c1, train == STEP)
-    _activate(work, net, l, np.int64(0), m, c0, c1, train, pos0)
+    activate(work, net, l, np.int64(0), m, c0, c1, train, pos0)
 
 
 @kernel
-def _penalize(grads, work, params, net, l, i0, i1):
+def penalize(grads, work, params, net, l, i0, i1):
     """Rows [i0, i1) of dW_l += l1*sign(W) + 2*l2*W; their penalty l1*|W| + l2*W**2 into work.pen."""
     n_out = net.sizes[l + 1]
     w0 = net.woff[l]
@@ -260,7 +260,7 @@ def norm_backward(grads, work, params, net, l, m, dcur, p, parts, rows):
     norm_param_grads(grads, net.goff[l], work.deltas, dcur, work.pre, work.xhat_off[l], m, n, c0, c1)
     if net.norm[l] == BATCH_NORM:
         batch_norm_backward_columns(work.deltas, dcur, work.pre, work.xhat_off[l], work.nstat, work.nstat_off[l],
-                                    params, net.goff[l], grads, m, n, c0, c1)
+                                    params, net.goff[l], grads, net.goff[l], m, m, n, c0, c1)
 
 
 # ---- layer 0 over the stored entries of a CSR X (args.Sparse) -----------------------------------
@@ -366,7 +366,7 @@ def _full_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dne
         dense_backward_weights(grads, work, net, l, m, dcur, p, parts)
         if net.l1 != 0.0 or net.l2 != 0.0:
             i0, i1 = part_range(net.sizes[l], parts, p)
-            _penalize(grads, work, params, net, l, i0, i1)
+            penalize(grads, work, params, net, l, i0, i1)
     elif task == BACKWARD_INPUT:
         r0, r1 = part_range(m, parts, p)
         full_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, pos0)
@@ -401,7 +401,7 @@ def layer_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dne
             if extras is not None:
                 if net.l1 != 0.0 or net.l2 != 0.0:
                     i0, i1 = part_range(net.sizes[0], parts, p)
-                    _penalize(grads, work, params, net, l, i0, i1)
+                    penalize(grads, work, params, net, l, i0, i1)
             return
     if extras is None:
         _plain_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext)

@@ -71,30 +71,56 @@ def batch_norm_columns(pre, yoff, xoff, nstat, soff, params, goff, stats, roff, 
     variance normalize Z into Xhat and Y; with ``update``, the running statistics move by
     MOMENTUM towards the mean and the unbiased variance."""
     mean = nstat[soff + c0:soff + c1]
-    rstd = nstat[soff + n + c0:soff + n + c1]
+    column_sums(mean, pre, yoff, m, n, c0, c1)
+    for j in range(c1 - c0):
+        mean[j] /= m
+    column_square_deviations(nstat[soff + n + c0:soff + n + c1], pre, yoff, mean, m, n, c0, c1)
+    batch_norm_normalize(pre, yoff, xoff, nstat, soff, params, goff, stats, roff, m, m, n, c0, c1, update)
+
+
+@kernel(inline="always")
+def column_sums(sums, pre, yoff, m, n, c0, c1):
+    """sums[:c1-c0] = features [c0, c1) of Z (m, n) at pre[yoff:] summed over the rows, in row order."""
     w = c1 - c0
     for j in range(w):
-        mean[j] = 0.0
-        rstd[j] = 0.0
+        sums[j] = 0.0
     for i in range(m):
         z = pre[yoff + i * n + c0:yoff + i * n + c1]
         for j in range(w):
-            mean[j] += z[j]
+            sums[j] += z[j]
+
+
+@kernel(inline="always")
+def column_square_deviations(sums, pre, yoff, mean, m, n, c0, c1):
+    """sums[:c1-c0] = features [c0, c1) of (Z - mean)**2 summed over the rows of Z (m, n) at
+    pre[yoff:], in row order; mean (c1-c0,)."""
+    w = c1 - c0
     for j in range(w):
-        mean[j] /= m
+        sums[j] = 0.0
     for i in range(m):
         z = pre[yoff + i * n + c0:yoff + i * n + c1]
         for j in range(w):
             d = z[j] - mean[j]
-            rstd[j] += d * d
+            sums[j] += d * d
+
+
+@kernel(inline="always")
+def batch_norm_normalize(pre, yoff, xoff, nstat, soff, params, goff, stats, roff, count, m, n, c0, c1, update):
+    """Features [c0, c1) of a batch-norm layer from its statistics over a batch of ``count``
+    rows: the mean at nstat[soff + c0:], the sum of squared deviations at nstat[soff + n + c0:]
+    (replaced by 1/std). With ``update`` the running statistics move; then the m rows here
+    (all of the batch in one process, a rank's share under MPI) get Xhat and Y."""
+    mean = nstat[soff + c0:soff + c1]
+    rstd = nstat[soff + n + c0:soff + n + c1]
+    w = c1 - c0
     if update:
         rmean = stats[roff + c0:roff + c1]
         rvar = stats[roff + n + c0:roff + n + c1]
         for j in range(w):
             rmean[j] = (1.0 - MOMENTUM) * rmean[j] + MOMENTUM * mean[j]
-            rvar[j] = (1.0 - MOMENTUM) * rvar[j] + MOMENTUM * (rstd[j] / (m - 1))
+            rvar[j] = (1.0 - MOMENTUM) * rvar[j] + MOMENTUM * (rstd[j] / (count - 1))
     for j in range(w):
-        rstd[j] = 1.0 / np.sqrt(rstd[j] / m + EPS)
+        rstd[j] = 1.0 / np.sqrt(rstd[j] / count + EPS)
     gamma = params[goff + c0:goff + c1]
     beta = params[goff + n + c0:goff + n + c1]
     for i in range(m):
@@ -146,16 +172,17 @@ def layer_norm_backward_rows(G, gcur, pre, xoff, nstat, soff, params, goff, r0, 
 
 
 @kernel(inline="always")
-def batch_norm_backward_columns(G, gcur, pre, xoff, nstat, soff, params, goff, grads, m, n, c0, c1):
-    """Features [c0, c1) of dY -> dZ in place through batch norm (after norm_param_grads):
-    dZ = gamma * rstd * (dY - dbeta / m - Xhat * dgamma / m)."""
+def batch_norm_backward_columns(G, gcur, pre, xoff, nstat, soff, params, goff, dsums, doff, count, m, n, c0, c1):
+    """Features [c0, c1) of dY -> dZ in place through batch norm, for the m rows here of a batch
+    of ``count`` rows: dZ = gamma * rstd * (dY - dbeta / count - Xhat * dgamma / count), with
+    dgamma and dbeta over the whole batch at dsums[doff:] (norm_param_grads's layout)."""
     gamma = params[goff + c0:goff + c1]
-    dgamma = grads[goff + c0:goff + c1]
-    dbeta = grads[goff + n + c0:goff + n + c1]
+    dgamma = dsums[doff + c0:doff + c1]
+    dbeta = dsums[doff + n + c0:doff + n + c1]
     rstd = nstat[soff + n + c0:soff + n + c1]
     w = c1 - c0
     for i in range(m):
         g = G[gcur + i * n + c0:gcur + i * n + c1]
         xh = pre[xoff + i * n + c0:xoff + i * n + c1]
         for j in range(w):
-            g[j] = gamma[j] * rstd[j] * (g[j] - dbeta[j] / m - xh[j] * dgamma[j] / m)
+            g[j] = gamma[j] * rstd[j] * (g[j] - dbeta[j] / count - xh[j] * dgamma[j] / count)

@@ -2,7 +2,9 @@
 test), with the same data, model and arguments. Shared by both sides so they cannot drift.
 
 The batch sizes are chosen to split unevenly across 2 ranks (odd batches, odd last batches)
-and, in "nesterov_empty_share", to leave one rank no row at all in the last minibatch.
+and, in "nesterov_empty_share", to leave one rank no row at all in the last minibatch. The
+batch-norm cases (BATCH_NORM_CASES) also run on 3 ranks, where their last minibatch of 2 rows
+leaves one rank none (on 2 ranks, one row each).
 """
 import numpy as np
 
@@ -39,7 +41,21 @@ CASES = {
                              optimizer=("adam", dict(lr=1e-2))),
     "sgd_sparse_small": dict(sizes=[8, 5, 3], activation="relu", output="linear", loss="mse", dtype="float64",
                              n=150, batch=33, epochs=3, sparse=True, optimizer=("sgd", dict(lr=0.05))),
+    # Batch norm (statistics over the global minibatch), layer norm, dropout, an l2 penalty: 101
+    # rows in batches of 11, the last of 2 rows. Momentum, not Adam: the bias before batch norm
+    # has a gradient of exactly 0 computed as rounding noise, which Adam would scale up to steps
+    # of lr, different in one process and on ranks that sum in another order.
+    "batch_norm": dict(sizes=[6, 12, 10, 3], activation="gelu", output="softmax", loss="cross_entropy",
+                       dtype="float64", n=101, batch=11, epochs=3, validation_data=31,
+                       layers=dict(activation=["gelu", "relu"], norm=["batch", "layer"], dropout=0.2, l2=1e-3),
+                       optimizer=("nesterov", dict(lr=0.05, momentum=0.9)), metrics=["accuracy", "auc"]),
+    # The same on CSR input, two batch-norm layers, sample weights (which batch norm ignores).
+    "batch_norm_sparse": dict(sizes=[8, 10, 9, 2], activation="relu", output="sigmoid",
+                              loss="binary_cross_entropy", dtype="float64", n=90, batch=8, epochs=2, sparse=True,
+                              sample_weight=True, layers=dict(norm="batch", dropout=[0.0, 0.3]),
+                              optimizer=("sgd", dict(lr=0.1))),
 }
+BATCH_NORM_CASES = ["batch_norm", "batch_norm_sparse"]
 # Trained 2 epochs with a checkpoint, then resumed to RESUME_EPOCHS from it by a model with
 # another seed; compared with RESUME_EPOCHS epochs in one go.
 RESUME_CASE = "adam_uneven"
@@ -83,8 +99,9 @@ def data(name):
 
 def model(name, seed=SEED):
     c = CASES[name]
-    return fastbp.MLP(c["sizes"], activation=c["activation"], output=c["output"], loss=c["loss"],
-                      dtype=c["dtype"], seed=seed)
+    kw = dict(activation=c["activation"], output=c["output"], loss=c["loss"], dtype=c["dtype"], seed=seed)
+    kw.update(c.get("layers", {}))
+    return fastbp.MLP(c["sizes"], **kw)
 
 
 def fit_kwargs(name, epochs=None, scheduler=True):

@@ -1,10 +1,11 @@
 """Under mpiexec: train every case of cases.py data-parallel and save what rank 0 sees.
 
-usage: mpiexec -n N python fit_cases.py OUT_DIR
+usage: mpiexec -n N python fit_cases.py OUT_DIR [CASE ...]
 
-Writes OUT_DIR/results.npz (rank 0) with, per case: the final params, the history, and the
-largest difference between any rank's params or history and rank 0's (all must be 0). Each
-rank also writes OUT_DIR/calls_rank{r}.txt listing the hooks a recording callback saw.
+Writes OUT_DIR/results.npz (rank 0) with, per case: the final params and running statistics,
+the history, and the largest difference between any rank's params, statistics or history and
+rank 0's (all must be 0). Each rank also writes OUT_DIR/calls_rank{r}.txt listing the hooks a
+recording callback saw. Given CASE names, only those cases run (and no resume).
 """
 import os
 import sys
@@ -18,6 +19,7 @@ import fastbp
 comm = MPI.COMM_WORLD
 rank, size = comm.Get_rank(), comm.Get_size()
 out = sys.argv[1]
+names = sys.argv[2:] or list(cases.CASES)
 
 
 class Record(fastbp.Callback):
@@ -56,6 +58,8 @@ results = {}
 def keep(name, m, hist):
     results[f"{name}/params"] = m.params.astype(np.float64)
     results[f"{name}/params_spread"] = spread(m.params)
+    results[f"{name}/buffers"] = m.buffers.astype(np.float64)
+    results[f"{name}/buffers_spread"] = spread(m.buffers)
     for key, values in hist.history.items():
         results[f"{name}/history/{key}"] = np.array(values)
         results[f"{name}/history_spread/{key}"] = spread(np.array(values))
@@ -64,7 +68,7 @@ def keep(name, m, hist):
     results[f"{name}/allreduce_seconds"] = hist.timing["allreduce"]
 
 
-for name in cases.CASES:
+for name in names:
     X, y, _, _ = cases.data(name)
     if cases.CASES[name].get("memmap"):
         path = os.path.join(out, f"{name}_X.npy")
@@ -81,17 +85,18 @@ for name in cases.CASES:
     keep(name, m, hist)
 
 # Resume: 2 epochs with a full checkpoint (written by rank 0), then on to RESUME_EPOCHS.
-name = cases.RESUME_CASE
-X, y, _, _ = cases.data(name)
-ckpt = os.path.join(out, "resume.fbp")
-kw = cases.fit_kwargs(name, epochs=2, scheduler=False)
-kw["callbacks"].append(fastbp.ModelCheckpoint(ckpt, save_weights_only=False))
-cases.model(name, seed=cases.SEED + 1000 * rank).fit(X, y, comm=comm, **kw)
-results["resume/checkpoint_exists"] = os.path.exists(ckpt)
-kw = cases.fit_kwargs(name, epochs=cases.RESUME_EPOCHS, scheduler=False)
-m = cases.model(name, seed=777 + rank)
-hist = m.fit(X, y, comm=comm, resume_from=ckpt, **kw)
-keep("resume", m, hist)
+if not sys.argv[2:]:
+    name = cases.RESUME_CASE
+    X, y, _, _ = cases.data(name)
+    ckpt = os.path.join(out, "resume.fbp")
+    kw = cases.fit_kwargs(name, epochs=2, scheduler=False)
+    kw["callbacks"].append(fastbp.ModelCheckpoint(ckpt, save_weights_only=False))
+    cases.model(name, seed=cases.SEED + 1000 * rank).fit(X, y, comm=comm, **kw)
+    results["resume/checkpoint_exists"] = os.path.exists(ckpt)
+    kw = cases.fit_kwargs(name, epochs=cases.RESUME_EPOCHS, scheduler=False)
+    m = cases.model(name, seed=777 + rank)
+    hist = m.fit(X, y, comm=comm, resume_from=ckpt, **kw)
+    keep("resume", m, hist)
 
 if rank == 0:
     np.savez(os.path.join(out, "results.npz"), **results)
