@@ -6,19 +6,28 @@ The first fit on a frame fits a TablePreprocessor on the training rows and keeps
 (``model.preprocessor``, saved in its file); later fits and every other call apply it. Training
 runs on standardized numeric features (the training rows' mean and standard deviation; 0/1
 indicator and one-hot columns as they are), and the scaling is folded into the first layer when
-the fit ends, so the model takes the encoded raw values. A later fit unfolds it first (with its
-own training rows' statistics): the network computes the same function, only its
-parametrization during training changes. Targets are used as given (no scaling).
+the fit ends, so the model takes the encoded raw values. A later fit of a trained model
+(``model.updates > 0``) unfolds it first (with its own training rows' statistics): the network
+computes the same function, only its parametrization during training changes. An untrained
+model's params (its initialization) are taken as weights on the standardized features, with a
+preprocessor fitted by this fit or one the caller set on ``model.preprocessor``. Targets are
+used as given (no scaling).
+
+Checkpoints written during such a fit hold the run's params (on the standardized features) with
+the preprocessor and the standardization (see fastbp.io), so ``fastbp.load`` gives a model that
+takes raw columns and ``fit(frame, ..., resume_from=path)`` continues the run bit for bit, with
+the checkpoint's preprocessor and standardization.
 """
 import numpy as np
 
+from . import io
 from . import tables
-from .callbacks import ModelCheckpoint
+from ._scaling import fold_input_scaling, unfold_input_scaling
 from .data import is_sparse
 from .validation import _describe
 
-__all__ = ["standardizer", "fold_input_scaling", "unfold_input_scaling", "preprocessed", "as_array", "fit",
-           "evaluate_inputs", "predict_inputs", "labels_of"]
+__all__ = ["standardizer", "fold_input_scaling", "unfold_input_scaling", "InputScaling", "preprocessed", "as_array",
+           "fit", "evaluate_inputs", "predict_inputs", "labels_of"]
 
 
 def standardizer(X, numeric=None):
@@ -42,22 +51,20 @@ def standardizer(X, numeric=None):
     return mu, sd
 
 
-def fold_input_scaling(model, mu, sd):
-    """Make the first layer take raw x where it was trained on (x - mu) / sd (float64 arithmetic)."""
-    W, b = model.layers[0].W, model.layers[0].b
-    W64 = W.astype(np.float64) / sd[:, None]
-    if b is not None:
-        b[...] = b.astype(np.float64) - mu @ W64
-    W[...] = W64
+class InputScaling:
+    """What the params of a fit on a table are trained on: the fitted ``preprocessor`` and the
+    standardization ``mean``, ``scale`` (float64, one per encoded feature) of its output."""
 
+    def __init__(self, preprocessor, mean, scale):
+        self.preprocessor, self.mean, self.scale = preprocessor, mean, scale
 
-def unfold_input_scaling(model, mu, sd):
-    """The inverse of fold_input_scaling: the first layer then takes (x - mu) / sd."""
-    W, b = model.layers[0].W, model.layers[0].b
-    W64 = W.astype(np.float64)
-    if b is not None:
-        b[...] = b.astype(np.float64) + mu @ W64
-    W[...] = W64 * sd[:, None]
+    def folded(self, model):
+        """A copy of ``model`` as the fit's end would leave it: the scaling folded into the first
+        layer, and (a copy of) the preprocessor."""
+        m = model.copy()
+        fold_input_scaling(m, self.mean, self.scale)
+        m.preprocessor = tables.TablePreprocessor.from_json(self.preprocessor.to_json())
+        return m
 
 
 def _plain_numbers(X):
@@ -152,14 +159,20 @@ def _model_targets(model, target, classes):
 def fit(model, X, y, train, *, validation_data=None, validation_split=0.0, sample_weight=None, callbacks=None,
         resume_from=None, **kwargs):
     """``model.fit`` on a frame ``X`` (see MLP.fit); ``train`` is fastbp.training.fit."""
-    listed = [callbacks] if isinstance(callbacks, ModelCheckpoint) else callbacks
-    if resume_from is not None or any(isinstance(cb, ModelCheckpoint) for cb in (listed or [])):
-        raise ValueError("X: fit on a DataFrame or pyarrow Table takes no ModelCheckpoint and no resume_from "
-                         "(checkpoints hold the params of the standardized encoding); encode the frame with "
-                         "model.preprocessor.transform and fit on that array to checkpoint")
-    prep = tables.preprocessor_of(model) if model.preprocessor is not None else None
-    fresh = prep is None
     table = tables.as_table(X, "X")
+    saved = None
+    if resume_from is not None:              # the run's own encoding and scaling, from the checkpoint
+        saved = io.checkpoint_encoding(resume_from)
+        if saved is None:
+            raise ValueError(f"resume_from: {resume_from} is a checkpoint of a fit on arrays; a fit on a DataFrame "
+                             "or pyarrow Table resumes from a checkpoint written during a fit on a table")
+        problem = saved[0].model_problem(model.sizes, model.output)
+        if problem:
+            raise ValueError(f"resume_from: {problem}")
+        prep = saved[0]
+    else:
+        prep = tables.preprocessor_of(model) if model.preprocessor is not None else None
+    fresh = prep is None
     if fresh:
         if table.num_rows == 0:
             raise ValueError("X: expected at least one row, got none")
@@ -197,28 +210,38 @@ def fit(model, X, y, train, *, validation_data=None, validation_split=0.0, sampl
                              f"column, got a tuple of {len(validation_data)}")
         validation_data = evaluate_inputs(model, validation_data[0], validation_data[1], prep=prep,
                                           name="validation_data")
-    n = Xe.shape[0]
-    cut = n - int(n * validation_split) if validation_split and validation_data is None else n
-    mu, sd = standardizer(Xe[:max(cut, 1)], prep.numeric_features_out)
-    if model.bias is False:
-        mu[:] = 0.0                         # without a bias the first layer cannot absorb a shift
+    if saved is not None:
+        mu, sd = saved[1], saved[2]
+    else:
+        n = Xe.shape[0]
+        cut = n - int(n * validation_split) if validation_split and validation_data is None else n
+        mu, sd = standardizer(Xe[:max(cut, 1)], prep.numeric_features_out)
+        if model.bias is False:
+            mu[:] = 0.0                     # without a bias the first layer cannot absorb a shift
     Xs = (Xe - mu) / sd
     if validation_data is not None and isinstance(validation_data[0], np.ndarray):
         validation_data = ((validation_data[0] - mu) / sd,) + tuple(validation_data[1:])
-    before = model.params.copy()
-    if not fresh:
+    before, updates = model.params.copy(), model.updates
+    if not fresh and saved is None and updates > 0:
+        # trained params take the encoded raw values: the same function on the standardized ones
         unfold_input_scaling(model, mu, sd)
     unfolded = model.params.copy()
-    try:
-        history = train(model, Xs, ye, validation_data=validation_data, validation_split=validation_split,
-                        sample_weight=sample_weight, callbacks=callbacks, **kwargs)
-    except BaseException:
-        if np.array_equal(model.params, unfolded):
+
+    def finish():
+        if model.updates == updates and np.array_equal(model.params, unfolded):
             model.params[...] = before      # nothing trained: exactly as before
         else:
             fold_input_scaling(model, mu, sd)
+            model.preprocessor = prep       # the params now take this encoding
+
+    try:
+        history = train(model, Xs, ye, validation_data=validation_data, validation_split=validation_split,
+                        sample_weight=sample_weight, callbacks=callbacks, resume_from=resume_from,
+                        input_scaling=InputScaling(prep, mu, sd), **kwargs)
+    except BaseException:
+        finish()
         raise
-    fold_input_scaling(model, mu, sd)
+    finish()
     model.preprocessor = prep
     return history
 
