@@ -150,8 +150,10 @@ def _targets(prep, table, y, name):
 
 def _model_targets(model, target, classes):
     """Class indices as a model with named classes takes them: one-hot for a softmax model whose
-    loss is not cross_entropy, else as they are."""
-    if classes is not None and model.output == "softmax" and model.loss != "cross_entropy":
+    loss is not cross_entropy, else as they are (and targets of another shape, such as one-hot
+    rows, as they are)."""
+    if (classes is not None and model.output == "softmax" and model.loss != "cross_entropy"
+            and np.ndim(target) == 1):
         return np.eye(model.sizes[-1], dtype=model.dtype)[np.asarray(target, np.int64)]
     return target
 
@@ -195,6 +197,8 @@ def fit(model, X, y, train, *, validation_data=None, validation_split=0.0, sampl
                              "input width of a frame's encoding)")
     else:
         rows, target, classes, dropped = _targets(prep, table, y, "y")
+        if classes is None and prep.classes_ is not None and not isinstance(y, str) and y is not None:
+            classes = prep.classes_          # numbers given for a model with named classes: indices
     Xe = prep.transform(rows)
     if sample_weight is not None and dropped is not None and dropped.any():
         sw = np.asarray(sample_weight)

@@ -347,6 +347,17 @@ def check_numeric_text(column, col, name="frame"):
                          "blank (or NA) to mark a gap")
 
 
+def check_no_inf(column, col, name="frame"):
+    """Raise ValueError, naming the column and the first row, for a floating-point column that
+    holds inf or -inf (which no encoding can fill or scale); other columns pass."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    if not pa.types.is_floating(column.type) or not pc.any(pc.is_inf(column)).as_py():
+        return
+    v = column.to_numpy(zero_copy_only=False)
+    _gaps(np.asarray(v, np.float64), col, name)
+
+
 def _distinct(strings):
     """Sorted distinct non-null values of a string column (Python str order, as OneHotEncoder)."""
     import pyarrow.compute as pc

@@ -413,3 +413,15 @@ def test_a_frame_fit_resumes_bit_identically_after_kill9(tmp_path):
     assert h_r.history == h_s.history and h_r.epoch == list(range(ns["EPOCHS"]))
     assert resumed.preprocessor.to_json() == reference.preprocessor.to_json()
     np.testing.assert_array_equal(resumed.predict(df), reference.predict(df))
+
+
+def test_numbers_given_to_fit_a_model_with_named_classes_are_class_indices():
+    df = make_frame().drop(columns=["price"])
+    model = fastbp.MLP([width(df, "label"), 8, 2], loss="mse", dtype="float64")    # one-hot targets
+    model.fit(df, "label", epochs=1, verbose=0)
+    idx = (df.label == "yes").to_numpy().astype(np.int64)
+    a, b, c = model.copy(), model.copy(), model.copy()
+    a.fit(df, "label", epochs=1, verbose=0)
+    b.fit(df, idx, epochs=1, verbose=0)
+    c.fit(df, np.eye(2)[idx], epochs=1, verbose=0)                                 # one-hot as it is
+    assert a.params.tobytes() == b.params.tobytes() == c.params.tobytes()
