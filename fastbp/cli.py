@@ -836,9 +836,12 @@ def cmd_train(args, out, err):
         # the scaling in: the preprocessor is learned here from the training rows (in file order)
         # only because the model's input width must be known to build it; set on the new model,
         # fit applies it as it is (fastbp.frames).
+        import pyarrow as pa
         encoder = tables.TablePreprocessor(max_categories=args.max_categories)
         try:
-            encoder.fit(frame.take(np.sort(tr)), target_name, classes=classes)
+            train_rows = np.zeros(n, bool)
+            train_rows[tr] = True
+            encoder.fit(frame.filter(pa.array(train_rows)), target_name, classes=classes)
         except ValueError as e:
             raise _data_error(name, e) from None
         d = encoder.n_features_out

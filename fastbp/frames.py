@@ -40,9 +40,7 @@ def standardizer(X, numeric=None):
         sd = np.asarray(abs(X).max(0).todense(), np.float64).ravel()
         mu = np.zeros(X.shape[1])
     else:
-        X = np.asarray(X, np.float64)
-        mu = X.mean(0)
-        sd = X.std(0)
+        mu, sd = _mean_std(np.asarray(X, np.float64))
     sd[sd == 0] = 1.0                       # constant columns pass through centred
     if numeric is not None:
         keep = np.zeros(X.shape[1], bool)
@@ -77,6 +75,33 @@ def _plain_numbers(X):
         if pa.types.is_floating(column.type) and pc.any(pc.is_nan(column)).as_py():
             return False
     return True
+
+
+def _mean_std(X, block_rows=8192):
+    """``X.mean(0), X.std(0)`` of a float64 matrix, the same bits, without numpy's temporary
+    copy of the whole of X: the squared deviations are summed a block of rows at a time, each
+    block's first row carrying the sum so far, which is the order numpy sums them in."""
+    n = X.shape[0]
+    mu = np.add.reduce(X, axis=0) / n
+    acc = None
+    for r0 in range(0, n, block_rows):
+        d = X[r0:r0 + block_rows] - mu
+        np.multiply(d, d, out=d)
+        if acc is not None:
+            d[0] += acc
+        acc = np.add.reduce(d, axis=0)
+    if acc is None:                         # no rows: as numpy, nan (with its warning)
+        return X.mean(0), X.std(0)
+    return mu, np.sqrt(acc / n)
+
+
+def _standardized(X, mu, sd, own):
+    """(X - mu) / sd; in X itself when ``own`` (an array this module made), saving two copies."""
+    if own and isinstance(X, np.ndarray):
+        X -= mu
+        X /= sd
+        return X
+    return (X - mu) / sd
 
 
 def preprocessed(model, X, y=None):
@@ -206,14 +231,17 @@ def fit(model, X, y, train, *, validation_data=None, validation_split=0.0, sampl
             raise ValueError(f"sample_weight: expected shape ({table.num_rows},) to match X, got {sw.shape}")
         sample_weight = sw[~dropped]        # the rows without a target are left out
     ye = _model_targets(model, target, classes)
+    encoded_val = False                    # validation rows encoded here (else the caller's arrays)
     if tables.is_frame(validation_data):
         validation_data = evaluate_inputs(model, validation_data, None, prep=prep, name="validation_data")
+        encoded_val = True
     elif isinstance(validation_data, (tuple, list)) and validation_data and tables.is_frame(validation_data[0]):
         if len(validation_data) != 2:
             raise ValueError("validation_data: with a frame, expected (frame, y) or a frame holding the target "
                              f"column, got a tuple of {len(validation_data)}")
         validation_data = evaluate_inputs(model, validation_data[0], validation_data[1], prep=prep,
                                           name="validation_data")
+        encoded_val = True
     if saved is not None:
         mu, sd = saved[1], saved[2]
     else:
@@ -222,9 +250,9 @@ def fit(model, X, y, train, *, validation_data=None, validation_split=0.0, sampl
         mu, sd = standardizer(Xe[:max(cut, 1)], prep.numeric_features_out)
         if model.bias is False:
             mu[:] = 0.0                     # without a bias the first layer cannot absorb a shift
-    Xs = (Xe - mu) / sd
+    Xs = _standardized(Xe, mu, sd, own=True)
     if validation_data is not None and isinstance(validation_data[0], np.ndarray):
-        validation_data = ((validation_data[0] - mu) / sd,) + tuple(validation_data[1:])
+        validation_data = (_standardized(validation_data[0], mu, sd, encoded_val),) + tuple(validation_data[1:])
     before, updates = model.params.copy(), model.updates
     if not fresh and saved is None and updates > 0:
         # trained params take the encoded raw values: the same function on the standardized ones

@@ -463,8 +463,11 @@ def numeric_matrix(frame, name="frame"):
 def _encode_dense(table, layout, width, name="frame", gaps_allowed=True):
     """The encoding of ``table`` by ``layout`` ([(column record, offset)]) as a C-order float64 matrix.
 
-    Written a block of rows at a time, so each block of the output stays in cache while every
-    column is written into it (a column at a time over all rows would stride through memory).
+    Written a block of rows at a time (pyarrow's chunks), so each block of the output stays in
+    cache while every column is written into it (a column at a time over all rows would stride
+    through memory). The numeric columns of a block are first copied, each contiguously, into
+    one small column-major buffer, then written into the block with one transposing copy, and
+    checked for gaps with one call.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -479,30 +482,43 @@ def _encode_dense(table, layout, width, name="frame", gaps_allowed=True):
             value_sets.append(pa.array(c.categories, pa.large_string()))
     out = np.zeros((table.num_rows, width), np.float64)
     block_rows = int(np.clip((4 << 20) // (8 * max(width, 1)), 4096, 65536))
+    numeric = [(i, c, off) for i, (c, off) in enumerate(layout) if value_sets[i] is None]
+    offsets = np.array([off for _, _, off in numeric], np.int64)
+    # without "was missing" columns the numeric ones are side by side: a slice, not a gather
+    side_by_side = len(numeric) > 0 and np.array_equal(offsets, offsets[0] + np.arange(len(numeric)))
+    buf = np.empty((len(numeric), block_rows), np.float64)
     aligned = pa.table(prepared, names=[str(i) for i in range(len(prepared))])
     r0 = 0
     for batch in aligned.to_batches(max_chunksize=block_rows):
-        block = out[r0:r0 + batch.num_rows]
-        for i, (c, off) in enumerate(layout):
-            arr = batch.column(i)
-            if value_sets[i] is None:
-                v = arr.to_numpy(zero_copy_only=False)
-                block[:, off] = v
-                gaps = _gaps(v, c.name, name, r0)
-                if gaps is None:
-                    continue
-                if not gaps_allowed:
-                    r = int(np.flatnonzero(gaps)[0])
-                    raise ValueError(f"{name}: column {c.name!r} row {r0 + r + 1} is empty; this model takes "
-                                     "numbers only (it was trained on arrays, not on a table)")
-                block[gaps, off] = c.mean
-                if c.missing:
-                    block[gaps, off + 1] = 1.0
+        m = batch.num_rows
+        block = out[r0:r0 + m]
+        if numeric:
+            values = buf[:, :m]
+            for q, (i, _, _) in enumerate(numeric):
+                values[q] = batch.column(i).to_numpy(zero_copy_only=False)
+            if side_by_side:
+                block[:, offsets[0]:offsets[0] + len(numeric)] = values.T
             else:
-                idx = pc.fill_null(pc.index_in(arr, value_set=value_sets[i]), -1).to_numpy(zero_copy_only=False)
+                block[:, offsets] = values.T
+            if not np.isfinite(values).all():
+                for q, (_, c, off) in enumerate(numeric):
+                    gaps = _gaps(values[q], c.name, name, r0)
+                    if gaps is None:
+                        continue
+                    if not gaps_allowed:
+                        r = int(np.flatnonzero(gaps)[0])
+                        raise ValueError(f"{name}: column {c.name!r} row {r0 + r + 1} is empty; this model takes "
+                                         "numbers only (it was trained on arrays, not on a table)")
+                    block[gaps, off] = c.mean
+                    if c.missing:
+                        block[gaps, off + 1] = 1.0
+        for i, (c, off) in enumerate(layout):
+            if value_sets[i] is not None:
+                idx = pc.fill_null(pc.index_in(batch.column(i), value_set=value_sets[i]), -1) \
+                    .to_numpy(zero_copy_only=False)
                 rows = np.flatnonzero(idx >= 0)
                 block[rows, off + idx[rows]] = 1.0
-        r0 += batch.num_rows
+        r0 += m
     return out
 
 
