@@ -44,6 +44,7 @@ SPARSE_MAX_DENSITY = 0.1
 # cells (one "n/a." or "12,5" turns a CSV column into text), refused rather than one-hot encoded.
 NUMERIC_TEXT_SHARE = 0.9
 _NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+_PAGED_MATRIX_BYTES = 64 << 20  # encoded matrices at least this large are allocated by _zeros
 _SNIFF_BYTES = 1 << 16          # the leading bytes checked for binary data before a CSV parse
 _JSON_VERSION = 1
 _SHOWN = 8                      # column names listed in an error message
@@ -165,13 +166,39 @@ def _read_text_table(path, kind):
                          f"{what} text") from None
     try:
         return pcsv.read_csv(
-            path,
+            path, memory_pool=_read_pool(),
             read_options=pcsv.ReadOptions(use_threads=True),
             parse_options=pcsv.ParseOptions(delimiter="," if kind == "csv" else "\t"),
             convert_options=pcsv.ConvertOptions(null_values=list(NA_VALUES), strings_can_be_null=True,
                                                 quoted_strings_can_be_null=True))
     except (pa.ArrowException, OSError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not a {what} table ({_one_line(e)})") from None
+
+
+def _read_pool():
+    """The memory pool text files are read into: jemalloc where pyarrow has it, else the system
+    allocator; not pyarrow's default mimalloc, whose memory comes in transparent huge pages.
+    Where the kernel defragments memory for a huge page at its first touch (Linux's default
+    "madvise" setting, on a machine whose free memory is fragmented), that made reading a 200 MB
+    CSV spend 0.7 to 2 s more in the kernel than these pools (measured; see
+    benchmarks/read_csv.py)."""
+    import pyarrow as pa
+    try:
+        return pa.jemalloc_memory_pool()
+    except (NotImplementedError, AttributeError, pa.ArrowException):
+        return pa.system_memory_pool()
+
+
+def _zeros(rows, width):
+    """A C-contiguous float64 matrix of zeros in 4 KiB pages. numpy asks for transparent huge
+    pages on large arrays; where the kernel must first defragment memory for them, writing a
+    200 MB matrix measured 0.5 to 1.3 s instead of 0.15 to 0.25 s. Zero pages of an anonymous
+    mapping cost nothing until written."""
+    nbytes = rows * width * 8
+    if nbytes < _PAGED_MATRIX_BYTES:
+        return np.zeros((rows, width), np.float64)
+    import mmap
+    return np.frombuffer(mmap.mmap(-1, nbytes), np.float64).reshape(rows, width)
 
 
 def _check_read(path, table):
@@ -303,6 +330,16 @@ def _numeric_values(column, col, name="frame"):
     v = _as_float(column, col, name).to_numpy(zero_copy_only=False)
     _gaps(v, col, name)
     return v
+
+
+def _float_values(column, out):
+    """A float64 ChunkedArray's values (NaN where null) written chunk by chunk into ``out``
+    (contiguous, of its length): what ``column.to_numpy()`` returns, without allocating."""
+    r0 = 0
+    for chunk in column.chunks:
+        out[r0:r0 + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+        r0 += len(chunk)
+    return out
 
 
 def _parses(text):
@@ -480,7 +517,7 @@ def _encode_dense(table, layout, width, name="frame", gaps_allowed=True):
         else:
             prepared.append(_strings(column, c.name, name))
             value_sets.append(pa.array(c.categories, pa.large_string()))
-    out = np.zeros((table.num_rows, width), np.float64)
+    out = _zeros(table.num_rows, width)
     block_rows = int(np.clip((4 << 20) // (8 * max(width, 1)), 4096, 65536))
     numeric = [(i, c, off) for i, (c, off) in enumerate(layout) if value_sets[i] is None]
     offsets = np.array([off for _, _, off in numeric], np.int64)
@@ -613,7 +650,7 @@ class TablePreprocessor:
         features = [c for c in table.column_names if c != target]
         if not features:
             raise ValueError(f"frame: no feature columns besides the target {target!r}")
-        columns = []
+        columns, values = [], None
         for col in features:
             column = _column(table, col)
             kind = _kind(column.type)
@@ -622,7 +659,9 @@ class TablePreprocessor:
             if kind == "empty" or column.null_count == len(column):
                 raise ValueError(f"frame: column {col!r} is empty in every training row; drop it")
             if kind == "numeric":
-                v = _as_float(column, col).to_numpy(zero_copy_only=False)
+                if values is None:          # one buffer for every numeric column (see _zeros)
+                    values = _zeros(table.num_rows, 1)[:, 0]
+                v = _float_values(_as_float(column, col), values)
                 gaps = _gaps(v, col)
                 n_gaps = 0 if gaps is None else int(gaps.sum())
                 if n_gaps == len(v):
