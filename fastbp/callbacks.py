@@ -329,6 +329,10 @@ class ModelCheckpoint(Callback):
     path may hold ``{epoch}`` (1-based, like Keras). save_best_only: only when ``monitor``
     improves. save_weights_only=False writes the whole training state (params, optimizer
     state, RNG, epoch, history), which ``fit(resume_from=path)`` continues from.
+
+    Either file loads with ``fastbp.load`` as a model of that epoch. During a fit on a
+    DataFrame or pyarrow Table it keeps the table preprocessing too, and takes raw columns
+    (see fastbp.io for how a checkpoint holds the standardization the run trains on).
     """
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto", save_weights_only=False):
@@ -347,7 +351,10 @@ class ModelCheckpoint(Callback):
             self._m.best = v
         path = self.path.format(epoch=epoch + 1, **{k: v for k, v in (logs or {}).items()})
         if self.save_weights_only:
-            io.save_model(path, self.model)
+            if self.run is not None:
+                self.run.save_model(path)        # a model file, also during a fit on a table
+            else:
+                io.save_model(path, self.model)
         elif self.run is None:
             raise RuntimeError("ModelCheckpoint(save_weights_only=False) saves a training run: use it in fit's callbacks")
         else:

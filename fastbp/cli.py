@@ -23,10 +23,12 @@ by each column's largest magnitude instead of standardized, since centring would
 A table's columns go through ``fastbp.TablePreprocessor`` (text columns one-hot encoded, numeric
 gaps filled with the mean plus a "was missing" column, rows without a target dropped, text
 targets classified by name), fitted on the training split and saved in the model file, so
-``predict`` and ``evaluate`` take raw tables with the columns in any order. ``train``
-standardizes the numeric features (and regression targets, except for ``--loss poisson``, which
-trains an exp output on the raw counts) with the training split's statistics and folds that
-scaling into the first (and last) layer before saving, so a saved model takes raw data.
+``predict`` and ``evaluate`` take raw tables with the columns in any order. ``train`` on a table
+is ``model.fit`` on the training rows of the table (fastbp.frames), as in Python: it
+standardizes the numeric features with the training split's statistics and folds that scaling
+into the first layer. For other data, ``train`` does the same itself. Regression targets are
+standardized too (except for ``--loss poisson``, which trains an exp output on the raw counts)
+and that scaling is folded into the last layer before saving, so a saved model takes raw data.
 ``--activation``, ``--norm`` and ``--dropout`` take one value for every hidden layer or a
 comma-separated list with one per hidden layer of ``--layers``.
 
@@ -697,6 +699,7 @@ def _table_target(frame, path, args):
         if col != target:
             try:                         # row numbers of the whole file, before any row is dropped
                 tables.check_numeric_text(column, col)
+                tables.check_no_inf(column, col)
             except ValueError as e:
                 raise _data_error(path, e) from None
     try:
@@ -823,19 +826,28 @@ def cmd_train(args, out, err):
     if args.val_split > 0 and (n_val < 1 or n_val >= n):
         raise CLIError(f"--val-split: {args.val_split:g} of {n} samples leaves no training or no validation data")
     tr, va = perm[: n - n_val], perm[n - n_val:]
+    ytr, yva = y[tr], y[va]
     encoder = None
-    if frame is not None:                # learned from the training rows (in file order), applied to all
+    if frame is not None:
+        # A table goes the way of model.fit on a frame, which encodes and standardizes it and folds
+        # the scaling in: the preprocessor is learned here from the training rows (in file order)
+        # only because the model's input width must be known to build it; set on the new model,
+        # fit applies it as it is (fastbp.frames).
+        import pyarrow as pa
         encoder = tables.TablePreprocessor(max_categories=args.max_categories)
         try:
-            encoder.fit(frame.take(np.sort(tr)), target_name, classes=classes)
-            X = encoder.transform(frame)
+            train_rows = np.zeros(n, bool)
+            train_rows[tr] = True
+            encoder.fit(frame.filter(pa.array(train_rows)), target_name, classes=classes)
         except ValueError as e:
             raise _data_error(name, e) from None
-    d = X.shape[1]
-    Xtr, ytr, Xva, yva = X[tr], y[tr], X[va], y[va]
-
-    # 0/1 indicator and one-hot columns stay as they are (and sparse); as fit on a frame does it
-    mu, sd = frames.standardizer(Xtr, encoder.numeric_features_out if encoder is not None else None)
+        d = encoder.n_features_out
+        Xtr, Xva = frame.take(tr), frame.take(va)
+    else:
+        d = X.shape[1]
+        Xtr, Xva = X[tr], X[va]
+        # standardized features; a sparse X is only scaled (and stays sparse)
+        mu, sd = frames.standardizer(Xtr)
     ymu, ysd = (0.0, 1.0)
     if task == "regress" and loss != "poisson":      # poisson: an exp output on the raw counts
         ymu, ysd = float(ytr.mean()), float(ytr.std()) or 1.0
@@ -847,8 +859,12 @@ def cmd_train(args, out, err):
                        dropout=_per_layer_value(args.dropout), l1=args.l1, l2=args.l2,
                        label_smoothing=args.label_smoothing, huber_delta=huber_delta / ysd)
 
+    if encoder is not None:
+        model.preprocessor = encoder
+
     def scaled(Xp, yp):
-        Xs = _scaled_features(Xp, mu, sd, model.dtype)
+        # the rows of a table as they are: fit encodes and standardizes them
+        Xs = Xp if encoder is not None else _scaled_features(Xp, mu, sd, model.dtype)
         if task == "regress":
             return Xs, ((yp - ymu) / ysd).astype(model.dtype)
         return Xs, model_targets(model, yp)
@@ -886,8 +902,10 @@ def cmd_train(args, out, err):
     dt = time.perf_counter() - t0
     epochs_run = len(hist.epoch)
 
-    # -- fold the scaling in: the saved model takes raw data; report metrics of that model --
-    frames.fold_input_scaling(model, mu, sd)
+    # -- fold the scaling in (fit did it for a table): the saved model takes raw data; report
+    # metrics of that model --
+    if encoder is None:
+        frames.fold_input_scaling(model, mu, sd)
     if task == "regress" and loss != "poisson":
         fold_output_scaling(model, ymu, ysd)
     if loss == "huber" and ysd != 1.0:   # the saved model's delta in the target's own units

@@ -6,19 +6,28 @@ The first fit on a frame fits a TablePreprocessor on the training rows and keeps
 (``model.preprocessor``, saved in its file); later fits and every other call apply it. Training
 runs on standardized numeric features (the training rows' mean and standard deviation; 0/1
 indicator and one-hot columns as they are), and the scaling is folded into the first layer when
-the fit ends, so the model takes the encoded raw values. A later fit unfolds it first (with its
-own training rows' statistics): the network computes the same function, only its
-parametrization during training changes. Targets are used as given (no scaling).
+the fit ends, so the model takes the encoded raw values. A later fit of a trained model
+(``model.updates > 0``) unfolds it first (with its own training rows' statistics): the network
+computes the same function, only its parametrization during training changes. An untrained
+model's params (its initialization) are taken as weights on the standardized features, with a
+preprocessor fitted by this fit or one the caller set on ``model.preprocessor``. Targets are
+used as given (no scaling).
+
+Checkpoints written during such a fit hold the run's params (on the standardized features) with
+the preprocessor and the standardization (see fastbp.io), so ``fastbp.load`` gives a model that
+takes raw columns and ``fit(frame, ..., resume_from=path)`` continues the run bit for bit, with
+the checkpoint's preprocessor and standardization.
 """
 import numpy as np
 
+from . import io
 from . import tables
-from .callbacks import ModelCheckpoint
+from ._scaling import fold_input_scaling, unfold_input_scaling
 from .data import is_sparse
 from .validation import _describe
 
-__all__ = ["standardizer", "fold_input_scaling", "unfold_input_scaling", "preprocessed", "as_array", "fit",
-           "evaluate_inputs", "predict_inputs", "labels_of"]
+__all__ = ["standardizer", "fold_input_scaling", "unfold_input_scaling", "InputScaling", "preprocessed", "as_array",
+           "fit", "evaluate_inputs", "predict_inputs", "labels_of"]
 
 
 def standardizer(X, numeric=None):
@@ -31,9 +40,7 @@ def standardizer(X, numeric=None):
         sd = np.asarray(abs(X).max(0).todense(), np.float64).ravel()
         mu = np.zeros(X.shape[1])
     else:
-        X = np.asarray(X, np.float64)
-        mu = X.mean(0)
-        sd = X.std(0)
+        mu, sd = _mean_std(np.asarray(X, np.float64))
     sd[sd == 0] = 1.0                       # constant columns pass through centred
     if numeric is not None:
         keep = np.zeros(X.shape[1], bool)
@@ -42,22 +49,20 @@ def standardizer(X, numeric=None):
     return mu, sd
 
 
-def fold_input_scaling(model, mu, sd):
-    """Make the first layer take raw x where it was trained on (x - mu) / sd (float64 arithmetic)."""
-    W, b = model.layers[0].W, model.layers[0].b
-    W64 = W.astype(np.float64) / sd[:, None]
-    if b is not None:
-        b[...] = b.astype(np.float64) - mu @ W64
-    W[...] = W64
+class InputScaling:
+    """What the params of a fit on a table are trained on: the fitted ``preprocessor`` and the
+    standardization ``mean``, ``scale`` (float64, one per encoded feature) of its output."""
 
+    def __init__(self, preprocessor, mean, scale):
+        self.preprocessor, self.mean, self.scale = preprocessor, mean, scale
 
-def unfold_input_scaling(model, mu, sd):
-    """The inverse of fold_input_scaling: the first layer then takes (x - mu) / sd."""
-    W, b = model.layers[0].W, model.layers[0].b
-    W64 = W.astype(np.float64)
-    if b is not None:
-        b[...] = b.astype(np.float64) + mu @ W64
-    W[...] = W64 * sd[:, None]
+    def folded(self, model):
+        """A copy of ``model`` as the fit's end would leave it: the scaling folded into the first
+        layer, and (a copy of) the preprocessor."""
+        m = model.copy()
+        fold_input_scaling(m, self.mean, self.scale)
+        m.preprocessor = tables.TablePreprocessor.from_json(self.preprocessor.to_json())
+        return m
 
 
 def _plain_numbers(X):
@@ -70,6 +75,33 @@ def _plain_numbers(X):
         if pa.types.is_floating(column.type) and pc.any(pc.is_nan(column)).as_py():
             return False
     return True
+
+
+def _mean_std(X, block_rows=8192):
+    """``X.mean(0), X.std(0)`` of a float64 matrix, the same bits, without numpy's temporary
+    copy of the whole of X: the squared deviations are summed a block of rows at a time, each
+    block's first row carrying the sum so far, which is the order numpy sums them in."""
+    n = X.shape[0]
+    mu = np.add.reduce(X, axis=0) / n
+    acc = None
+    for r0 in range(0, n, block_rows):
+        d = X[r0:r0 + block_rows] - mu
+        np.multiply(d, d, out=d)
+        if acc is not None:
+            d[0] += acc
+        acc = np.add.reduce(d, axis=0)
+    if acc is None:                         # no rows: as numpy, nan (with its warning)
+        return X.mean(0), X.std(0)
+    return mu, np.sqrt(acc / n)
+
+
+def _standardized(X, mu, sd, own):
+    """(X - mu) / sd; in X itself when ``own`` (an array this module made), saving two copies."""
+    if own and isinstance(X, np.ndarray):
+        X -= mu
+        X /= sd
+        return X
+    return (X - mu) / sd
 
 
 def preprocessed(model, X, y=None):
@@ -143,8 +175,10 @@ def _targets(prep, table, y, name):
 
 def _model_targets(model, target, classes):
     """Class indices as a model with named classes takes them: one-hot for a softmax model whose
-    loss is not cross_entropy, else as they are."""
-    if classes is not None and model.output == "softmax" and model.loss != "cross_entropy":
+    loss is not cross_entropy, else as they are (and targets of another shape, such as one-hot
+    rows, as they are)."""
+    if (classes is not None and model.output == "softmax" and model.loss != "cross_entropy"
+            and np.ndim(target) == 1):
         return np.eye(model.sizes[-1], dtype=model.dtype)[np.asarray(target, np.int64)]
     return target
 
@@ -152,14 +186,20 @@ def _model_targets(model, target, classes):
 def fit(model, X, y, train, *, validation_data=None, validation_split=0.0, sample_weight=None, callbacks=None,
         resume_from=None, **kwargs):
     """``model.fit`` on a frame ``X`` (see MLP.fit); ``train`` is fastbp.training.fit."""
-    listed = [callbacks] if isinstance(callbacks, ModelCheckpoint) else callbacks
-    if resume_from is not None or any(isinstance(cb, ModelCheckpoint) for cb in (listed or [])):
-        raise ValueError("X: fit on a DataFrame or pyarrow Table takes no ModelCheckpoint and no resume_from "
-                         "(checkpoints hold the params of the standardized encoding); encode the frame with "
-                         "model.preprocessor.transform and fit on that array to checkpoint")
-    prep = tables.preprocessor_of(model) if model.preprocessor is not None else None
-    fresh = prep is None
     table = tables.as_table(X, "X")
+    saved = None
+    if resume_from is not None:              # the run's own encoding and scaling, from the checkpoint
+        saved = io.checkpoint_encoding(resume_from)
+        if saved is None:
+            raise ValueError(f"resume_from: {resume_from} is a checkpoint of a fit on arrays; a fit on a DataFrame "
+                             "or pyarrow Table resumes from a checkpoint written during a fit on a table")
+        problem = saved[0].model_problem(model.sizes, model.output)
+        if problem:
+            raise ValueError(f"resume_from: {problem}")
+        prep = saved[0]
+    else:
+        prep = tables.preprocessor_of(model) if model.preprocessor is not None else None
+    fresh = prep is None
     if fresh:
         if table.num_rows == 0:
             raise ValueError("X: expected at least one row, got none")
@@ -182,6 +222,8 @@ def fit(model, X, y, train, *, validation_data=None, validation_split=0.0, sampl
                              "input width of a frame's encoding)")
     else:
         rows, target, classes, dropped = _targets(prep, table, y, "y")
+        if classes is None and prep.classes_ is not None and not isinstance(y, str) and y is not None:
+            classes = prep.classes_          # numbers given for a model with named classes: indices
     Xe = prep.transform(rows)
     if sample_weight is not None and dropped is not None and dropped.any():
         sw = np.asarray(sample_weight)
@@ -189,36 +231,49 @@ def fit(model, X, y, train, *, validation_data=None, validation_split=0.0, sampl
             raise ValueError(f"sample_weight: expected shape ({table.num_rows},) to match X, got {sw.shape}")
         sample_weight = sw[~dropped]        # the rows without a target are left out
     ye = _model_targets(model, target, classes)
+    encoded_val = False                    # validation rows encoded here (else the caller's arrays)
     if tables.is_frame(validation_data):
         validation_data = evaluate_inputs(model, validation_data, None, prep=prep, name="validation_data")
+        encoded_val = True
     elif isinstance(validation_data, (tuple, list)) and validation_data and tables.is_frame(validation_data[0]):
         if len(validation_data) != 2:
             raise ValueError("validation_data: with a frame, expected (frame, y) or a frame holding the target "
                              f"column, got a tuple of {len(validation_data)}")
         validation_data = evaluate_inputs(model, validation_data[0], validation_data[1], prep=prep,
                                           name="validation_data")
-    n = Xe.shape[0]
-    cut = n - int(n * validation_split) if validation_split and validation_data is None else n
-    mu, sd = standardizer(Xe[:max(cut, 1)], prep.numeric_features_out)
-    if model.bias is False:
-        mu[:] = 0.0                         # without a bias the first layer cannot absorb a shift
-    Xs = (Xe - mu) / sd
+        encoded_val = True
+    if saved is not None:
+        mu, sd = saved[1], saved[2]
+    else:
+        n = Xe.shape[0]
+        cut = n - int(n * validation_split) if validation_split and validation_data is None else n
+        mu, sd = standardizer(Xe[:max(cut, 1)], prep.numeric_features_out)
+        if model.bias is False:
+            mu[:] = 0.0                     # without a bias the first layer cannot absorb a shift
+    Xs = _standardized(Xe, mu, sd, own=True)
     if validation_data is not None and isinstance(validation_data[0], np.ndarray):
-        validation_data = ((validation_data[0] - mu) / sd,) + tuple(validation_data[1:])
-    before = model.params.copy()
-    if not fresh:
+        validation_data = (_standardized(validation_data[0], mu, sd, encoded_val),) + tuple(validation_data[1:])
+    before, updates = model.params.copy(), model.updates
+    if not fresh and saved is None and updates > 0:
+        # trained params take the encoded raw values: the same function on the standardized ones
         unfold_input_scaling(model, mu, sd)
     unfolded = model.params.copy()
-    try:
-        history = train(model, Xs, ye, validation_data=validation_data, validation_split=validation_split,
-                        sample_weight=sample_weight, callbacks=callbacks, **kwargs)
-    except BaseException:
-        if np.array_equal(model.params, unfolded):
+
+    def finish():
+        if model.updates == updates and np.array_equal(model.params, unfolded):
             model.params[...] = before      # nothing trained: exactly as before
         else:
             fold_input_scaling(model, mu, sd)
+            model.preprocessor = prep       # the params now take this encoding
+
+    try:
+        history = train(model, Xs, ye, validation_data=validation_data, validation_split=validation_split,
+                        sample_weight=sample_weight, callbacks=callbacks, resume_from=resume_from,
+                        input_scaling=InputScaling(prep, mu, sd), **kwargs)
+    except BaseException:
+        finish()
         raise
-    fold_input_scaling(model, mu, sd)
+    finish()
     model.preprocessor = prep
     return history
 

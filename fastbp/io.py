@@ -23,6 +23,14 @@ A model trained on a table adds ``preprocessing``: its ``TablePreprocessor.to_js
 names, kinds, categories, means, class names), checked by ``TablePreprocessor.from_json`` and
 against the network's widths on reading.
 
+A checkpoint written during a fit on a table (a DataFrame or pyarrow Table) also holds
+``input_mean`` and ``input_scale`` (float64, one per encoded feature): its params, optimizer
+state and callback params are those of the run, trained on the standardized features
+(x - input_mean) / input_scale, so that a resumed fit continues bit for bit. ``load`` folds that
+scaling into the first layer (as the fit does when it ends), so the loaded model takes the
+encoded raw values, like every model file. Readers that predate these arrays refuse the file
+(an unknown array name) rather than misread it.
+
 The reader checks, in this order and before it allocates anything sized by the file's own
 claims: the magic, the version, the header length against the limit and the file size, the
 header's CRC, the JSON, every array's name, dtype, shape and offset, that the arrays tile the
@@ -42,6 +50,7 @@ import numpy as np
 
 from ._version import __version__
 from ._layout import Layout, norm_codes
+from ._scaling import fold_input_scaling
 from .tables import TablePreprocessor
 
 MAGIC = b"\x89FASTBP\n"
@@ -53,7 +62,8 @@ PREAMBLE = struct.Struct("<8sIII")          # magic, version, header length, hea
 _DTYPES = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
 _MAX_DIMS = 4
 # The arrays each kind of file may hold: the flat params and the optimizer's flat states.
-_NAMES = {"model": ("params", "buffers"), "checkpoint": ("params", "buffers", "opt_s0", "opt_s1")}
+_NAMES = {"model": ("params", "buffers"),
+          "checkpoint": ("params", "buffers", "opt_s0", "opt_s1", "input_mean", "input_scale")}
 # A checkpoint holds as many optimizer states as its optimizer has (RMSprop: up to 3).
 _OPT_STATE_ARRAY = re.compile(r"opt_s[0-9]{1,2}")
 # A checkpoint may also hold one array per callback that keeps one (EarlyStopping's best params),
@@ -348,7 +358,53 @@ def _model_from(path, header, arrays, model_class):
     model.updates = updates
     if "preprocessing" in header:
         model.preprocessor = _preprocessor_from(path, header["preprocessing"], model)
+    scaling = _input_scaling(path, header, arrays, model.sizes[0])
+    if scaling is not None:                  # a checkpoint of a fit on a table: take raw values, as a model file
+        fold_input_scaling(model, *scaling)
     return model
+
+
+def _input_scaling(path, header, arrays, width):
+    """(mean, scale) of a table fit's checkpoint (see the module docstring), checked; None if
+    the file has none."""
+    mu, sd = arrays.get("input_mean"), arrays.get("input_scale")
+    if mu is None and sd is None:
+        return None
+    if mu is None or sd is None:
+        raise _bad(path, "a checkpoint of a fit on a table holds input_mean and input_scale together")
+    if "preprocessing" not in header:
+        raise _bad(path, "input_mean and input_scale without the table preprocessing they scale")
+    for name, a in (("input_mean", mu), ("input_scale", sd)):
+        if a.shape != (width,) or a.dtype != np.float64:
+            raise _bad(path, f"{name}: expected shape ({width},) and dtype float64, got shape {a.shape} and "
+                             f"dtype {a.dtype}")
+    if not (np.isfinite(mu).all() and np.isfinite(sd).all() and (sd > 0).all()):
+        raise _bad(path, "input_mean or input_scale holds NaN or inf, or a scale <= 0")
+    return mu, sd
+
+
+def checkpoint_encoding(path):
+    """(TablePreprocessor, input_mean, input_scale) of a checkpoint written during a fit on a
+    table, or None for a checkpoint of a fit on arrays; the file is validated fully first.
+
+    Raises ValueError for a file that is not a valid checkpoint."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"resume_from: expected a file path (str or os.PathLike), got {type(path).__name__}")
+    header, arrays = read_file(path)
+    if header["kind"] != "checkpoint":
+        raise ValueError(f"resume_from: {os.fspath(path)} is a {header['kind']!r} file; resuming needs a "
+                         "checkpoint (ModelCheckpoint with save_weights_only=False)")
+    sizes = header["config"].get("sizes")
+    if not isinstance(sizes, list) or not sizes or type(sizes[0]) is not int:
+        raise _bad(path, f"config 'sizes' {sizes!r} is not a list of at least two positive ints")
+    scaling = _input_scaling(path, header, arrays, sizes[0])
+    if scaling is None:
+        return None
+    try:
+        prep = TablePreprocessor.from_json(header["preprocessing"])
+    except ValueError as e:
+        raise _bad(path, str(e)) from None
+    return (prep,) + scaling
 
 
 def _preprocessor_from(path, obj, model):
@@ -405,12 +461,22 @@ def _finite_or_none(v):
     return v if np.isfinite(v) else None
 
 
-def save_checkpoint(path, model, optimizer, epoch, history, callbacks=()):
+def save_checkpoint(path, model, optimizer, epoch, history, callbacks=(), scaling=None):
     """The whole training state after ``epoch`` (0-based, completed): params, optimizer state
     and step count, the model's RNG state (which shuffles the next epochs), the history, and
-    the state of those ``callbacks`` (fit's list) that keep one."""
-    preprocessing = _preprocessing_of(model)
+    the state of those ``callbacks`` (fit's list) that keep one.
+
+    ``scaling``, for a fit on a table: an object with ``preprocessor`` (the fit's fitted
+    TablePreprocessor), ``mean`` and ``scale`` (float64, the standardization the params are
+    trained on), saved as the header's preprocessing and the arrays input_mean, input_scale."""
     arrays = _model_arrays(model)
+    if scaling is None:
+        preprocessing = _preprocessing_of(model)
+    else:
+        scaling.preprocessor.check_model(model)
+        preprocessing = scaling.preprocessor.to_json()
+        arrays["input_mean"] = np.asarray(scaling.mean, np.float64)
+        arrays["input_scale"] = np.asarray(scaling.scale, np.float64)
     arrays.update({"opt_" + k: v for k, v in optimizer.state_arrays().items()})
     kept = []
     for i, cb in enumerate(callbacks):
@@ -442,7 +508,7 @@ def _check_int(path, what, v, minimum=0):
     return v
 
 
-def restore_checkpoint(path, model, optimizer, history, callbacks=()):
+def restore_checkpoint(path, model, optimizer, history, callbacks=(), scaling=None):
     """Load a checkpoint into model, optimizer and history; returns (the epoch to start from,
     [(callback, state)] for ``cb._restore_state`` once on_train_begin has run).
 
@@ -451,6 +517,10 @@ def restore_checkpoint(path, model, optimizer, history, callbacks=()):
     A callback's state goes to the callback of the same class and the same rank among those of
     its class in ``callbacks`` (fit's list): the second EarlyStopping's to the second
     EarlyStopping. A state whose callback fit was not given is left out.
+
+    ``scaling`` (as for save_checkpoint): a fit on a table resumes only from a checkpoint of a
+    fit on a table with the same preprocessing and standardization, and a fit on arrays only
+    from a checkpoint of a fit on arrays (their params take different inputs).
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"resume_from: expected a file path (str or os.PathLike), got {type(path).__name__}")
@@ -465,6 +535,18 @@ def restore_checkpoint(path, model, optimizer, history, callbacks=()):
             raise ValueError(f"resume_from: the checkpoint has {key}={theirs.get(key)!r}, this model has "
                              f"{key}={mine[key]!r}")
     params, buffers = _check_params(path, theirs, arrays)
+    saved = _input_scaling(path, header, arrays, mine["sizes"][0])
+    if saved is None and scaling is not None:
+        raise ValueError(f"resume_from: {os.fspath(path)} is a checkpoint of a fit on arrays; a fit on a DataFrame "
+                         "or pyarrow Table resumes from a checkpoint written during a fit on a table")
+    if saved is not None and scaling is None:
+        raise ValueError(f"resume_from: {os.fspath(path)} is a checkpoint of a fit on a DataFrame or pyarrow Table "
+                         "(its params take the standardized encoding); resume it with fit on the table")
+    if saved is not None and not (header["preprocessing"] == scaling.preprocessor.to_json()
+                                  and np.array_equal(saved[0], scaling.mean)
+                                  and np.array_equal(saved[1], scaling.scale)):
+        raise ValueError(f"resume_from: {os.fspath(path)} holds another table preprocessing or standardization "
+                         "than this fit (the file changed while the fit started?)")
     meta = header["meta"]
     updates = _check_updates(path, meta)
     epoch = _check_int(path, "epoch", meta.get("epoch"))

@@ -127,8 +127,8 @@ class MLP:
         The network as the compiled kernels see it.
     preprocessor : TablePreprocessor or None
         The encoding of table columns, set by the first ``fit`` on a DataFrame or pyarrow
-        Table (or loaded with such a model); ``predict``, ``evaluate`` and ``fit`` apply it to
-        frames. None for a model of arrays.
+        Table (or loaded with such a model, or set to a fitted one before the first fit);
+        ``predict``, ``evaluate`` and ``fit`` apply it to frames. None for a model of arrays.
     optimizer, history, stop_training
         Set by ``fit`` (Keras style): the optimizer and History of the last fit; a callback
         sets ``stop_training = True`` to stop after the current epoch.
@@ -550,7 +550,9 @@ class MLP:
             A checkpoint written by ModelCheckpoint(..., save_weights_only=False); training
             continues after its epoch with its params, optimizer state (and hyperparameters),
             random stream and history; initial_epoch is then ignored. The file is validated
-            fully first.
+            fully first. A checkpoint written during a fit on a frame resumes a fit on a frame,
+            with the checkpoint's preprocessor and standardization (and loads with ``load`` as
+            a model of raw columns); one of a fit on arrays resumes a fit on arrays.
         comm : mpi4py communicator, optional
             Data-parallel training over its ranks (see fastbp.training and fastbp.distributed).
         metrics : list of str, optional

@@ -44,6 +44,7 @@ SPARSE_MAX_DENSITY = 0.1
 # cells (one "n/a." or "12,5" turns a CSV column into text), refused rather than one-hot encoded.
 NUMERIC_TEXT_SHARE = 0.9
 _NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+_PAGED_MATRIX_BYTES = 64 << 20  # encoded matrices at least this large are allocated by _zeros
 _SNIFF_BYTES = 1 << 16          # the leading bytes checked for binary data before a CSV parse
 _JSON_VERSION = 1
 _SHOWN = 8                      # column names listed in an error message
@@ -165,13 +166,39 @@ def _read_text_table(path, kind):
                          f"{what} text") from None
     try:
         return pcsv.read_csv(
-            path,
+            path, memory_pool=_read_pool(),
             read_options=pcsv.ReadOptions(use_threads=True),
             parse_options=pcsv.ParseOptions(delimiter="," if kind == "csv" else "\t"),
             convert_options=pcsv.ConvertOptions(null_values=list(NA_VALUES), strings_can_be_null=True,
                                                 quoted_strings_can_be_null=True))
     except (pa.ArrowException, OSError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not a {what} table ({_one_line(e)})") from None
+
+
+def _read_pool():
+    """The memory pool text files are read into: jemalloc where pyarrow has it, else the system
+    allocator; not pyarrow's default mimalloc, whose memory comes in transparent huge pages.
+    Where the kernel defragments memory for a huge page at its first touch (Linux's default
+    "madvise" setting, on a machine whose free memory is fragmented), that made reading a 200 MB
+    CSV spend 0.7 to 2 s more in the kernel than these pools (measured; see
+    benchmarks/read_csv.py)."""
+    import pyarrow as pa
+    try:
+        return pa.jemalloc_memory_pool()
+    except (NotImplementedError, AttributeError, pa.ArrowException):
+        return pa.system_memory_pool()
+
+
+def _zeros(rows, width):
+    """A C-contiguous float64 matrix of zeros in 4 KiB pages. numpy asks for transparent huge
+    pages on large arrays; where the kernel must first defragment memory for them, writing a
+    200 MB matrix measured 0.5 to 1.3 s instead of 0.15 to 0.25 s. Zero pages of an anonymous
+    mapping cost nothing until written."""
+    nbytes = rows * width * 8
+    if nbytes < _PAGED_MATRIX_BYTES:
+        return np.zeros((rows, width), np.float64)
+    import mmap
+    return np.frombuffer(mmap.mmap(-1, nbytes), np.float64).reshape(rows, width)
 
 
 def _check_read(path, table):
@@ -305,6 +332,16 @@ def _numeric_values(column, col, name="frame"):
     return v
 
 
+def _float_values(column, out):
+    """A float64 ChunkedArray's values (NaN where null) written chunk by chunk into ``out``
+    (contiguous, of its length): what ``column.to_numpy()`` returns, without allocating."""
+    r0 = 0
+    for chunk in column.chunks:
+        out[r0:r0 + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+        r0 += len(chunk)
+    return out
+
+
 def _parses(text):
     try:
         float(text)
@@ -345,6 +382,17 @@ def check_numeric_text(column, col, name="frame"):
                          f"{numbers} of its {filled} filled cells are numbers ({len(bad)} {'is' if one else 'are'} "
                          f"not); fix {'that cell' if one else 'those cells'}, or leave {'it' if one else 'them'} "
                          "blank (or NA) to mark a gap")
+
+
+def check_no_inf(column, col, name="frame"):
+    """Raise ValueError, naming the column and the first row, for a floating-point column that
+    holds inf or -inf (which no encoding can fill or scale); other columns pass."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    if not pa.types.is_floating(column.type) or not pc.any(pc.is_inf(column)).as_py():
+        return
+    v = column.to_numpy(zero_copy_only=False)
+    _gaps(np.asarray(v, np.float64), col, name)
 
 
 def _distinct(strings):
@@ -452,8 +500,11 @@ def numeric_matrix(frame, name="frame"):
 def _encode_dense(table, layout, width, name="frame", gaps_allowed=True):
     """The encoding of ``table`` by ``layout`` ([(column record, offset)]) as a C-order float64 matrix.
 
-    Written a block of rows at a time, so each block of the output stays in cache while every
-    column is written into it (a column at a time over all rows would stride through memory).
+    Written a block of rows at a time (pyarrow's chunks), so each block of the output stays in
+    cache while every column is written into it (a column at a time over all rows would stride
+    through memory). The numeric columns of a block are first copied, each contiguously, into
+    one small column-major buffer, then written into the block with one transposing copy, and
+    checked for gaps with one call.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -466,32 +517,45 @@ def _encode_dense(table, layout, width, name="frame", gaps_allowed=True):
         else:
             prepared.append(_strings(column, c.name, name))
             value_sets.append(pa.array(c.categories, pa.large_string()))
-    out = np.zeros((table.num_rows, width), np.float64)
+    out = _zeros(table.num_rows, width)
     block_rows = int(np.clip((4 << 20) // (8 * max(width, 1)), 4096, 65536))
+    numeric = [(i, c, off) for i, (c, off) in enumerate(layout) if value_sets[i] is None]
+    offsets = np.array([off for _, _, off in numeric], np.int64)
+    # without "was missing" columns the numeric ones are side by side: a slice, not a gather
+    side_by_side = len(numeric) > 0 and np.array_equal(offsets, offsets[0] + np.arange(len(numeric)))
+    buf = np.empty((len(numeric), block_rows), np.float64)
     aligned = pa.table(prepared, names=[str(i) for i in range(len(prepared))])
     r0 = 0
     for batch in aligned.to_batches(max_chunksize=block_rows):
-        block = out[r0:r0 + batch.num_rows]
-        for i, (c, off) in enumerate(layout):
-            arr = batch.column(i)
-            if value_sets[i] is None:
-                v = arr.to_numpy(zero_copy_only=False)
-                block[:, off] = v
-                gaps = _gaps(v, c.name, name, r0)
-                if gaps is None:
-                    continue
-                if not gaps_allowed:
-                    r = int(np.flatnonzero(gaps)[0])
-                    raise ValueError(f"{name}: column {c.name!r} row {r0 + r + 1} is empty; this model takes "
-                                     "numbers only (it was trained on arrays, not on a table)")
-                block[gaps, off] = c.mean
-                if c.missing:
-                    block[gaps, off + 1] = 1.0
+        m = batch.num_rows
+        block = out[r0:r0 + m]
+        if numeric:
+            values = buf[:, :m]
+            for q, (i, _, _) in enumerate(numeric):
+                values[q] = batch.column(i).to_numpy(zero_copy_only=False)
+            if side_by_side:
+                block[:, offsets[0]:offsets[0] + len(numeric)] = values.T
             else:
-                idx = pc.fill_null(pc.index_in(arr, value_set=value_sets[i]), -1).to_numpy(zero_copy_only=False)
+                block[:, offsets] = values.T
+            if not np.isfinite(values).all():
+                for q, (_, c, off) in enumerate(numeric):
+                    gaps = _gaps(values[q], c.name, name, r0)
+                    if gaps is None:
+                        continue
+                    if not gaps_allowed:
+                        r = int(np.flatnonzero(gaps)[0])
+                        raise ValueError(f"{name}: column {c.name!r} row {r0 + r + 1} is empty; this model takes "
+                                         "numbers only (it was trained on arrays, not on a table)")
+                    block[gaps, off] = c.mean
+                    if c.missing:
+                        block[gaps, off + 1] = 1.0
+        for i, (c, off) in enumerate(layout):
+            if value_sets[i] is not None:
+                idx = pc.fill_null(pc.index_in(batch.column(i), value_set=value_sets[i]), -1) \
+                    .to_numpy(zero_copy_only=False)
                 rows = np.flatnonzero(idx >= 0)
                 block[rows, off + idx[rows]] = 1.0
-        r0 += batch.num_rows
+        r0 += m
     return out
 
 
@@ -586,7 +650,7 @@ class TablePreprocessor:
         features = [c for c in table.column_names if c != target]
         if not features:
             raise ValueError(f"frame: no feature columns besides the target {target!r}")
-        columns = []
+        columns, values = [], None
         for col in features:
             column = _column(table, col)
             kind = _kind(column.type)
@@ -595,7 +659,9 @@ class TablePreprocessor:
             if kind == "empty" or column.null_count == len(column):
                 raise ValueError(f"frame: column {col!r} is empty in every training row; drop it")
             if kind == "numeric":
-                v = _as_float(column, col).to_numpy(zero_copy_only=False)
+                if values is None:          # one buffer for every numeric column (see _zeros)
+                    values = _zeros(table.num_rows, 1)[:, 0]
+                v = _float_values(_as_float(column, col), values)
                 gaps = _gaps(v, col)
                 n_gaps = 0 if gaps is None else int(gaps.sum())
                 if n_gaps == len(v):

@@ -104,11 +104,15 @@ def check_fit_arguments(epochs, batch_size, shuffle, initial_epoch, verbose, on_
 
 def fit(model, X, y, epochs=1, batch_size=32, optimizer="adam", shuffle=True, validation_data=None,
         validation_split=0.0, sample_weight=None, class_weight=None, callbacks=None, verbose=1,
-        initial_epoch=0, on_nan="raise", resume_from=None, comm=None, metrics=None):
-    """Train ``model``; see ``MLP.fit`` for the arguments. Returns the History."""
+        initial_epoch=0, on_nan="raise", resume_from=None, comm=None, metrics=None, input_scaling=None):
+    """Train ``model``; see ``MLP.fit`` for the arguments. Returns the History.
+
+    ``input_scaling`` (fastbp.frames.InputScaling, for a fit on a table): the preprocessor and
+    the standardization the params are trained on during this fit, which checkpoints keep and
+    ModelCheckpoint(save_weights_only=True) folds into the copy it writes."""
     comm = as_communicator(comm)
     with comm.guard():
-        run = Run(model, comm)
+        run = Run(model, comm, input_scaling)
         run.setup(X, y, epochs, batch_size, optimizer, shuffle, validation_data, validation_split, sample_weight,
                   class_weight, callbacks, verbose, initial_epoch, on_nan, resume_from, metrics)
         return run.train()
@@ -129,9 +133,10 @@ class Run:
         The epoch running (0-based).
     """
 
-    def __init__(self, model, comm):
+    def __init__(self, model, comm, input_scaling=None):
         self.model = model
         self.comm = comm
+        self.input_scaling = input_scaling
         self.epoch = None
         self.timing = {"compile": 0.0, "train": 0.0, "validate": 0.0}
         if comm.size > 1:
@@ -167,7 +172,8 @@ class Run:
             cbs = CallbackList(callbacks, model=model, history=history, progress=progress, run=self)
             start, callback_states = initial_epoch, []
             if resume_from is not None and comm.is_root:   # validates the whole file before changing anything
-                start, callback_states = io.restore_checkpoint(resume_from, model, opt, history, cbs.user)
+                start, callback_states = io.restore_checkpoint(resume_from, model, opt, history, cbs.user,
+                                                               scaling=self.input_scaling)
         _memmap.advise_random(stream)
         self.data, self.val, self.n, self.stream = data, val, n, stream
         self.epochs, self.batch, self.shuffle, self.on_nan, self.verbose = epochs, batch_size, shuffle, on_nan, verbose
@@ -581,4 +587,12 @@ class Run:
         """Write the whole training state after ``epoch`` (0-based, completed) to ``path``:
         params, optimizer state, the model's random stream, history and callback states, which
         ``fit(resume_from=path)`` continues from."""
-        io.save_checkpoint(path, self.model, self.optimizer, epoch, self.history, self.callbacks)
+        io.save_checkpoint(path, self.model, self.optimizer, epoch, self.history, self.callbacks,
+                           scaling=self.input_scaling)
+
+    def save_model(self, path):
+        """Write the model as it stands to ``path`` as a model file (``MLP.save``); during a fit on
+        a table, a copy with the standardization folded in and the preprocessor, as the fit's
+        end leaves the model."""
+        model = self.model if self.input_scaling is None else self.input_scaling.folded(self.model)
+        io.save_model(path, model)

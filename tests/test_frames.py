@@ -120,6 +120,17 @@ def test_a_second_fit_applies_the_preprocessor_and_keeps_the_function_it_starts_
         model.fit(other, "city", verbose=0)
 
 
+def test_a_preprocessor_set_on_an_untrained_model_is_applied_to_its_initial_params_as_they_are():
+    df = make_frame().drop(columns=["price"])
+    a, b = classifier(df), classifier(df)
+    a.fit(df, "label", epochs=2, verbose=0)
+    prep = fastbp.TablePreprocessor().fit(df, "label")
+    b.preprocessor = prep
+    b.fit(df, "label", epochs=2, verbose=0)          # no unfolding of an initialization: the same run
+    assert b.preprocessor is prep
+    assert a.params.tobytes() == b.params.tobytes()
+
+
 def test_regression_on_a_frame_and_numbers_as_targets():
     df = make_frame().drop(columns=["label"])
     model = fastbp.MLP([width(df, "price"), 8, 1], output="linear", dtype="float64")
@@ -168,10 +179,7 @@ def test_validation_frames_and_sigmoid_classes():
     (lambda m, df: m.fit(df.to_numpy()[:, :1].astype(float), "label", verbose=0), "a column name .* needs X"),
     (lambda m, df: m.fit(df.assign(label="yes"), "label", verbose=0), "has one class"),
     (lambda m, df: m.fit(df.assign(age=None), "label", verbose=0), "column 'age' is empty"),
-    (lambda m, df: m.fit(df, "label", verbose=0, callbacks=[fastbp.ModelCheckpoint("x.fbp")]),
-     "takes no ModelCheckpoint"),
-    (lambda m, df: m.fit(df, "label", verbose=0, callbacks=fastbp.ModelCheckpoint("x.fbp")), "takes no ModelCheckpoint"),
-    (lambda m, df: m.fit(df, "label", verbose=0, resume_from="x.fbp"), "no resume_from"),
+    (lambda m, df: m.fit(df, "label", verbose=0, resume_from="no-such-checkpoint.fbp"), "cannot read file"),
     (lambda m, df: m.fit(df, "label", verbose=0, metrics=["r2"]),
      "metrics: 'r2' compares targets with predictions of one shape, but y holds class labels"),
     (lambda m, df: m.fit(df.iloc[:0], "label", verbose=0), "X: expected at least one row"),
@@ -258,3 +266,162 @@ def test_a_frame_of_plain_numbers_for_a_model_of_arrays_is_an_array():
     m3 = fastbp.MLP([5, 5, 2], dtype="float64")
     m3.fit(gap, y, epochs=1, verbose=0)
     assert m3.preprocessor.feature_names_out == ["a", "a_was_missing", "b", "c", "flag"]
+
+
+# ---- checkpoints of a fit on a frame ---------------------------------------------------------------
+def frame_fit(model, df, **kw):
+    return model.fit(df, "label", epochs=4, batch_size=16, verbose=0, validation_split=0.25, metrics=["auc"],
+                     optimizer=fastbp.Adam(lr=0.01), **kw)
+
+
+def test_checkpoints_of_a_frame_fit_are_models_of_raw_columns_and_resume_bit_identically(tmp_path):
+    df = make_frame().drop(columns=["price"])
+    model = classifier(df)
+    hist = frame_fit(model, df, callbacks=[
+        fastbp.ModelCheckpoint(str(tmp_path / "ck{epoch}.fbp")),
+        fastbp.ModelCheckpoint(str(tmp_path / "w{epoch}.fbp"), save_weights_only=True)])
+    # what a fit stopped after epoch 2 leaves: the scaling folded in, the preprocessor kept
+    two = classifier(df)
+    two.fit(df, "label", epochs=2, batch_size=16, verbose=0, validation_split=0.25, optimizer=fastbp.Adam(lr=0.01))
+    for name in ("ck2.fbp", "w2.fbp"):
+        back = fastbp.load(tmp_path / name)
+        assert back.params.tobytes() == two.params.tobytes(), name
+        assert back.preprocessor.to_json() == two.preprocessor.to_json()
+        np.testing.assert_array_equal(back.predict(df[["income", "city", "member", "age"]]), two.predict(df))
+        np.testing.assert_array_equal(back.predict_labels(df), two.predict_labels(df))
+    assert fastbp.load(tmp_path / "ck4.fbp").params.tobytes() == model.params.tobytes()
+    # resumed in a new model: the rest of the run, bit for bit
+    resumed = classifier(df)
+    h = frame_fit(resumed, df, resume_from=tmp_path / "ck2.fbp")
+    assert resumed.params.tobytes() == model.params.tobytes()
+    assert h.history == hist.history and h.epoch == [0, 1, 2, 3]
+    assert resumed.preprocessor.to_json() == model.preprocessor.to_json()
+    # ... and in a model that was trained on other rows (another preprocessor): the checkpoint's run wins
+    other = classifier(df)
+    other.fit(make_frame(seed=5).drop(columns=["price"]), "label", epochs=1, verbose=0)
+    frame_fit(other, df, resume_from=tmp_path / "ck2.fbp")
+    assert other.params.tobytes() == model.params.tobytes()
+    assert other.preprocessor.to_json() == model.preprocessor.to_json()
+
+
+def test_frame_and_array_checkpoints_do_not_resume_each_other(tmp_path):
+    df = make_frame().drop(columns=["price"])
+    model = classifier(df)
+    frame_fit(model, df, callbacks=[fastbp.ModelCheckpoint(str(tmp_path / "frame.fbp"))])
+    X, y, _ = model.preprocessor.transform_xy(df)
+    arrays = classifier(df)
+    arrays.fit(X, y, epochs=1, verbose=0, callbacks=[fastbp.ModelCheckpoint(str(tmp_path / "arrays.fbp"))])
+    fresh = classifier(df)
+    before = fresh.params.copy()
+    with pytest.raises(ValueError, match="checkpoint of a fit on a DataFrame or pyarrow Table .* resume it with fit "
+                                         "on the table"):
+        fresh.fit(X, y, epochs=4, verbose=0, resume_from=tmp_path / "frame.fbp")
+    with pytest.raises(ValueError, match="checkpoint of a fit on arrays; a fit on a DataFrame"):
+        frame_fit(fresh, df, resume_from=tmp_path / "arrays.fbp")
+    np.testing.assert_array_equal(fresh.params, before)
+    assert fresh.preprocessor is None
+    wide = fastbp.MLP([width(df, "label") + 1, 8, 2], dtype="float64")
+    with pytest.raises(ValueError, match="resume_from: the preprocessing encodes 7 features but the model takes 8"):
+        frame_fit(wide, df, resume_from=tmp_path / "frame.fbp")
+    # an older reader, or the wrong kind of file, is refused clearly rather than misread
+    header, arrays_ = fastbp.io.read_file(tmp_path / "frame.fbp")
+    assert header["kind"] == "checkpoint" and {"input_mean", "input_scale"} <= set(arrays_)
+    model.save(tmp_path / "model.fbp")
+    with pytest.raises(ValueError, match="is a 'model' file; resuming needs a checkpoint"):
+        frame_fit(classifier(df), df, resume_from=tmp_path / "model.fbp")
+
+
+FRAME_SETUP = """
+    import numpy as np
+    import pandas as pd
+    import fastbp
+
+    EPOCHS = 10
+
+    def make():
+        rng = np.random.default_rng(3)
+        n = 20000
+        df = pd.DataFrame({"a": rng.normal(5, 3, n), "b": rng.normal(-2, 9, n),
+                           "city": rng.choice(["lyon", "nice", "paris"], n)})
+        df.loc[rng.random(n) < 0.1, "a"] = np.nan
+        df["label"] = np.where(df.a.fillna(5) - 5 + (df.city == "nice") * 2 + df.b / 9 > 0, "yes", "no")
+        return df
+
+    def run(path, threads, resume=False, callbacks=()):
+        fastbp.set_num_threads(threads)
+        df = make()
+        model = fastbp.MLP([6, 32, 32, 2], seed=7)
+        cbs = [fastbp.ModelCheckpoint(path, save_weights_only=False)] if path else []
+        hist = model.fit(df, "label", epochs=EPOCHS, batch_size=32, optimizer=fastbp.Adam(lr=0.01),
+                         validation_split=0.1, verbose=0, callbacks=cbs + list(callbacks), metrics=["auc"],
+                         resume_from=path if resume else None)
+        return model, hist
+"""
+
+
+@pytest.mark.slow
+def test_a_frame_fit_resumes_bit_identically_after_kill9(tmp_path):
+    """test_checkpoint's kill -9 test for a fit on a DataFrame with a category and gaps."""
+    import random
+    import signal
+    import textwrap
+    import time
+    if not hasattr(signal, "SIGKILL"):
+        pytest.skip("needs POSIX signals")
+    from test_checkpoint import kill9, read_until, spawn
+    trainer = FRAME_SETUP + """
+    import sys, time
+    print("threads", fastbp.get_num_threads(), flush=True)
+
+    class Report(fastbp.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            print("epoch", epoch, time.monotonic(), flush=True)
+            if epoch in (1, 4):
+                sys.stdin.readline()
+
+    run(sys.argv[1], fastbp.get_num_threads(), callbacks=[Report()])
+    print("finished", flush=True)
+"""
+    ns = {}
+    exec(textwrap.dedent(FRAME_SETUP), ns)
+    path = tmp_path / "ck.fbp"
+    proc = spawn(tmp_path, trainer, path)
+    try:
+        threads = int(read_until(proc, "threads").split()[1])
+        t0 = float(read_until(proc, "epoch 0").split()[2])
+        epoch_time = float(read_until(proc, "epoch 1").split()[2]) - t0
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        time.sleep(random.Random().uniform(0.0, 3.0) * epoch_time)
+    finally:
+        kill9(proc)
+    assert "finished" not in proc.stdout.read()
+    saved_epoch = fastbp.io.read_file(path)[0]["meta"]["epoch"]
+    assert 1 <= saved_epoch <= 4
+    # the checkpoint is also a model of raw columns
+    df = ns["make"]()
+    assert fastbp.load(path).predict(df).shape == (len(df), 2)
+    try:
+        resumed, h_r = ns["run"](str(path), threads, resume=True)
+        reference, h_s = ns["run"](None, threads)
+    finally:
+        fastbp.set_num_threads(None)
+    assert resumed.params.tobytes() == reference.params.tobytes()
+    assert resumed.optimizer.iterations == reference.optimizer.iterations
+    for k, v in reference.optimizer.state_arrays().items():
+        assert np.array_equal(resumed.optimizer.state_arrays()[k], v)
+    assert h_r.history == h_s.history and h_r.epoch == list(range(ns["EPOCHS"]))
+    assert resumed.preprocessor.to_json() == reference.preprocessor.to_json()
+    np.testing.assert_array_equal(resumed.predict(df), reference.predict(df))
+
+
+def test_numbers_given_to_fit_a_model_with_named_classes_are_class_indices():
+    df = make_frame().drop(columns=["price"])
+    model = fastbp.MLP([width(df, "label"), 8, 2], loss="mse", dtype="float64")    # one-hot targets
+    model.fit(df, "label", epochs=1, verbose=0)
+    idx = (df.label == "yes").to_numpy().astype(np.int64)
+    a, b, c = model.copy(), model.copy(), model.copy()
+    a.fit(df, "label", epochs=1, verbose=0)
+    b.fit(df, idx, epochs=1, verbose=0)
+    c.fit(df, np.eye(2)[idx], epochs=1, verbose=0)                                 # one-hot as it is
+    assert a.params.tobytes() == b.params.tobytes() == c.params.tobytes()

@@ -646,3 +646,23 @@ def test_numeric_matrix_for_models_without_preprocessing():
     with pytest.raises(ValueError, match="column 'd' holds text such as 'heavy'"):
         tables.numeric_matrix(pa.table({"d": ["1", "heavy"]}))
     assert math.isfinite(tables.numeric_matrix(pd.DataFrame({"x": [1e300]}))[0, 0])
+
+
+def test_large_encodings_in_4k_pages_equal_the_small_path(mixed, monkeypatch):
+    """Matrices from _PAGED_MATRIX_BYTES come from an anonymous mapping instead of np.zeros (see
+    tables._zeros): the same values, C-contiguous, writable, and the same preprocessor."""
+    prep = TablePreprocessor().fit(mixed, "label")
+    small, small_fit = prep.transform(mixed), TablePreprocessor().fit(mixed, "label").to_json()
+    plain = tables.numeric_matrix(mixed.select(["kids"]))
+    monkeypatch.setattr(tables, "_PAGED_MATRIX_BYTES", 0)
+    big = prep.transform(mixed)
+    import mmap
+    base = big
+    while isinstance(base, np.ndarray):
+        base = base.base
+    assert isinstance(getattr(base, "obj", base), mmap.mmap)       # frombuffer keeps a memoryview of it
+    assert big.flags.c_contiguous and big.flags.writeable and big.dtype == np.float64
+    assert big.tobytes() == small.tobytes()
+    assert TablePreprocessor().fit(mixed, "label").to_json() == small_fit
+    assert tables.numeric_matrix(mixed.select(["kids"])).tobytes() == plain.tobytes()
+    big[0, 0] = 7.0                                  # a matrix like any other
