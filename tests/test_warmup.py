@@ -69,25 +69,45 @@ finally:
 """
 
 
+def _python(code, folder, *args, name="run"):
+    """``python -c code args`` with numba's cache in ``folder``/cache, its output in files there."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(folder, "cache"))
+    with open(os.path.join(folder, name + ".out"), "w") as out, open(os.path.join(folder, name + ".err"), "w") as err:
+        return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=out, stderr=err, text=True)
+
+
+def _finished(proc, folder, name="run"):
+    """(stdout, stderr) of a process _python started, once it has ended well."""
+    proc.wait(timeout=1800)
+    out, err = (open(os.path.join(folder, f"{name}.{kind}")).read() for kind in ("out", "err"))
+    assert proc.returncode == 0, err[-5000:]
+    return out, err
+
+
+def _start_compile(folder):
+    return _python(COMPILE_COMMAND, folder), folder
+
+
 @pytest.mark.slow
-def test_after_fastbp_compile_other_nets_compile_nothing(tmp_path):
+@pytest.mark.background.with_args(_start_compile)
+def test_after_fastbp_compile_other_nets_compile_nothing(background):
     """From an empty cache, ``fastbp compile --dtype float32`` fills it with every kernel: a session
     with other sizes, activations, losses, optimizer, batch sizes, validation data, sample weights
     and deterministic mode then adds no compiled code to the cache. On the way, every fit had its
     layer kernels compiled in a second process (epoch.compile_ahead): the argument types it
     predicts are the ones run_batches calls them with, or this process would compile them again."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    p = subprocess.run([sys.executable, "-c", COMPILE_COMMAND], env=env, capture_output=True, text=True, timeout=900)
-    assert p.returncode == 0, p.stderr
-    assert "float32: every kernel compiled or loaded in" in p.stdout
-    compiled = json.loads(p.stderr.strip().splitlines()[-1])
+    proc, folder = background
+    out, err = _finished(proc, folder)
+    assert "float32: every kernel compiled or loaded in" in out
+    compiled = json.loads(err.strip().splitlines()[-1])
     assert "run_batches" in compiled and "output_loss" in compiled
     if fastbp.threads.available_cpus() > 1:       # else nothing is compiled apart
         assert "layer_task" not in compiled and "layer_region" not in compiled, compiled
-    before = _cache_files(tmp_path)
+    cache = os.path.join(folder, "cache")
+    before = _cache_files(cache)
     assert any(f.endswith(".nbc") for f in before)
-    subprocess.run([sys.executable, "-c", SESSION], env=env, check=True, timeout=900)
-    assert _cache_files(tmp_path) == before
+    _finished(_python(SESSION, folder, name="session"), folder, name="session")
+    assert _cache_files(cache) == before
 
 
 @pytest.mark.parametrize("dtypes", [("float16",), (), "int8", ("float32", "double")])
@@ -174,21 +194,21 @@ print(json.dumps(sorted(n for n, d in started.items() if type(d._cache).__name__
 """
 
 
+def _start_groups(folder):
+    groups = []
+    for group in ("0", "1"):
+        os.mkdir(os.path.join(folder, group))
+        groups.append((_python(GROUP, os.path.join(folder, group), group), os.path.join(folder, group)))
+    return groups
+
+
 @pytest.mark.slow
-def test_the_two_groups_compiled_at_once_share_no_cached_kernel(tmp_path):
+@pytest.mark.background.with_args(_start_groups)
+def test_the_two_groups_compiled_at_once_share_no_cached_kernel(background):
     """epoch.compile_ahead compiles run_batches' layer kernels in a child process while this one
     compiles the loss and optimizer kernels. numba's cache is not safe for two processes saving
     one kernel's signatures at once, so no kernel saved to the cache may be compiled by both:
     each group from an empty cache of its own, for plain and for featured nets."""
-    procs = []
-    for group in (0, 1):
-        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / str(group)))
-        procs.append(subprocess.Popen([sys.executable, "-c", GROUP, str(group)], env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
-    layers, rest = [], []
-    for p, names in zip(procs, (layers, rest)):
-        out, err = p.communicate(timeout=900)
-        assert p.returncode == 0, err
-        names.extend(json.loads(out.strip().splitlines()[-1]))
+    layers, rest = (json.loads(_finished(proc, folder)[0].strip().splitlines()[-1]) for proc, folder in background)
     assert "fastbp.kernels.dense.layer_task" in layers and "fastbp.kernels.losses.output_loss" in rest
     assert set(layers).isdisjoint(rest), set(layers) & set(rest)
