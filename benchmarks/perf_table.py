@@ -6,7 +6,7 @@ No figure in the docs or the README is typed by hand: this script reads
 - ``docs/performance/peers.txt``: the text output of the team's peer-comparison script
   (``peers.py``), preceded by two comment lines saying where and how it ran::
 
-      # machine: a 2-core AMD EPYC virtual machine (x86_64 Linux)
+      # machine: a 2-core Intel Xeon virtual machine (x86_64 Linux)
       # command: python ../shared/bench/peers.py tiny mnist wide --rounds 3 --peer-python .peers/bin/python
       # 2026-12-02 03:55  cpus=2  rounds=3  epochs/process=3
       workload system       samples/s  first epoch s  fastbp ×
