@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +182,136 @@ def test_streaming_a_memmap_keeps_every_rank_resident_memory_as_one_process(tmp_
     grown = {r: v["grown_mib"] for r, v in by_rank.items()}
     assert alone < 40, f"one process grew by {alone:.0f} MiB streaming a 64 MiB file"
     assert all(g <= 1.1 * alone + 4 for g in grown.values()), f"ranks grew by {grown} MiB, one process {alone:.0f}"
+
+
+# ---- early stopping, resume and callbacks in the cases above ----------------------------------
+def test_early_stopping_on_rank_0_stops_every_rank(mpi_run):
+    # Guards the case itself: its EarlyStopping must stop early and restore older params, so
+    # that the comparison above covers the broadcast stop flag and the final params broadcast.
+    res, _ = mpi_run
+    name = "nesterov_empty_share"
+    m, hist = single_process(name)
+    assert len(hist.epoch) < cases.CASES[name]["epochs"]
+    assert int(res[f"{name}/epochs_run"]) == len(hist.epoch)
+
+
+def test_resume_from_checkpoint_matches_uninterrupted_run(mpi_run):
+    res, _ = mpi_run
+    assert bool(res["resume/checkpoint_exists"])
+    m, hist = single_process(cases.RESUME_CASE, epochs=cases.RESUME_EPOCHS, scheduler=False)
+    assert_same_run(res, "resume", m, hist, True)
+
+
+def test_callbacks_run_on_rank_0_only(mpi_run):
+    _, out = mpi_run
+    epochs = cases.CASES["adam_uneven"]["epochs"]
+    expected = ["train_begin"] + [f"epoch_{w} {e}" for e in range(epochs) for w in ("begin", "end")] + ["train_end"]
+    assert (out / "calls_rank0.txt").read_text().split("\n")[:-1] == expected
+    assert not any((out / f"calls_rank{r}.txt").exists() for r in range(1, RANKS))
+
+
+# ---- failures -------------------------------------------------------------------------------
+def test_failure_on_one_rank_raises_the_same_error_on_every_rank(tmp_path):
+    code, out, err = run_mpi("failures.py", "caught", tmp_path, timeout=300)
+    assert code == 0, f"{out}\n{err}"
+    by = {}
+    for r in results(tmp_path):
+        by.setdefault(r["scenario"], {})[r["rank"]] = r
+    expected = {
+        "nan_on_one_rank": ("ValueError", ["rank 1 of 2", "X[30:60]", "nan"]),
+        "different_batch_size": ("ValueError", ["rank 1 of 2", "batch_size: 17 on rank 1 but 16 on rank 0"]),
+        "callback_fails_on_rank_0": ("RuntimeError", ["rank 0 of 2", "callback failed at the end of epoch 1"]),
+        "diverges_raise": ("TrainingDiverged", ["training diverged in epoch 0", "minibatch"]),
+        "diverges_stop": (None, []),
+        "step_fails_on_rank_1": ("MemoryError", ["rank 1 of 2", "simulated: no memory"]),
+        "still_works_after": (None, []),
+        "params_drift_on_rank_1": (None, []),
+    }
+    assert set(by) == set(expected) and all(set(v) == {0, 1} for v in by.values()), by
+    for scenario, (error, fragments) in expected.items():
+        r0, r1 = by[scenario][0], by[scenario][1]
+        assert r0["error"] == r1["error"] == error, (scenario, r0, r1)
+        assert r0["message"] == r1["message"], scenario
+        for fragment in fragments:
+            assert fragment in r0["message"], (scenario, r0["message"])
+        assert r0["crc"] == r1["crc"], f"{scenario}: ranks hold different params"
+    # Failing before any update leaves rank 0's start; divergence restores it.
+    for scenario in ("nan_on_one_rank", "different_batch_size", "diverges_raise", "diverges_stop"):
+        assert by[scenario][0]["crc"] == by[scenario][0]["crc_start"], scenario
+    assert by["still_works_after"][0]["crc"] != by["still_works_after"][0]["crc_start"]
+    # Drift on rank 1 after every epoch is repaired from rank 0 before the next, so the run ends
+    # where the same fit without drift did; rank 0 says so.
+    assert by["params_drift_on_rank_1"][0]["crc"] == by["still_works_after"][0]["crc"]
+    assert any("params differed between ranks" in w for w in by["params_drift_on_rank_1"][0]["warnings"])
+    assert not any("params differed" in w for w in by["still_works_after"][0]["warnings"])
+
+
+def test_uncaught_error_on_one_rank_ends_every_rank(tmp_path):
+    code, out, err = run_mpi("failures.py", "uncaught", tmp_path, timeout=300)
+    assert code != 0
+    assert "fit returned" not in out
+    # Both ranks end with the same error, not only the rank with the bad row.
+    ends = results(tmp_path)
+    assert sorted(r["rank"] for r in ends) == list(range(RANKS)), err
+    assert len({(r["error"], r["message"]) for r in ends}) == 1, ends
+    assert ends[0]["error"] == "ValueError" and ends[0]["message"].startswith("rank 1 of 2: X[30:60]: ")
+    assert "nan" in ends[0]["message"]
+
+
+def test_error_outside_the_protocol_aborts_instead_of_hanging():
+    code, out, err = run_mpi("failures.py", "alone", timeout=300)
+    assert code != 0
+    assert "fit returned" not in out
+    assert "rank 1 of 2 failed alone; aborting all ranks" in err
+
+
+def test_ctrl_c_stops_every_rank_after_the_same_update(tmp_path):
+    p = subprocess.Popen(mpi_command("interrupt.py", tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=child_env(), start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        lines = []
+        while time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("EPOCH_END 1"):
+                p.send_signal(signal.SIGINT)        # mpiexec forwards it to every rank
+                break
+        out, err = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        pytest.fail(f"ranks did not stop after Ctrl-C\n{out}\n{err}")
+    out = "".join(lines) + out
+    assert p.returncode == 0, f"{out}\n{err}"
+    r = sorted(results(tmp_path), key=lambda r: r["rank"])
+    assert len(r) == RANKS, out
+    assert all(x["interrupted"] for x in r), r
+    assert r[0]["crc"] == r[1]["crc"] and r[0]["iterations"] == r[1]["iterations"] > 0, r
+    assert r[0]["epochs"] == r[1]["epochs"] >= 2
+
+
+# ---- launcher detection ---------------------------------------------------------------------
+def test_launched_comm_under_mpiexec(tmp_path):
+    code = ("import json, sys; from fastbp.distributed import launched_comm; c = launched_comm(); "
+            "r = c.Get_rank(); json.dump({'rank': r, 'size': c.Get_size()}, open(sys.argv[1] + f'/rank{r}.json', 'w'))")
+    p = subprocess.run([MPIEXEC, "-n", str(RANKS), sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                       text=True, env=child_env(), timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert sorted((r["rank"], r["size"]) for r in results(tmp_path)) == [(r, RANKS) for r in range(RANKS)]
+
+
+def test_launched_comm_without_launcher_is_none_and_does_not_start_mpi():
+    code = ("import sys; from fastbp.distributed import launched_comm; "
+            "print(launched_comm(), 'mpi4py.MPI' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["None", "False"]
+
+
+def test_comm_must_be_a_communicator():
+    X = np.zeros((4, 2))
+    with pytest.raises(TypeError, match="comm: expected an mpi4py intracommunicator"):
+        fastbp.MLP([2, 2]).fit(X, np.zeros(4, int), comm="COMM_WORLD", verbose=0)
