@@ -383,17 +383,24 @@ def _input_scaling(path, header, arrays, width):
     return mu, sd
 
 
-def checkpoint_encoding(path):
-    """(TablePreprocessor, input_mean, input_scale) of a checkpoint written during a fit on a
-    table, or None for a checkpoint of a fit on arrays; the file is validated fully first.
-
-    Raises ValueError for a file that is not a valid checkpoint."""
+def _read_checkpoint(path):
+    """(header, arrays) of the checkpoint ``resume_from`` names, validated; a file of another
+    kind is a ValueError."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"resume_from: expected a file path (str or os.PathLike), got {type(path).__name__}")
     header, arrays = read_file(path)
     if header["kind"] != "checkpoint":
         raise ValueError(f"resume_from: {os.fspath(path)} is a {header['kind']!r} file; resuming needs a "
                          "checkpoint (ModelCheckpoint with save_weights_only=False)")
+    return header, arrays
+
+
+def checkpoint_encoding(path):
+    """(TablePreprocessor, input_mean, input_scale) of a checkpoint written during a fit on a
+    table, or None for a checkpoint of a fit on arrays; the file is validated fully first.
+
+    Raises ValueError for a file that is not a valid checkpoint."""
+    header, arrays = _read_checkpoint(path)
     sizes = header["config"].get("sizes")
     if not isinstance(sizes, list) or not sizes or type(sizes[0]) is not int:
         raise _bad(path, f"config 'sizes' {sizes!r} is not a list of at least two positive ints")
@@ -522,12 +529,7 @@ def restore_checkpoint(path, model, optimizer, history, callbacks=(), scaling=No
     fit on a table with the same preprocessing and standardization, and a fit on arrays only
     from a checkpoint of a fit on arrays (their params take different inputs).
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"resume_from: expected a file path (str or os.PathLike), got {type(path).__name__}")
-    header, arrays = read_file(path)
-    if header["kind"] != "checkpoint":
-        raise ValueError(f"resume_from: {os.fspath(path)} is a {header['kind']!r} file; resuming needs a "
-                         "checkpoint (ModelCheckpoint with save_weights_only=False)")
+    header, arrays = _read_checkpoint(path)
     theirs, mine = header["config"], model.config()
     for key in ("sizes", "activation", "output", "loss", "bias", "dtype", "dropout", "norm", "l1", "l2",
                 "label_smoothing", "huber_delta"):
