@@ -175,7 +175,8 @@ SETUP = """
         return model, hist
 """
 
-TRAINER = SETUP + """
+# A SETUP-like source's run() in a child with a checkpoint, reporting each epoch's end.
+TRAINER = """
     import sys, time
     print("threads", fastbp.get_num_threads(), flush=True)
 
@@ -183,19 +184,20 @@ TRAINER = SETUP + """
         def on_epoch_end(self, epoch, logs=None):
             print("epoch", epoch, time.monotonic(), flush=True)
             if epoch in (1, 4):
-                sys.stdin.readline()      # gates, so the parent knows where we are (see the test)
+                sys.stdin.readline()      # gates, so the parent knows where we are (see below)
 
     run(sys.argv[1], fastbp.get_num_threads(), callbacks=[Report()])
     print("finished", flush=True)
 """
 
 
-@pytest.mark.slow
-def test_resume_after_kill9_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+def killed_mid_run(tmp_path, setup):
+    """Train ``setup``'s run() with a checkpoint in a child and kill -9 it at a random point of
+    epochs 2 to 4; returns (setup's namespace here, the checkpoint's path, the child's threads)."""
     ns = {}
-    exec(textwrap.dedent(SETUP), ns)
+    exec(textwrap.dedent(setup), ns)
     path = tmp_path / "ck.fbp"
-    proc = spawn(tmp_path, TRAINER, path)
+    proc = spawn(tmp_path, setup + TRAINER, path)
     try:
         threads = int(read_until(proc, "threads").split()[1])
         t0 = float(read_until(proc, "epoch 0").split()[2])
@@ -208,12 +210,15 @@ def test_resume_after_kill9_is_bit_identical_to_an_uninterrupted_run(tmp_path):
         time.sleep(random.Random().uniform(0.0, 3.0) * epoch_time)
     finally:
         kill9(proc)
-    out = proc.stdout.read()
-    assert "finished" not in out
-    header, _ = io.read_file(path)
-    saved_epoch = header["meta"]["epoch"]
+    assert "finished" not in proc.stdout.read()
+    saved_epoch = io.read_file(path)[0]["meta"]["epoch"]
     assert 1 <= saved_epoch <= 4
+    return ns, path, threads
 
+
+@pytest.mark.slow
+def test_resume_after_kill9_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+    ns, path, threads = killed_mid_run(tmp_path, SETUP)
     saved = fastbp.get_num_threads()
     try:
         resumed, h_resumed = ns["run"](str(path), threads, resume=True)

@@ -362,42 +362,11 @@ FRAME_SETUP = """
 @pytest.mark.slow
 def test_a_frame_fit_resumes_bit_identically_after_kill9(tmp_path):
     """test_checkpoint's kill -9 test for a fit on a DataFrame with a category and gaps."""
-    import random
     import signal
-    import textwrap
-    import time
     if not hasattr(signal, "SIGKILL"):
         pytest.skip("needs POSIX signals")
-    from test_checkpoint import kill9, read_until, spawn
-    trainer = FRAME_SETUP + """
-    import sys, time
-    print("threads", fastbp.get_num_threads(), flush=True)
-
-    class Report(fastbp.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            print("epoch", epoch, time.monotonic(), flush=True)
-            if epoch in (1, 4):
-                sys.stdin.readline()
-
-    run(sys.argv[1], fastbp.get_num_threads(), callbacks=[Report()])
-    print("finished", flush=True)
-"""
-    ns = {}
-    exec(textwrap.dedent(FRAME_SETUP), ns)
-    path = tmp_path / "ck.fbp"
-    proc = spawn(tmp_path, trainer, path)
-    try:
-        threads = int(read_until(proc, "threads").split()[1])
-        t0 = float(read_until(proc, "epoch 0").split()[2])
-        epoch_time = float(read_until(proc, "epoch 1").split()[2]) - t0
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        time.sleep(random.Random().uniform(0.0, 3.0) * epoch_time)
-    finally:
-        kill9(proc)
-    assert "finished" not in proc.stdout.read()
-    saved_epoch = fastbp.io.read_file(path)[0]["meta"]["epoch"]
-    assert 1 <= saved_epoch <= 4
+    from test_checkpoint import killed_mid_run
+    ns, path, threads = killed_mid_run(tmp_path, FRAME_SETUP)
     # the checkpoint is also a model of raw columns
     df = ns["make"]()
     assert fastbp.load(path).predict(df).shape == (len(df), 2)

@@ -951,38 +951,8 @@ def test_resume_after_kill9_is_bit_identical_with_norm_dropout_and_a_schedule(tm
     """test_checkpoint's kill -9 test with batch and layer norm, dropout and a warm-up cosine
     schedule: the running statistics, the update count (the masks) and the schedule's position
     come back from the checkpoint."""
-    import random
-    import textwrap
-    import time
-    from test_checkpoint import kill9, read_until, spawn
-    trainer = FEATURED_SETUP + """
-    import sys, time
-    print("threads", fastbp.get_num_threads(), flush=True)
-
-    class Report(fastbp.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            print("epoch", epoch, time.monotonic(), flush=True)
-            if epoch in (1, 4):
-                sys.stdin.readline()
-
-    run(sys.argv[1], fastbp.get_num_threads(), callbacks=[Report()])
-    print("finished", flush=True)
-"""
-    ns = {}
-    exec(textwrap.dedent(FEATURED_SETUP), ns)
-    path = tmp_path / "ck.fbp"
-    proc = spawn(tmp_path, trainer, path)
-    try:
-        threads = int(read_until(proc, "threads").split()[1])
-        t0 = float(read_until(proc, "epoch 0").split()[2])
-        epoch_time = float(read_until(proc, "epoch 1").split()[2]) - t0
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        time.sleep(random.Random().uniform(0.0, 3.0) * epoch_time)
-    finally:
-        kill9(proc)
-    saved_epoch = fastbp.io.read_file(path)[0]["meta"]["epoch"]
-    assert 1 <= saved_epoch <= 4
+    from test_checkpoint import killed_mid_run
+    ns, path, threads = killed_mid_run(tmp_path, FEATURED_SETUP)
     try:
         resumed, opt_r, h_r = ns["run"](str(path), threads, resume=True)
         reference, opt_s, h_s = ns["run"](None, threads)
