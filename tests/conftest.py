@@ -27,9 +27,17 @@ def pytest_collection_finish(session):
         folder = tempfile.mkdtemp(prefix="fastbp-test-")
         _folders.append(folder)
         started = marker.args[0](folder)
-        _processes.extend(p for p in (started if isinstance(started, (list, tuple)) else [started])
-                          if isinstance(p, subprocess.Popen))
+        _processes.extend(_popens(started))
         item.stash[_STARTED] = started
+
+
+def _popens(started):
+    """The processes in what a start function returned (a Popen, or lists and tuples holding them)."""
+    if isinstance(started, subprocess.Popen):
+        return [started]
+    if isinstance(started, (list, tuple)):
+        return [p for x in started for p in _popens(x)]
+    return []
 
 
 def pytest_sessionfinish(session):
