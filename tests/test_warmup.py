@@ -206,9 +206,9 @@ def _start_groups(folder):
 @pytest.mark.background.with_args(_start_groups)
 def test_the_two_groups_compiled_at_once_share_no_cached_kernel(background):
     """epoch.compile_ahead compiles run_batches' layer kernels in a child process while this one
-    compiles the loss and optimizer kernels. numba's cache is not safe for two processes saving
-    one kernel's signatures at once, so no kernel saved to the cache may be compiled by both:
-    each group from an empty cache of its own, for plain and for featured nets."""
+    compiles the loss and optimizer kernels. A cached kernel reached from both would be compiled
+    twice (by each process): none is, each group from an empty cache of its own, for plain and
+    for featured nets."""
     layers, rest = (json.loads(_finished(proc, folder)[0].strip().splitlines()[-1]) for proc, folder in background)
     assert "fastbp.kernels.dense.layer_task" in layers and "fastbp.kernels.losses.output_loss" in rest
     assert set(layers).isdisjoint(rest), set(layers) & set(rest)

@@ -18,7 +18,12 @@ import signal
 import sys
 
 from numba import njit
-from numba.core import event
+from numba.core import caching, event
+
+try:
+    import fcntl
+except ImportError:                 # Windows: numba's own unlocked files
+    fcntl = None
 
 # The flag sets. None has nnan/ninf, so NaN and inf checks keep working, and all take numpy's
 # error model: no division-by-zero checks (a kernel never relies on Python's ZeroDivisionError),
@@ -37,10 +42,57 @@ def options(flags=IEEE, **overrides):
 
 
 def kernel(fn=None, *, flags=IEEE, **overrides):
-    """``@kernel`` or ``@kernel(flags=VECTORIZE, parallel=True, ...)``: njit with ``options``."""
+    """``@kernel`` or ``@kernel(flags=VECTORIZE, parallel=True, ...)``: njit with ``options``,
+    its on-disk cache read and written under a file lock (``LockedCacheFile``)."""
     if fn is None:
-        return njit(**options(flags, **overrides))
-    return njit(fn, **options(flags, **overrides))
+        return lambda f: kernel(f, flags=flags, **overrides)
+    return locked_cache(njit(fn, **options(flags, **overrides)))
+
+
+class LockedCacheFile(caching.IndexDataCacheFile):
+    """numba's index and data files of one kernel's cache, saved under an exclusive lock and
+    loaded under a shared one.
+
+    numba's own saving is not safe for two processes at once (two fastbp programs started
+    together from an empty cache, test runners in parallel, MPI ranks on a shared file system):
+    each reads the index, both take data file N for different signatures, and the index then
+    names the other's code, which crashes the process that loads it.
+    """
+
+    def save(self, key, data):
+        with _flock(self._index_path, exclusive=True):
+            super().save(key, data)
+
+    def load(self, key):
+        with _flock(self._index_path, exclusive=False):
+            return super().load(key)
+
+
+@contextlib.contextmanager
+def _flock(index_path, exclusive):
+    """An flock on ``index_path``.lock for the block; none where the folder cannot hold one (a
+    read-only cache is only read) or the platform has no flock."""
+    try:
+        f = open(index_path + ".lock", "ab") if fcntl is not None else None
+    except OSError:
+        f = None
+    if f is None:
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def locked_cache(dispatcher):
+    """``dispatcher`` (an njit kernel) with its on-disk cache files a LockedCacheFile."""
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    if type(cache_file) is caching.IndexDataCacheFile:
+        cache_file.__class__ = LockedCacheFile
+    return dispatcher
 
 
 class _FirstCompile(event.Listener):
@@ -106,10 +158,9 @@ def compile_apart(apart, here=()):
     child does nothing but compile, and leaves with os._exit: no cleanup of this process runs
     twice, and an error there only means this process compiles the kernel itself later.
 
-    The two groups must not reach a common cached kernel: numba's cache is not safe for two
-    processes saving different signatures of one kernel at once (both may take the same data
-    file, and the index then names the other's code). tests/test_warmup.py checks this for
-    epoch.compile_ahead's groups.
+    The two groups should not reach a common kernel: both processes would compile it (the
+    cache files themselves are safe, see LockedCacheFile). tests/test_warmup.py checks this
+    for epoch.compile_ahead's groups.
     """
     apart = [(k, tuple(sig)) for k, sig in apart if tuple(sig) not in k.overloads]
     pid = os.fork() if apart and hasattr(os, "fork") else None

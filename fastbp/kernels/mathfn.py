@@ -24,8 +24,8 @@ from .jit import FMA, kernel, options
 # them alwaysinline for LLVM: a loop that calls a function does not vectorize, and erf is over
 # LLVM's size limit for inlining (numba's inline="always" would take the caller's flags instead).
 # Not cached on their own: their code is compiled into every kernel that calls them (which is
-# cached), and a kernel compiled in a second process (jit.compile_apart) must share no cached
-# callee with what this process compiles meanwhile.
+# cached), and a cached copy of their own would be compiled by both processes of
+# jit.compile_apart.
 MATHFN_OPTIONS = options(FMA, forceinline=True, cache=False)
 _LOG2E = 1.4426950408889634
 _LN2_HI = 0.693145751953125          # ln 2 split so that n * _LN2_HI is exact
