@@ -42,7 +42,7 @@ from .kernels import syncbn
 from .kernels.args import SparseRows
 from .kernels.jit import compile_notice
 from .optim import get_optimizer
-from .validation import check_bool, check_int, check_unit_interval
+from .validation import all_finite, check_bool, check_int, check_unit_interval
 
 ON_NAN = ("raise", "stop", "ignore")
 CHUNK_SECONDS = 0.25
@@ -443,7 +443,7 @@ class Run:
         if not finite:
             return self._diverged(epoch, steps - 1, snapshot)
         # A finite loss can still come with an update that overflowed: never keep such an epoch.
-        if not (np.isfinite(model.params).all() and np.isfinite(state).all()):
+        if not (all_finite(model.params) and all_finite(state)):
             return self._diverged(epoch, steps - 1, snapshot,
                                   reason="an update made the params or optimizer state NaN or inf")
         return logs

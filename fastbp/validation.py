@@ -173,6 +173,13 @@ def check_all_finite(name, arr, chunk_elems=1 << 20, source=None):
             raise ValueError(msg)
 
 
+def all_finite(arr, chunk_elems=1 << 20):
+    """Whether every element of the C-contiguous array ``arr`` is finite, a chunk at a time (no
+    mask the size of a model's params and optimizer state)."""
+    flat = arr.reshape(-1)
+    return all(np.isfinite(flat[i:i + chunk_elems]).all() for i in range(0, flat.shape[0], chunk_elems))
+
+
 def as_labels(arr):
     """Integer class labels as a C-contiguous int64 array (arr already checked)."""
     return np.ascontiguousarray(arr, dtype=np.int64)
