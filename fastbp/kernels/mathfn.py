@@ -227,9 +227,23 @@ _ERF_DEN = (  # from t**1 on: the constant term is 1
      -2.24409524465858183362e+01, 0.0),
 )
 _ERX = 8.45062911510467529297e-01  # erf(1) rounded to 24 bits
-# fdlibm splits the last two ranges at a high word of 0x4006DB6E (float: 0x4036DB6E)
+# fdlibm splits the last two ranges at a high word of 0x4006DB6E
 _ERF_SPLIT64 = 2.8571434020996094
-_ERF_SPLIT32 = 2.857142925262451
+
+# float32 erf on two ranges of |x|, polynomials without divisions, each evaluated for every
+# element and one result selected (fdlibm's four sets of coefficients, selected per element, cost
+# three times as much in float32 and more accuracy than float32 keeps):
+#   [0, 0.921875)        erf = |x| + |x| P(x*x)      P fitted to erf(x)/x - 1 (relative error 4e-10)
+#   [0.921875, 3.9375)   erf = 1 - exp(Q(|x|))       Q fitted to log(erfc(x)) (absolute error 8e-9)
+#   [3.9375, inf]        erf = 1                     erfc(3.9375) < 2**-25, half an ulp of 1
+# Weighted least-squares fits in float64 at Chebyshev nodes, coefficients rounded to float32;
+# within 1.2 ulp of erf (tests/test_kernels.py).
+_ERF32_SPLIT, _ERF32_ONE = 0.921875, 3.9375
+_ERF32_SMALL = (0.12837916612625122, -0.37612634897232056, 0.11283695697784424, -0.026859398931264877,
+                0.005201031919568777, -0.0008142701699398458, 8.370089199161157e-05)
+_ERF32_LOG = (0.00032535134232603014, -1.1302685737609863, -0.6317365169525146, -0.11019984632730484,
+              0.02651636302471161, -0.004806971177458763, 0.0006116999429650605, -4.893243021797389e-05,
+              1.947864575413405e-06, -1.4398628067624486e-08)
 
 # log1p(x): u = fl(1 + x) = 2**k (1 + f), sqrt(2)/2 <= 1 + f < sqrt(2), and log1p(x) =
 # k ln2 + log(1 + f) + c/u with c = (1 + x) - u; log(1 + f) = f - hfsq + s (hfsq + R), s = f / (2 + f),
@@ -292,12 +306,44 @@ def _erf_impl(F, split):
     return impl
 
 
+def _erf32_impl():
+    F = np.float32
+    p0, p1, p2, p3, p4, p5, p6 = (F(c) for c in _ERF32_SMALL)
+    q0, q1, q2, q3, q4, q5, q6, q7, q8, q9 = (F(c) for c in _ERF32_LOG)
+    one, split, top = F(1.0), F(_ERF32_SPLIT), F(_ERF32_ONE)
+
+    def impl(x):
+        a = abs(x)
+        s = a * a
+        p = p6
+        p = p * s + p5
+        p = p * s + p4
+        p = p * s + p3
+        p = p * s + p2
+        p = p * s + p1
+        p = p * s + p0
+        q = q9
+        q = q * a + q8
+        q = q * a + q7
+        q = q * a + q6
+        q = q * a + q5
+        q = q * a + q4
+        q = q * a + q3
+        q = q * a + q2
+        q = q * a + q1
+        q = q * a + q0
+        v = (a + a * p) if a < split else one - fexp(q)
+        v = math.copysign(one if a >= top else v, x)
+        return x if x != x else v                   # fexp clamps its argument: NaN stays here
+    return impl
+
+
 @overload(ferf, jit_options=MATHFN_OPTIONS)
 def _ferf(x):
     if x == types.float64:
         return _erf_impl(np.float64, _ERF_SPLIT64)
     if x == types.float32:
-        return _erf_impl(np.float32, _ERF_SPLIT32)
+        return _erf32_impl()
 
 
 def _log1p_impl(F, I, bits_of, from_bits, mbits, bias, sqrt2_mant, ln2_hi, ln2_lo):
