@@ -7,7 +7,9 @@ branch on the code sits outside the element loop. Two kinds of kernels:
   (sigmoid: a(1-a), tanh: 1-a^2, relu: a>0): backward then needs only post-activations. Only the
   activations with ``from_output=True`` have such a derivative.
 - ``act_forward`` (out of place) and ``act_backward_input``, the derivative from the activation's
-  input: every hidden activation, for layers that keep their pre-activations.
+  input: every hidden activation, for layers that keep their pre-activations; and
+  ``act_forward_slope``, both at once, leaving the derivative where the input was for the
+  backward pass (``act_slope``).
 
 Element loops call the vectorizable functions of ``mathfn`` and compute in the arrays' dtype.
 """
@@ -152,6 +154,159 @@ def _gelu_tanh_inner(x, dt):
     return dt(2.0 * GELU_TANH_K) * (xc + dt(GELU_TANH_C) * (xc * xc * xc))
 
 
+# One function per activation, (act(x), act'(x)) in the dtype ``dt``; a loop that uses one half
+# leaves LLVM the other to drop (they are pure), so every formula is written once.
+@kernel(inline="always")
+def _linear(x, dt):
+    return x, dt(1.0)
+
+
+@kernel(inline="always")
+def _sigmoid(x, dt):
+    # s (1 - s) as e / (1 + e)^2, e = exp(-|x|): no cancellation at large |x|
+    s, sc = _sigmoid_pair(x, dt(1.0))
+    return s, s * sc
+
+
+@kernel(inline="always")
+def _tanh(x, dt):
+    # 1 - tanh^2 = 4 e / (1 + e)^2 with e = exp(-2|x|)
+    one = dt(1.0)
+    e = fexp(-dt(2.0) * abs(x))
+    p = one / (one + e)
+    return ftanh(x), dt(4.0) * e * p * p
+
+
+@kernel(inline="always")
+def _relu(x, dt):
+    # torch's relu'(0) = 0
+    zero = dt(0.0)
+    return max(x, zero), (zero if x <= zero else dt(1.0))
+
+
+@kernel(inline="always")
+def _leaky_relu(x, dt):
+    slope = dt(LEAKY_SLOPE)
+    pos = x > dt(0.0)
+    return (x if pos else x * slope), (dt(1.0) if pos else slope)
+
+
+@kernel(inline="always")
+def _elu(x, dt):
+    pos = x > dt(0.0)
+    return (x if pos else fexpm1(x)), (dt(1.0) if pos else fexp(x))
+
+
+@kernel(inline="always")
+def _selu(x, dt):
+    # torch: scale x, or (exp(x) - 1) (alpha scale) with alpha scale rounded in the dtype
+    scale = dt(SELU_SCALE)
+    negcoef = dt(SELU_ALPHA) * scale
+    pos = x > dt(0.0)
+    return (x * scale if pos else fexpm1(x) * negcoef), (scale if pos else negcoef * fexp(x))
+
+
+@kernel(inline="always")
+def _gelu(x, dt):
+    # x Phi(x); derivative Phi(x) + x phi(x)
+    x = max(x, dt(_LOW))
+    half = dt(0.5)
+    cdf1 = dt(1.0) + ferf(x * dt(_SQRT1_2))
+    pdf = dt(_INV_SQRT_2PI) * fexp(x * x * dt(-0.5))
+    return x * half * cdf1, half * cdf1 + x * pdf
+
+
+@kernel(inline="always")
+def _gelu_tanh(x, dt):
+    # torch's 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2), t = tanh(inner), written with
+    # s = sigmoid(2 inner): s + 2 x s (1 - s) k (1 + 3 c x^2)
+    x = max(x, dt(_LOW))
+    s, sc = _sigmoid_pair(_gelu_tanh_inner(x, dt), dt(1.0))
+    xc = min(max(x, dt(-30.0)), dt(30.0))
+    k2, c3 = dt(2.0 * GELU_TANH_K), dt(3.0 * GELU_TANH_C)
+    return x * s, s + k2 * xc * s * sc * (dt(1.0) + c3 * xc * xc)
+
+
+@kernel(inline="always")
+def _silu(x, dt):
+    # x s; derivative s (1 + x (1 - s))
+    x = max(x, dt(_LOW))
+    s, sc = _sigmoid_pair(x, dt(1.0))
+    return x * s, s * (dt(1.0) + x * sc)
+
+
+@kernel(inline="always")
+def _softplus(x, dt):
+    above = x > dt(SOFTPLUS_THRESHOLD)
+    return (x if above else flog1p(fexp(x))), (dt(1.0) if above else fsigmoid(x))
+
+
+@kernel(inline="always")
+def _mish(x, dt):
+    # x tanh(sp); derivative tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2), sigmoid(x) = e / (1 + e)
+    x = max(x, dt(_LOW))
+    t, sech2, e = _mish_parts(x, dt)
+    return x * t, t + x * (e / (dt(1.0) + e)) * sech2
+
+
+@kernel(inline="always")
+def _values(A, aoff, Y, yoff, n, f):
+    a = A[aoff:aoff + n]
+    y = Y[yoff:yoff + n]
+    dt = Y.dtype.type
+    for j in range(n):
+        a[j] = f(y[j], dt)[0]
+
+
+@kernel(inline="always")
+def _slopes(A, aoff, Y, yoff, n, f):
+    a = A[aoff:aoff + n]
+    y = Y[yoff:yoff + n]
+    dt = Y.dtype.type
+    for j in range(n):
+        a[j] *= f(y[j], dt)[1]
+
+
+@kernel(inline="always")
+def _values_and_slopes(A, aoff, Y, yoff, n, f):
+    a = A[aoff:aoff + n]
+    y = Y[yoff:yoff + n]
+    dt = Y.dtype.type
+    for j in range(n):
+        v, d = f(y[j], dt)
+        a[j] = v
+        y[j] = d
+
+
+@kernel(inline="always")
+def _act(A, aoff, Y, yoff, n, act, loop):
+    """``loop`` (one of the three above) over the elements with the activation of code ``act``."""
+    if act == LINEAR:
+        loop(A, aoff, Y, yoff, n, _linear)
+    elif act == SIGMOID:
+        loop(A, aoff, Y, yoff, n, _sigmoid)
+    elif act == TANH:
+        loop(A, aoff, Y, yoff, n, _tanh)
+    elif act == RELU:
+        loop(A, aoff, Y, yoff, n, _relu)
+    elif act == LEAKY_RELU:
+        loop(A, aoff, Y, yoff, n, _leaky_relu)
+    elif act == ELU:
+        loop(A, aoff, Y, yoff, n, _elu)
+    elif act == SELU:
+        loop(A, aoff, Y, yoff, n, _selu)
+    elif act == GELU:
+        loop(A, aoff, Y, yoff, n, _gelu)
+    elif act == GELU_TANH:
+        loop(A, aoff, Y, yoff, n, _gelu_tanh)
+    elif act == SILU:
+        loop(A, aoff, Y, yoff, n, _silu)
+    elif act == SOFTPLUS:
+        loop(A, aoff, Y, yoff, n, _softplus)
+    elif act == MISH:
+        loop(A, aoff, Y, yoff, n, _mish)
+
+
 @kernel(inline="always")
 def act_forward(A, aoff, Y, yoff, n, act):
     """A[aoff:aoff+n] <- act(Y[yoff:yoff+n]) for a hidden activation code (A may be Y).
@@ -165,64 +320,16 @@ def act_forward(A, aoff, Y, yoff, n, act):
     act : int
         A code of ``HIDDEN`` (LINEAR copies).
     """
-    a = A[aoff:aoff + n]
-    y = Y[yoff:yoff + n]
-    dt = Y.dtype.type
-    zero, one, half = dt(0.0), dt(1.0), dt(0.5)
-    if act == LINEAR:
-        for j in range(n):
-            a[j] = y[j]
-    elif act == SIGMOID:
-        for j in range(n):
-            a[j] = fsigmoid(y[j])
-    elif act == TANH:
-        for j in range(n):
-            a[j] = ftanh(y[j])
-    elif act == RELU:
-        for j in range(n):
-            a[j] = max(y[j], zero)
-    elif act == LEAKY_RELU:
-        slope = dt(LEAKY_SLOPE)
-        for j in range(n):
-            x = y[j]
-            a[j] = x if x > zero else x * slope
-    elif act == ELU:
-        for j in range(n):
-            x = y[j]
-            a[j] = x if x > zero else fexpm1(x)
-    elif act == SELU:
-        # torch: scale x, or (exp(x) - 1) (alpha scale) with alpha scale rounded in the dtype
-        scale = dt(SELU_SCALE)
-        negcoef = dt(SELU_ALPHA) * scale
-        for j in range(n):
-            x = y[j]
-            a[j] = x * scale if x > zero else fexpm1(x) * negcoef
-    elif act == GELU:
-        r, low = dt(_SQRT1_2), dt(_LOW)
-        for j in range(n):
-            x = max(y[j], low)
-            a[j] = x * half * (one + ferf(x * r))
-    elif act == GELU_TANH:
-        low = dt(_LOW)
-        for j in range(n):
-            x = max(y[j], low)
-            a[j] = x * fsigmoid(_gelu_tanh_inner(x, dt))
-    elif act == SILU:
-        low = dt(_LOW)
-        for j in range(n):
-            x = max(y[j], low)
-            a[j] = x * fsigmoid(x)
-    elif act == SOFTPLUS:
-        th = dt(SOFTPLUS_THRESHOLD)
-        for j in range(n):
-            x = y[j]
-            a[j] = x if x > th else flog1p(fexp(x))
-    elif act == MISH:
-        low = dt(_LOW)
-        for j in range(n):
-            x = max(y[j], low)
-            t, _, _ = _mish_parts(x, dt)
-            a[j] = x * t
+    _act(A, aoff, Y, yoff, n, act, _values)
+
+
+@kernel(inline="always")
+def act_forward_slope(A, aoff, Y, yoff, n, act):
+    """A[aoff:aoff+n] <- act(Y[yoff:yoff+n]), then Y[yoff:yoff+n] <- act'(Y) in place (A is not
+    Y): a training step's forward pass, which leaves its backward pass a product (``act_slope``)
+    instead of the activation's derivative to evaluate; the two share their work (gelu's erf,
+    the sigmoid of silu). Same values as act_forward and act_backward_input."""
+    _act(A, aoff, Y, yoff, n, act, _values_and_slopes)
 
 
 @kernel(inline="always")
@@ -243,75 +350,14 @@ def act_backward_input(G, goff, Y, yoff, n, act):
     -----
     Derivatives at the kinks are torch's: relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = 1.
     """
-    if act == LINEAR:
-        return
+    if act != LINEAR:
+        _act(G, goff, Y, yoff, n, act, _slopes)
+
+
+@kernel(inline="always")
+def act_slope(G, goff, D, doff, n):
+    """G[goff:goff+n] *= D[doff:doff+n], the derivatives act_forward_slope left."""
     g = G[goff:goff + n]
-    y = Y[yoff:yoff + n]
-    dt = Y.dtype.type
-    zero, one, two = dt(0.0), dt(1.0), dt(2.0)
-    if act == SIGMOID:
-        # s (1 - s) = e / (1 + e)^2 with e = exp(-|x|): no cancellation at large |x|
-        for j in range(n):
-            e = fexp(-abs(y[j]))
-            p = one / (one + e)
-            g[j] *= e * p * p
-    elif act == TANH:
-        # 1 - tanh^2 = 4 e / (1 + e)^2 with e = exp(-2|x|)
-        four = dt(4.0)
-        for j in range(n):
-            e = fexp(-two * abs(y[j]))
-            p = one / (one + e)
-            g[j] *= four * e * p * p
-    elif act == RELU:
-        for j in range(n):
-            g[j] = zero if y[j] <= zero else g[j]
-    elif act == LEAKY_RELU:
-        slope = dt(LEAKY_SLOPE)
-        for j in range(n):
-            g[j] = g[j] if y[j] > zero else g[j] * slope
-    elif act == ELU:
-        for j in range(n):
-            x = y[j]
-            g[j] = g[j] if x > zero else g[j] * fexp(x)
-    elif act == SELU:
-        scale = dt(SELU_SCALE)
-        negcoef = dt(SELU_ALPHA) * scale
-        for j in range(n):
-            x = y[j]
-            g[j] = g[j] * scale if x > zero else g[j] * negcoef * fexp(x)
-    elif act == GELU:
-        # Phi(x) + x phi(x)
-        r, beta, half, low = dt(_SQRT1_2), dt(_INV_SQRT_2PI), dt(0.5), dt(_LOW)
-        for j in range(n):
-            x = max(y[j], low)
-            cdf = half * (one + ferf(x * r))
-            pdf = beta * fexp(x * x * dt(-0.5))
-            g[j] *= cdf + x * pdf
-    elif act == GELU_TANH:
-        # torch's 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2), t = tanh(inner), written with
-        # s = sigmoid(2 inner): s + 2 x s (1 - s) k (1 + 3 c x^2)
-        k2, c3 = dt(2.0 * GELU_TANH_K), dt(3.0 * GELU_TANH_C)
-        for j in range(n):
-            x = y[j]
-            s, sc = _sigmoid_pair(_gelu_tanh_inner(x, dt), one)
-            xc = min(max(x, dt(-30.0)), dt(30.0))
-            g[j] *= s + k2 * xc * s * sc * (one + c3 * xc * xc)
-    elif act == SILU:
-        # s (1 + x (1 - s))
-        low = dt(_LOW)
-        for j in range(n):
-            x = max(y[j], low)
-            s, sc = _sigmoid_pair(x, one)
-            g[j] *= s * (one + x * sc)
-    elif act == SOFTPLUS:
-        th = dt(SOFTPLUS_THRESHOLD)
-        for j in range(n):
-            x = y[j]
-            g[j] = g[j] if x > th else g[j] * fsigmoid(x)
-    elif act == MISH:
-        # tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2), sigmoid(x) = e / (1 + e) where sech2 > 0
-        low = dt(_LOW)
-        for j in range(n):
-            x = max(y[j], low)
-            t, sech2, e = _mish_parts(x, dt)
-            g[j] *= t + x * (e / (one + e)) * sech2
+    d = D[doff:doff + n]
+    for j in range(n):
+        g[j] *= d[j]

@@ -8,8 +8,10 @@ Layer l of a batch of m rows, in the flat buffers of a Work (see args.py):
 ``p`` names the part, whose BLAS scratch rows (work.blas_int[p], work.blas_float[p]) it uses.
 
 A hidden layer with ``net.full`` keeps its activation's input Y (and, with norm, Xhat) in
-work.pre: Z = A_l @ W_l + b_l -> [norm] -> Y -> act -> [dropout] -> A_{l+1}. Its backward takes
-the activation's derivative from Y and regenerates the dropout mask (dropout.py). Plain layers
+work.pre: Z = A_l @ W_l + b_l -> [norm] -> Y -> act -> [dropout] -> A_{l+1}. In training the
+forward pass replaces Y by act'(Y), computed with act(Y) (gelu's erf once, not again in the
+backward pass), and the backward pass multiplies by it and regenerates the dropout mask
+(dropout.py). Plain layers
 keep the shorter path of old: the activation applied in place, its derivative from the output.
 
 ``extras`` is None for a plain network (no norm, no dropout, no penalty, every activation's
@@ -40,7 +42,7 @@ type of its own, each a whole extra compilation.
 import numpy as np
 from numba import prange
 
-from .activations import LINEAR, act_backward, act_backward_input, act_forward, bias_act_forward
+from .activations import LINEAR, act_backward, act_forward, act_forward_slope, act_slope, bias_act_forward
 from .blas import gemm
 from .dropout import apply_mask, row_key, step_key, threshold
 from .jit import kernel
@@ -77,7 +79,8 @@ def _dropout(G, goff, net, l, r0, r1, c0, c1, pos0):
 
 @kernel
 def activate(work, net, l, r0, r1, c0, c1, train, pos0):
-    """A_{l+1} = dropout(act(Y)) on rows [r0, r1), features [c0, c1) of a full layer."""
+    """A_{l+1} = dropout(act(Y)) on rows [r0, r1), features [c0, c1) of a full layer; for
+    training, act'(Y) then takes Y's place (the backward pass multiplies by it)."""
     n = net.sizes[l + 1]
     a0 = work.acts_off[l + 1]
     y0 = work.pre_off[l]
@@ -87,7 +90,10 @@ def activate(work, net, l, r0, r1, c0, c1, train, pos0):
     length = (r1 - r0) * n if whole else c1 - c0
     for q in range(runs):
         o = (r0 + q) * n + c0
-        act_forward(work.acts, a0 + o, work.pre, y0 + o, length, net.act[l])
+        if train == INFERENCE:
+            act_forward(work.acts, a0 + o, work.pre, y0 + o, length, net.act[l])
+        else:
+            act_forward_slope(work.acts, a0 + o, work.pre, y0 + o, length, net.act[l])
     if train == STEP and net.rate[l] > 0.0:
         _dropout(work.acts, a0, net, l, r0, r1, c0, c1, pos0)
 
@@ -230,7 +236,8 @@ def dense_backward_input(work, params, net, l, dcur, dnext, r0, r1, p):
 @kernel(inline="always")
 def full_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, pos0):
     """dense_backward_input for a network with extras: a full layer's derivative through its
-    dropout mask and from Y (a norm layer then still needs NORM_BACKWARD)."""
+    dropout mask and the activation's derivative the forward pass left in Y's place (a norm
+    layer then still needs NORM_BACKWARD)."""
     n_in = net.sizes[l]
     n_out = net.sizes[l + 1]
     deltas = work.deltas
@@ -242,7 +249,7 @@ def full_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, pos
         return
     if train == STEP and net.rate[k] > 0.0:
         _dropout(deltas, dnext, net, k, r0, r1, np.int64(0), n_in, pos0)
-    act_backward_input(deltas, dnext + r0 * n_in, work.pre, work.pre_off[k] + r0 * n_in, (r1 - r0) * n_in, net.act[k])
+    act_slope(deltas, dnext + r0 * n_in, work.pre, work.pre_off[k] + r0 * n_in, (r1 - r0) * n_in)
 
 
 @kernel
