@@ -1,6 +1,8 @@
 """The hidden activations' element kernels, one code per parameter, on a 256 x 256 float32 block
 (a 256-wide layer's pre-activations for a batch of 256): act_forward, then act_backward_input on
-a gradient copied in first, as a backward pass receives it from the next layer's product.
+a gradient copied in first, as a backward pass receives it from the next layer's product; and
+what a training step runs instead, act_forward_slope (the derivative left in place of the
+pre-activations, copied in first) then act_slope.
 
 Time per element is the time / 65536. Setup runs one call first, so compilation stays out of
 ``time_*``.
@@ -23,6 +25,18 @@ def forward_backward(out, dpre, pre, dout, act):
     A.act_backward_input(dpre, 0, pre, 0, n, act)
 
 
+@kernel
+def training_step(out, dpre, pre, pre0, dout, act):
+    """out <- act(pre), pre <- act'(pre); dpre <- dout * pre."""
+    n = pre.shape[0]
+    for i in range(n):
+        pre[i] = pre0[i]
+    A.act_forward_slope(out, 0, pre, 0, n, act)
+    for i in range(n):
+        dpre[i] = dout[i]
+    A.act_slope(dpre, 0, pre, 0, n)
+
+
 class Activations:
     params = (list(A.HIDDEN),)
     param_names = ["activation"]
@@ -35,7 +49,12 @@ class Activations:
         self.out = np.empty_like(self.pre)
         self.dpre = np.empty_like(self.pre)
         self.code = A.HIDDEN.code(name)
+        self.pre0 = self.pre.copy()
         forward_backward(self.out, self.dpre, self.pre, self.dout, self.code)
+        training_step(self.out, self.dpre, self.pre, self.pre0, self.dout, self.code)
 
     def time_forward_backward(self, name):
-        forward_backward(self.out, self.dpre, self.pre, self.dout, self.code)
+        forward_backward(self.out, self.dpre, self.pre0, self.dout, self.code)
+
+    def time_training_step(self, name):
+        training_step(self.out, self.dpre, self.pre, self.pre0, self.dout, self.code)
