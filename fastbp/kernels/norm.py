@@ -123,11 +123,13 @@ def batch_norm_normalize(pre, yoff, xoff, nstat, soff, params, goff, stats, roff
         rstd[j] = 1.0 / np.sqrt(rstd[j] / count + EPS)
     gamma = params[goff + c0:goff + c1]
     beta = params[goff + n + c0:goff + n + c1]
+    dt = pre.dtype.type
     for i in range(m):
         z = pre[yoff + i * n + c0:yoff + i * n + c1]
         xh = pre[xoff + i * n + c0:xoff + i * n + c1]
+        # in the arrays' dtype, as layer norm: float64 statistics would halve float32's vectors
         for j in range(w):
-            x = (z[j] - mean[j]) * rstd[j]
+            x = (z[j] - dt(mean[j])) * dt(rstd[j])
             xh[j] = x
             z[j] = gamma[j] * x + beta[j]
 
@@ -181,8 +183,10 @@ def batch_norm_backward_columns(G, gcur, pre, xoff, nstat, soff, params, goff, d
     dbeta = dsums[doff + n + c0:doff + n + c1]
     rstd = nstat[soff + n + c0:soff + n + c1]
     w = c1 - c0
+    dt = G.dtype.type
+    inv = dt(1.0 / count)       # a product per element where two divisions were
     for i in range(m):
         g = G[gcur + i * n + c0:gcur + i * n + c1]
         xh = pre[xoff + i * n + c0:xoff + i * n + c1]
         for j in range(w):
-            g[j] = gamma[j] * rstd[j] * (g[j] - dbeta[j] / count - xh[j] * dgamma[j] / count)
+            g[j] = gamma[j] * dt(rstd[j]) * (g[j] - dbeta[j] * inv - xh[j] * dgamma[j] * inv)
