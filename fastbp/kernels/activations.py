@@ -6,10 +6,9 @@ branch on the code sits outside the element loop. Two kinds of kernels:
 - ``bias_act_forward`` (in place) and ``act_backward``, the derivative from the activation's output
   (sigmoid: a(1-a), tanh: 1-a^2, relu: a>0): backward then needs only post-activations. Only the
   activations with ``from_output=True`` have such a derivative.
-- ``act_forward`` (out of place) and ``act_backward_input``, the derivative from the activation's
-  input: every hidden activation, for layers that keep their pre-activations; and
-  ``act_forward_slope``, both at once, leaving the derivative where the input was for the
-  backward pass (``act_slope``).
+- ``act_forward`` (out of place) and ``act_forward_slope``, which also leaves the derivative
+  where the activation's input was, for the backward pass to multiply by (``act_slope``): every
+  hidden activation, for layers that keep their pre-activations.
 
 Element loops call the vectorizable functions of ``mathfn`` and compute in the arrays' dtype.
 """
@@ -259,15 +258,6 @@ def _values(A, aoff, Y, yoff, n, f):
 
 
 @kernel(inline="always")
-def _slopes(A, aoff, Y, yoff, n, f):
-    a = A[aoff:aoff + n]
-    y = Y[yoff:yoff + n]
-    dt = Y.dtype.type
-    for j in range(n):
-        a[j] *= f(y[j], dt)[1]
-
-
-@kernel(inline="always")
 def _values_and_slopes(A, aoff, Y, yoff, n, f):
     a = A[aoff:aoff + n]
     y = Y[yoff:yoff + n]
@@ -280,7 +270,7 @@ def _values_and_slopes(A, aoff, Y, yoff, n, f):
 
 @kernel(inline="always")
 def _act(A, aoff, Y, yoff, n, act, loop):
-    """``loop`` (one of the three above) over the elements with the activation of code ``act``."""
+    """``loop`` (one of the two above) over the elements with the activation of code ``act``."""
     if act == LINEAR:
         loop(A, aoff, Y, yoff, n, _linear)
     elif act == SIGMOID:
@@ -325,38 +315,30 @@ def act_forward(A, aoff, Y, yoff, n, act):
 
 @kernel(inline="always")
 def act_forward_slope(A, aoff, Y, yoff, n, act):
-    """A[aoff:aoff+n] <- act(Y[yoff:yoff+n]), then Y[yoff:yoff+n] <- act'(Y) in place (A is not
-    Y): a training step's forward pass, which leaves its backward pass a product (``act_slope``)
-    instead of the activation's derivative to evaluate; the two share their work (gelu's erf,
-    the sigmoid of silu). Same values as act_forward and act_backward_input."""
-    _act(A, aoff, Y, yoff, n, act, _values_and_slopes)
-
-
-@kernel(inline="always")
-def act_backward_input(G, goff, Y, yoff, n, act):
-    """G[goff:goff+n] *= act'(Y[yoff:yoff+n]), Y the activation's input, for a hidden code.
+    """A[aoff:aoff+n] <- act(Y[yoff:yoff+n]), then Y[yoff:yoff+n] <- act'(Y) in place: a training
+    step's forward pass, which leaves its backward pass a product (``act_slope``) instead of the
+    derivative to evaluate; the two share their work (gelu's erf, the sigmoid of silu).
 
     Parameters
     ----------
-    G, Y : float32 or float64 1-d arrays of one dtype
-        Gradient (with respect to the activation's output, becomes that to its input) and the
-        activation's input; the slices [goff, goff+n) and [yoff, yoff+n) are used.
+    A, Y : float32 or float64 1-d arrays of one dtype
+        Output and input buffers (A is not Y); the slices [aoff, aoff+n) and [yoff, yoff+n) are used.
     n : int
         Number of elements.
     act : int
-        A code of ``HIDDEN`` (LINEAR leaves G as it is).
+        A code of ``HIDDEN``.
 
     Notes
     -----
     Derivatives at the kinks are torch's: relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = 1.
     """
-    if act != LINEAR:
-        _act(G, goff, Y, yoff, n, act, _slopes)
+    _act(A, aoff, Y, yoff, n, act, _values_and_slopes)
 
 
 @kernel(inline="always")
 def act_slope(G, goff, D, doff, n):
-    """G[goff:goff+n] *= D[doff:doff+n], the derivatives act_forward_slope left."""
+    """G[goff:goff+n] (gradients with respect to the activation's output) *= D[doff:doff+n], the
+    derivatives act_forward_slope left: gradients with respect to its input."""
     g = G[goff:goff + n]
     d = D[doff:doff + n]
     for j in range(n):

@@ -169,7 +169,8 @@ fm_row        (L+2,) int64
 fm_deltas     (2 * max width, cap): two delta blocks used in turn
 Hidden layers with Net.full (batch-major only):
 pre           flat; Y_l (cap, sizes[l+1]) at pre_off[l]: the activation's input (-1: not full),
-              after a training forward pass its derivative there; with norm also Xhat_l, the normalized pre-activation, at xhat_off[l]
+              after a training forward pass its derivative there; with norm also Xhat_l, the
+              normalized pre-activation, at xhat_off[l]
 nstat         float64; at nstat_off[l] a norm layer's means then its 1/std (per row for layer
               norm, per feature for batch norm)
 pen           float64 (sum of sizes[:-1],): the l1/l2 penalty of each row of every W

@@ -11,8 +11,8 @@ A hidden layer with ``net.full`` keeps its activation's input Y (and, with norm,
 work.pre: Z = A_l @ W_l + b_l -> [norm] -> Y -> act -> [dropout] -> A_{l+1}. In training the
 forward pass replaces Y by act'(Y), computed with act(Y) (gelu's erf once, not again in the
 backward pass), and the backward pass multiplies by it and regenerates the dropout mask
-(dropout.py). Plain layers
-keep the shorter path of old: the activation applied in place, its derivative from the output.
+(dropout.py). Plain layers keep the shorter path of old: the activation applied in place, its
+derivative from the output.
 
 ``extras`` is None for a plain network (no norm, no dropout, no penalty, every activation's
 derivative taken from its output): numba then drops, and never even compiles, the code of
