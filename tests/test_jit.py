@@ -1,4 +1,9 @@
-"""The kernels' on-disk cache under two writers at once (jit.LockedCacheFile)."""
+"""The kernels' on-disk cache: two writers at once (jit.LockedCacheFile), and a change to a
+kernel's callee in another file (jit.package_cache)."""
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 
 from numba.core import caching
@@ -56,3 +61,29 @@ def test_the_interleaving_breaks_numbas_unlocked_files(tmp_path):
 def test_fastbp_kernels_use_the_locked_cache_files():
     for k in (epoch.shuffled_order, network.run_batches):
         assert type(k._cache._cache_file) is LockedCacheFile
+
+
+def run_caller(folder, callee_body, decorator):
+    """Write callee.py (``callee_body``) and caller.py, whose cached kernel calls callee's, both
+    decorated with ``decorator``; return what caller's kernel gives in a new process."""
+    header = "from numba import njit\nfrom fastbp.kernels.jit import kernel\n\n"
+    (folder / "callee.py").write_text(header + f"@{decorator}\ndef f(x):\n    return {callee_body}\n")
+    (folder / "caller.py").write_text(header + f"from callee import f\n\n\n@{decorator}\ndef g(x):\n"
+                                      "    return 10 * f(x)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder)] + sys.path))
+    env.pop("NUMBA_CACHE_DIR", None)
+    out = subprocess.run([sys.executable, "-c", "import caller; print(caller.g(1))"], cwd=folder, env=env,
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
+def test_a_change_to_a_callee_in_another_file_recompiles_its_callers(tmp_path):
+    assert run_caller(tmp_path, "x + 1", "kernel") == 20
+    assert run_caller(tmp_path, "x + 2", "kernel") == 30
+    assert run_caller(tmp_path, "x + 1", "kernel") == 20
+
+
+def test_numbas_own_cache_keeps_the_old_callee(tmp_path):
+    """What the package stamp prevents (if numba starts to notice, this fails: drop the stamp)."""
+    assert run_caller(tmp_path, "x + 1", "njit(cache=True)") == 20
+    assert run_caller(tmp_path, "x + 2", "njit(cache=True)") == 20

@@ -13,6 +13,8 @@ module), so a deep call tree is compiled over and over on a first run. Helpers t
 a callee with other flags, or a parallel region, must stay a kernel of its own.
 """
 import contextlib
+import functools
+import hashlib
 import os
 import signal
 import sys
@@ -43,10 +45,10 @@ def options(flags=IEEE, **overrides):
 
 def kernel(fn=None, *, flags=IEEE, **overrides):
     """``@kernel`` or ``@kernel(flags=VECTORIZE, parallel=True, ...)``: njit with ``options``,
-    its on-disk cache read and written under a file lock (``LockedCacheFile``)."""
+    its on-disk cache kept by ``package_cache``."""
     if fn is None:
         return lambda f: kernel(f, flags=flags, **overrides)
-    return locked_cache(njit(fn, **options(flags, **overrides)))
+    return package_cache(njit(fn, **options(flags, **overrides)))
 
 
 class LockedCacheFile(caching.IndexDataCacheFile):
@@ -87,12 +89,35 @@ def _flock(index_path, exclusive):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def locked_cache(dispatcher):
-    """``dispatcher`` (an njit kernel) with its on-disk cache files a LockedCacheFile."""
-    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+def package_cache(dispatcher):
+    """``dispatcher`` (an njit kernel) with its on-disk cache files a LockedCacheFile, valid only
+    for the sources they were compiled from: every ``.py`` file of the kernel's folder.
+
+    numba stamps a kernel's cache with its own file only, but a kernel's cached code holds the
+    code of every kernel it calls, from other files too: after a change to a callee's file (a
+    new version of one module, a checkout), numba would go on loading the caller with the old
+    callee inside, and with the argument types of the old one.
+    """
+    cache = getattr(dispatcher, "_cache", None)
+    cache_file = getattr(cache, "_cache_file", None)
     if type(cache_file) is caching.IndexDataCacheFile:
         cache_file.__class__ = LockedCacheFile
+        py_file = getattr(getattr(cache, "_impl", None), "locator", None)
+        py_file = getattr(py_file, "_py_file", None)
+        if py_file is not None:
+            cache_file._source_stamp = (cache_file._source_stamp, folder_stamp(os.path.dirname(py_file)))
     return dispatcher
+
+
+@functools.lru_cache(maxsize=None)
+def folder_stamp(folder):
+    """A digest of the names and contents of the ``.py`` files in ``folder`` (once a process)."""
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            with open(os.path.join(folder, name), "rb") as f:
+                digest.update(name.encode() + b"\0" + hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()
 
 
 class _FirstCompile(event.Listener):
