@@ -1,7 +1,10 @@
 """Hidden activations (kernels/activations.py): act_forward and act_forward_slope against the
 plain-numpy reference written from torch's formulas (tests/naive.py), by finite differences, and
 against the output-based derivatives of the original activations."""
-import re
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -221,29 +224,57 @@ def test_registry_codes_and_facts():
     assert [n for n in A.HIDDEN if A.HIDDEN.get(n).from_output] == ["linear", "sigmoid", "tanh", "relu"]
 
 
+# Compiles each code's loops alone for each dtype (about a minute each): in a process of its own
+# beside the rest of the suite (tests/conftest.py), which prints what the test checks as JSON.
+VECTORIZE_CHECK = """
+import json, re, sys
+import numpy as np
+from fastbp.kernels import activations as A
+from fastbp.kernels.jit import kernel
+
+def compiled(code, dtype):
+    # the code a constant, so only its loop is left; not cached, so the IR is there to read
+    @kernel(cache=False)
+    def both(a, g, y):
+        A.act_forward(a, 0, y, 0, y.size, code)
+        A.act_forward_slope(a, 0, y, 0, y.size, code)
+        A.act_slope(g, 0, y, 0, y.size)
+    y = np.linspace(-3, 3, 64).astype(dtype)
+    both(np.empty_like(y), np.ones_like(y), y.copy())
+    return both.inspect_llvm(both.signatures[0])
+
+found = {}
+for dtype in ("float32", "float64"):
+    fp = "float" if dtype == "float32" else "double"
+    for name in A.HIDDEN:
+        ir = compiled(A.HIDDEN.code(name), np.dtype(dtype))
+        called = re.findall(r"call [^@\\n]*@([\\w.]+)", ir)
+        found[f"{dtype} {name}"] = {
+            "vector": bool(re.search(rf"<\\d+ x {fp}>", ir)),
+            "libm": [f for f in called if re.fullmatch(r"(llvm\\.)?(exp|expm1|log|log1p|erf|tanh)(f|\\.\\w+)?", f)],
+            "fpext": "fpext" in ir}
+print(json.dumps(found))
+"""
+
+
+def _start_vectorize_check(folder):
+    out = open(os.path.join(folder, "out"), "w")
+    err = open(os.path.join(folder, "err"), "w")
+    return subprocess.Popen([sys.executable, "-c", VECTORIZE_CHECK], stdout=out, stderr=err, text=True), folder
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_element_loops_vectorize_in_the_arrays_dtype(dtype):
+@pytest.mark.background.with_args(_start_vectorize_check)
+def test_element_loops_vectorize_in_the_arrays_dtype(background):
     """Each code's loops become vector code of the dtype: no libm call and, for float32, no
     conversion to float64 (which would halve the vector width)."""
-    y = np.linspace(-3, 3, 64).astype(dtype)
-    fp = "float" if dtype == np.float32 else "double"
-
-    def compiled(code):
-        # the code a constant, so only its loop is left; not cached, so the IR is there to read
-        @kernel(cache=False)
-        def both(a, g, y):
-            A.act_forward(a, 0, y, 0, y.size, code)
-            A.act_forward_slope(a, 0, y, 0, y.size, code)
-            A.act_slope(g, 0, y, 0, y.size)
-        both(np.empty_like(y), np.ones_like(y), y.copy())
-        return both.inspect_llvm(both.signatures[0])
-
-    for name in NAMES:
-        ir = compiled(A.HIDDEN.code(name))
-        assert re.search(rf"<\d+ x {fp}>", ir), name
-        called = re.findall(r"call [^@\n]*@([\w.]+)", ir)
-        libm = [f for f in called if re.fullmatch(r"(llvm\.)?(exp|expm1|log|log1p|erf|tanh)(f|\.\w+)?", f)]
-        assert not libm, (name, libm)
-        if dtype == np.float32:
-            assert "fpext" not in ir, name
+    proc, folder = background
+    proc.wait(timeout=1800)
+    out, err = (open(os.path.join(folder, name)).read() for name in ("out", "err"))
+    assert proc.returncode == 0, err[-5000:]
+    found = json.loads(out.strip().splitlines()[-1])
+    assert sorted(found) == sorted(f"{dtype} {name}" for dtype in ("float32", "float64") for name in NAMES)
+    for key, loops in found.items():
+        assert loops["vector"] and not loops["libm"], (key, loops)
+        if key.startswith("float32"):
+            assert not loops["fpext"], key
