@@ -134,20 +134,24 @@ class LoadMonitor:
     the previous answer. On a quiet machine every usable CPU runs a thread. While others keep
     some busy, two counts are candidates: the CPUs left free, and all of them (parts are taken
     in turn, so a thread the OS parks behind a neighbour costs only what it holds when a region
-    ends: long regions gain from the extra thread, short ones lose). Which is faster is
+    ends: long regions may gain from the extra thread, short ones lose). Which is faster is
     measured: ``ran`` records the speed of each stretch of work in a ``rates`` dict kept per
-    workload; once each count has run MEASURE_SECONDS, the faster runs, and every
-    PROBE_EVERY-th stretch tries the other. One per
-    process (``load_monitor``), so each fit starts from what the last one saw."""
+    workload; once each count has run MEASURE_SECONDS, the faster runs, and now and then a
+    short stretch (``probing``; PROBE_FRACTION of the work of one) tries the other: after
+    PROBE_EVERY stretches, then twice as many after each probe that loses, up to
+    MAX_PROBE_EVERY, since the losing count can be several times slower. One per process
+    (``load_monitor``), so each fit starts from what the last one saw."""
 
     MIN_SECONDS = 0.05
     PROBE_EVERY = 8
+    MAX_PROBE_EVERY = 128
+    PROBE_FRACTION = 0.25
     MEASURE_SECONDS = 0.2
 
     def __init__(self, limit):
         self.limit = limit
         self.free = limit
-        self._stretches = 0
+        self.probing = False          # whether the count next_threads returned is a probe
         self._cpus = self._affinity()
         self._last = self._sample()
 
@@ -189,7 +193,9 @@ class LoadMonitor:
 
     def next_threads(self, rates=None):
         """The thread count for the next stretch of work; ``rates`` (a dict this monitor fills
-        through ``ran``, one per kind of work) lets it choose by measured speed."""
+        through ``ran``, one per kind of work) lets it choose by measured speed. Sets
+        ``probing`` when the count is a probe of the slower one (run a short stretch)."""
+        self.probing = False
         free = self._update_free()
         if free == self.limit or rates is None:
             if rates is not None:
@@ -201,9 +207,17 @@ class LoadMonitor:
             # until each has run long enough to judge, the one measured least
             return candidates[0] if seconds[0] <= seconds[1] else candidates[1]
         best = max(candidates, key=lambda c: rates[c][0] / rates[c][1])
-        self._stretches += 1
-        if self._stretches % self.PROBE_EVERY == 0:
-            best = candidates[0] if best == candidates[1] else candidates[1]
+        # rates["probe"]: [stretches since the last probe, stretches between probes, last choice]
+        since, every, last = rates.get("probe", (0, self.PROBE_EVERY, best))
+        if best != last:                  # the other count won: probe the old one soon
+            every = self.PROBE_EVERY
+        since += 1
+        if since >= every:
+            since, every = 0, min(self.MAX_PROBE_EVERY, 2 * every)
+            self.probing = True
+        rates["probe"] = [since, every, best]
+        if self.probing:
+            return candidates[0] if best == candidates[1] else candidates[1]
         return best
 
     @classmethod
@@ -216,7 +230,6 @@ class LoadMonitor:
         s, t = rates.get(n_threads, (0.0, 0.0))
         keep = 0.5 if t >= cls.MEASURE_SECONDS else 1.0
         rates[n_threads] = (keep * s + steps, keep * t + seconds)
-
 
 _monitor = None
 

@@ -404,8 +404,9 @@ class Run:
         s = 0
         with threads.single_threaded_blas(ws.small):
             while s < steps:
-                end = min(steps, s + chunk)
                 n_threads = self.load.next_threads(ws.thread_rates) if self.load is not None else threads.get_num_threads()
+                probe = self.load is not None and self.load.probing
+                end = min(steps, s + (max(1, int(chunk * self.load.PROBE_FRACTION)) if probe else chunk))
                 t0 = time.perf_counter()
                 try:
                     with threads.using(n_threads):

@@ -119,12 +119,17 @@ def test_on_a_busy_machine_the_faster_of_the_free_cpus_and_all_runs(monkeypatch)
         stretch(0.1)
     assert chosen[2:] == [3, 4, 3, 4]         # until each has run MEASURE_SECONDS
     del chosen[:]
-    for _ in range(16):
+    probes = []
+    for _ in range(8 + 16 + 32 + 64 + 128 + 128):
         stretch(0.25)
-    assert chosen.count(3) == 2 and chosen.count(4) == 14       # the faster, the other probed every 8th
+        probes.append(mon.probing)
+    # the faster; the other probed after 8 stretches, then twice as many after each losing probe
+    assert [i + 1 for i, p in enumerate(probes) if p] == [8, 24, 56, 120, 248, 376]
+    assert all(n == 3 for n, p in zip(chosen, probes) if p) and all(n == 4 for n, p in zip(chosen, probes) if not p)
     for _ in range(3):
         mon.ran(rates, 3, 100, 1.0)                             # the load changed: 3 threads now faster
     assert [mon.next_threads(rates) for _ in range(3)] == [3, 3, 3]
+    assert rates["probe"][1] == mon.PROBE_EVERY                 # a new choice: the old one probed soon
     monkeypatch.setattr(mon, "_update_free", lambda: 4)         # quiet again: every CPU, rates forgotten
     assert mon.next_threads(rates) == 4 and rates == {}
 

@@ -203,8 +203,8 @@ class Workspace:
     steps_per_second : float or None
         How fast training steps of this size ran last time (sizes the next chunks of minibatches).
     thread_rates : dict
-        Steps and seconds run by thread count while other processes kept CPUs busy
-        (threads.LoadMonitor).
+        Steps and seconds run by thread count while other processes kept CPUs busy, and when
+        to probe the slower count next (threads.LoadMonitor).
     loaded : set
         Which kinds of fit have loaded their kernels for this workspace (fastbp.training).
     """
