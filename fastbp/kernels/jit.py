@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 
+import numba
 from numba import njit
 from numba.core import caching, event
 
@@ -66,6 +67,12 @@ class LockedCacheFile(caching.IndexDataCacheFile):
             super().save(key, data)
 
     def load(self, key):
+        # Code loaded from the cache is linked against numba's parallel runtime (numba_parallel_for
+        # and the rest), whose symbols exist only once numba has started its threading layer.
+        # numba starts it when it loads a parallel kernel, but not for a kernel that calls one it
+        # had itself loaded from the cache when it was compiled (a layer kernel compiled apart,
+        # or by another program): that code would call address 0. Starting it is idempotent.
+        numba.get_num_threads()
         with _flock(self._index_path, exclusive=False):
             return super().load(key)
 
