@@ -118,12 +118,16 @@ def package_cache(dispatcher):
 
 @functools.lru_cache(maxsize=None)
 def folder_stamp(folder):
-    """A digest of the names and contents of the ``.py`` files in ``folder`` (once a process)."""
+    """A digest of the names and contents of the ``.py`` files in ``folder`` (once a process);
+    None where they cannot be read (then a kernel's cache is stamped by its own file only)."""
     digest = hashlib.sha256()
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".py"):
-            with open(os.path.join(folder, name), "rb") as f:
-                digest.update(name.encode() + b"\0" + hashlib.sha256(f.read()).digest())
+    try:
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), "rb") as f:
+                    digest.update(name.encode() + b"\0" + hashlib.sha256(f.read()).digest())
+    except OSError:
+        return None
     return digest.hexdigest()
 
 
