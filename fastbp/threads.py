@@ -231,6 +231,7 @@ class LoadMonitor:
         keep = 0.5 if t >= cls.MEASURE_SECONDS else 1.0
         rates[n_threads] = (keep * s + steps, keep * t + seconds)
 
+
 _monitor = None
 
 

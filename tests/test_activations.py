@@ -2,14 +2,12 @@
 plain-numpy reference written from torch's formulas (tests/naive.py), by finite differences, and
 against the output-based derivatives of the original activations."""
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import naive
+from processes import finished, start_python
 from fastbp.kernels import activations as A
 from fastbp.kernels.jit import kernel
 
@@ -258,9 +256,7 @@ print(json.dumps(found))
 
 
 def _start_vectorize_check(folder):
-    out = open(os.path.join(folder, "out"), "w")
-    err = open(os.path.join(folder, "err"), "w")
-    return subprocess.Popen([sys.executable, "-c", VECTORIZE_CHECK], stdout=out, stderr=err, text=True), folder
+    return start_python(VECTORIZE_CHECK, folder), folder
 
 
 @pytest.mark.slow
@@ -268,10 +264,7 @@ def _start_vectorize_check(folder):
 def test_element_loops_vectorize_in_the_arrays_dtype(background):
     """Each code's loops become vector code of the dtype: no libm call and, for float32, no
     conversion to float64 (which would halve the vector width)."""
-    proc, folder = background
-    proc.wait(timeout=1800)
-    out, err = (open(os.path.join(folder, name)).read() for name in ("out", "err"))
-    assert proc.returncode == 0, err[-5000:]
+    out, _ = finished(*background)
     found = json.loads(out.strip().splitlines()[-1])
     assert sorted(found) == sorted(f"{dtype} {name}" for dtype in ("float32", "float64") for name in NAMES)
     for key, loops in found.items():

@@ -71,11 +71,15 @@ def run_caller(folder, callee_body, decorator):
     (folder / "callee.py").write_text(header + f"@{decorator}\ndef f(x):\n    return {callee_body}\n")
     (folder / "caller.py").write_text(header + f"from callee import f\n\n\n@{decorator}\ndef g(x):\n"
                                       "    return 10 * f(x)\n")
+    return int(python_in(folder, "import caller; print(caller.g(1))", check=True).stdout)
+
+
+def python_in(folder, code, check=False):
+    """``python -c code`` in ``folder``, importing its modules, numba's cache beside them."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder)] + sys.path))
     env.pop("NUMBA_CACHE_DIR", None)
-    out = subprocess.run([sys.executable, "-c", "import caller; print(caller.g(1))"], cwd=folder, env=env,
-                         capture_output=True, text=True, check=True)
-    return int(out.stdout)
+    return subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True,
+                          check=check)
 
 
 def test_a_change_to_a_callee_in_another_file_recompiles_its_callers(tmp_path):
@@ -121,13 +125,9 @@ def run_three_processes(folder, parallel, serial):
     third's return code and output."""
     (folder / "parallel.py").write_text(PARALLEL.format(decorator=parallel))
     (folder / "caller.py").write_text(CALLER.format(decorator=serial))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder)] + sys.path))
-    env.pop("NUMBA_CACHE_DIR", None)
-    steps = ["import numpy as np, parallel; parallel.fill(np.zeros(100))",
-             "import numpy as np, caller; print(caller.total(np.zeros(100)))",
-             "import numpy as np, caller; print(caller.total(np.zeros(100)))"]
-    for code in steps:
-        p = subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True)
+    python_in(folder, "import numpy as np, parallel; parallel.fill(np.zeros(100))", check=True)
+    python_in(folder, "import numpy as np, caller; print(caller.total(np.zeros(100)))", check=True)
+    p = python_in(folder, "import numpy as np, caller; print(caller.total(np.zeros(100)))")
     return p.returncode, p.stdout.strip()
 
 

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 import fastbp
+from processes import finished, start_python
 
 SESSION = """
 import numpy as np, fastbp
@@ -69,23 +70,8 @@ finally:
 """
 
 
-def _python(code, folder, *args, name="run"):
-    """``python -c code args`` with numba's cache in ``folder``/cache, its output in files there."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(folder, "cache"))
-    with open(os.path.join(folder, name + ".out"), "w") as out, open(os.path.join(folder, name + ".err"), "w") as err:
-        return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=out, stderr=err, text=True)
-
-
-def _finished(proc, folder, name="run"):
-    """(stdout, stderr) of a process _python started, once it has ended well."""
-    proc.wait(timeout=1800)
-    out, err = (open(os.path.join(folder, f"{name}.{kind}")).read() for kind in ("out", "err"))
-    assert proc.returncode == 0, err[-5000:]
-    return out, err
-
-
 def _start_compile(folder):
-    return _python(COMPILE_COMMAND, folder), folder
+    return start_python(COMPILE_COMMAND, folder), folder
 
 
 @pytest.mark.slow
@@ -97,7 +83,7 @@ def test_after_fastbp_compile_other_nets_compile_nothing(background):
     layer kernels compiled in a second process (epoch.compile_ahead): the argument types it
     predicts are the ones run_batches calls them with, or this process would compile them again."""
     proc, folder = background
-    out, err = _finished(proc, folder)
+    out, err = finished(proc, folder)
     assert "float32: every kernel compiled or loaded in" in out
     compiled = json.loads(err.strip().splitlines()[-1])
     assert "run_batches" in compiled and "output_loss" in compiled
@@ -106,7 +92,7 @@ def test_after_fastbp_compile_other_nets_compile_nothing(background):
     cache = os.path.join(folder, "cache")
     before = _cache_files(cache)
     assert any(f.endswith(".nbc") for f in before)
-    _finished(_python(SESSION, folder, name="session"), folder, name="session")
+    finished(start_python(SESSION, folder, name="session"), folder, name="session")
     assert _cache_files(cache) == before
 
 
@@ -198,7 +184,7 @@ def _start_groups(folder):
     groups = []
     for group in ("0", "1"):
         os.mkdir(os.path.join(folder, group))
-        groups.append((_python(GROUP, os.path.join(folder, group), group), os.path.join(folder, group)))
+        groups.append((start_python(GROUP, os.path.join(folder, group), group), os.path.join(folder, group)))
     return groups
 
 
@@ -209,6 +195,6 @@ def test_the_two_groups_compiled_at_once_share_no_cached_kernel(background):
     compiles the loss and optimizer kernels. A cached kernel reached from both would be compiled
     twice (by each process): none is, each group from an empty cache of its own, for plain and
     for featured nets."""
-    layers, rest = (json.loads(_finished(proc, folder)[0].strip().splitlines()[-1]) for proc, folder in background)
+    layers, rest = (json.loads(finished(proc, folder)[0].strip().splitlines()[-1]) for proc, folder in background)
     assert "fastbp.kernels.dense.layer_task" in layers and "fastbp.kernels.losses.output_loss" in rest
     assert set(layers).isdisjoint(rest), set(layers) & set(rest)

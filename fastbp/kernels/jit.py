@@ -59,7 +59,8 @@ class LockedCacheFile(caching.IndexDataCacheFile):
     numba's own saving is not safe for two processes at once (two fastbp programs started
     together from an empty cache, test runners in parallel, MPI ranks on a shared file system):
     each reads the index, both take data file N for different signatures, and the index then
-    names the other's code, which crashes the process that loads it.
+    names the other's code, which crashes the process that loads it. Loading also starts numba's
+    threading layer first (see ``load``).
     """
 
     def save(self, key, data):
@@ -109,8 +110,8 @@ def package_cache(dispatcher):
     cache_file = getattr(cache, "_cache_file", None)
     if type(cache_file) is caching.IndexDataCacheFile:
         cache_file.__class__ = LockedCacheFile
-        py_file = getattr(getattr(cache, "_impl", None), "locator", None)
-        py_file = getattr(py_file, "_py_file", None)
+        locator = getattr(getattr(cache, "_impl", None), "locator", None)
+        py_file = getattr(locator, "_py_file", None)
         if py_file is not None:
             cache_file._source_stamp = (cache_file._source_stamp, folder_stamp(os.path.dirname(py_file)))
     return dispatcher

@@ -1,0 +1,20 @@
+"""Python processes a test starts beside the suite (tests/conftest.py, ``background``) and reads
+back once they end: their output goes to files in a folder of the test's own."""
+import os
+import subprocess
+import sys
+
+
+def start_python(code, folder, *args, name="run"):
+    """``python -c code args`` with numba's cache in ``folder``/cache, its output in files there."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(folder, "cache"))
+    with open(os.path.join(folder, name + ".out"), "w") as out, open(os.path.join(folder, name + ".err"), "w") as err:
+        return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=out, stderr=err, text=True)
+
+
+def finished(proc, folder, name="run"):
+    """(stdout, stderr) of a process start_python started, once it has ended well."""
+    proc.wait(timeout=1800)
+    out, err = (open(os.path.join(folder, f"{name}.{kind}")).read() for kind in ("out", "err"))
+    assert proc.returncode == 0, err[-5000:]
+    return out, err
