@@ -4,6 +4,7 @@ the rest of the suite, which compiles on one CPU at a time while CI has two.
 Such a test is marked ``@pytest.mark.background.with_args(start)``: when collection ends (and the test is
 among the collected), ``start(folder)`` is called with an empty folder of its own and starts the
 processes; the test gets its return value from the ``background`` fixture and waits for them.
+Such tests run last, so that their processes have the whole suite's time to finish.
 Processes still running when the session ends are killed, and the folders removed.
 """
 import shutil
@@ -15,6 +16,10 @@ import pytest
 _STARTED = pytest.StashKey[object]()
 _folders = []
 _processes = []
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.get_closest_marker("background") is not None)     # stable
 
 
 def pytest_collection_finish(session):
