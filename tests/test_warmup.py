@@ -51,27 +51,29 @@ def _cache_files(folder):
     return {os.path.join(d, f) for d, _, files in os.walk(folder) for f in files}
 
 
-# ``fastbp compile`` as the command line runs it, printing the kernels this process compiled itself
+# ``fastbp compile`` as the command line runs it; every process (forked ones too) appends
+# "pid kernel" to compiled.txt for each kernel it compiled
 COMPILE_COMMAND = """
-import json, runpy, sys
+import os, runpy, sys
 from numba.core import event
-compiled = []
 class Listener(event.Listener):
     def on_start(self, ev):
-        compiled.append(ev.data["dispatcher"].py_func.__name__)
-    def on_end(self, ev):
         pass
+    def on_end(self, ev):
+        d = ev.data["dispatcher"]
+        if tuple(ev.data["args"]) in d.overloads:       # not a compile load_cached stopped at its start
+            with open(os.path.join(folder, "compiled.txt"), "a") as f:
+                f.write(f"{os.getpid()} {d.py_func.__name__}\\n")
+folder = sys.argv[1]
 event.register("numba:compile", Listener())
+print(os.getpid(), file=sys.stderr)
 sys.argv = ["fastbp", "compile", "--dtype", "float32"]
-try:
-    runpy.run_module("fastbp", run_name="__main__")
-finally:
-    print(json.dumps(compiled), file=sys.stderr)
+runpy.run_module("fastbp", run_name="__main__")
 """
 
 
 def _start_compile(folder):
-    return start_python(COMPILE_COMMAND, folder), folder
+    return start_python(COMPILE_COMMAND, folder, folder), folder
 
 
 @pytest.mark.slow
@@ -79,16 +81,27 @@ def _start_compile(folder):
 def test_after_fastbp_compile_other_nets_compile_nothing(background):
     """From an empty cache, ``fastbp compile --dtype float32`` fills it with every kernel: a session
     with other sizes, activations, losses, optimizer, batch sizes, validation data, sample weights
-    and deterministic mode then adds no compiled code to the cache. On the way, every fit had its
-    layer kernels compiled in a second process (epoch.compile_ahead): the argument types it
-    predicts are the ones run_batches calls them with, or this process would compile them again."""
+    and deterministic mode then adds no compiled code to the cache. On the way, every fit of a
+    batch-major net had its kernels compiled in child processes (epoch.compile_ahead), run_batches
+    in one that loaded the layer, loss and optimizer kernels from the cache: the argument types
+    network.callees predicts are the ones run_batches calls them with, or that child would have
+    compiled them again."""
     proc, folder = background
     out, err = finished(proc, folder)
     assert "float32: every kernel compiled or loaded in" in out
-    compiled = json.loads(err.strip().splitlines()[-1])
-    assert "run_batches" in compiled and "output_loss" in compiled
+    main = err.split()[0]
+    compiled = {}
+    with open(os.path.join(folder, "compiled.txt")) as f:
+        for line in f:
+            pid, name = line.split()
+            compiled.setdefault(pid, set()).add(name)
+    assert "run_batches_small" in compiled[main]
+    callees = {"layer_task", "layer_region", "output_loss", "apply_update", "_classic_parallel"}
     if fastbp.threads.available_cpus() > 1:       # else nothing is compiled apart
-        assert "layer_task" not in compiled and "layer_region" not in compiled, compiled
+        assert not {"run_batches", "layer_task", "layer_region"} & compiled[main], compiled[main]
+        children = [names for pid, names in compiled.items() if "run_batches" in names]
+        assert children and all(not callees & names for names in children), children
+        assert any("layer_task" in names for names in compiled.values())
     cache = os.path.join(folder, "cache")
     before = _cache_files(cache)
     assert any(f.endswith(".nbc") for f in before)
@@ -124,19 +137,38 @@ def test_load_cached_says_whether_a_kernel_is_ready_without_compiling_it():
     assert not load_cached(k, (types.float64,))
 
 
-def test_compile_apart_leaves_the_kernels_ready_to_load(tmp_path):
-    """A child compiles into the on-disk cache; this process then loads, not compiles."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+def test_compile_apart_compiles_in_children_and_leaves_the_callers_loaded(tmp_path):
+    """Each group compiles in a child into the on-disk cache, then ``then`` in another child that
+    loads the groups' kernels; this process compiles nothing, hears one COMPILE_ELSEWHERE event,
+    and has the callers of ``then`` loaded from the cache."""
+    (tmp_path / "pair.py").write_text(
+        "from numba import njit\n"
+        "@njit(cache=True)\ndef callee(x):\n    return x + 1\n"
+        "@njit(cache=True)\ndef other(x):\n    return x * 3\n"
+        "@njit(cache=True)\ndef caller(x):\n    return callee(x) * 2 + other(x)\n")
     script = """
 from numba import types
-from fastbp.kernels.epoch import shuffled_order
-from fastbp.kernels.jit import compile_apart, load_cached
-sig = (types.Array(types.int64, 1, "C"), types.uint64)
-compile_apart([(shuffled_order, sig)])
-assert sig not in shuffled_order.overloads          # compiled in the child only
-assert load_cached(shuffled_order, sig)             # ... and now loaded from the cache
+from numba.core import event
+from fastbp.kernels.jit import COMPILE_ELSEWHERE, compile_apart
+from pair import callee, caller, other
+heard = []
+class Listener(event.Listener):
+    def on_start(self, ev):
+        heard.append((ev.kind, ev.data))
+    def on_end(self, ev):
+        pass
+event.register("numba:compile", Listener())
+event.register(COMPILE_ELSEWHERE, Listener())
+sig = (types.int64,)
+compile_apart([[(callee, sig)], [(other, sig)]], then=[(caller, sig)])
+assert [kind for kind, _ in heard] == [COMPILE_ELSEWHERE], heard
+assert heard[0][1]["kernels"] == [callee, other]
+assert sig in caller.overloads and not callee.overloads and not other.overloads   # loaded, not compiled here
+assert caller(3) == 17
+assert [kind for kind, _ in heard] == [COMPILE_ELSEWHERE]
 """
-    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(tmp_path))
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300, cwd=tmp_path)
 
 
 GROUP = """
@@ -158,8 +190,8 @@ event.register("numba:compile", Listener())
 class Done(Exception):
     pass
 
-def one_group(apart, here):
-    for k, sig in (apart, here)[group]:
+def one_group(groups, then=()):
+    for k, sig in groups[group]:
         k.compile(tuple(sig))
     raise Done
 E.compile_apart = one_group

@@ -74,13 +74,13 @@ def run(mode, params, net, ws, data, *, grads=None, opt=None, out=None, order=No
 
 def compile_ahead(mode, params, net, ws, data, *, opt=None, maxparts=None):
     """Before the first run(mode, ...) of a workspace: compile what run_batches calls in two
-    processes at once (jit.compile_apart), so that compiling run_batches itself then loads them.
+    child processes at once, then run_batches itself in a third, loading them (jit.compile_apart).
     Small networks' kernels are one chain of callers; they are left as they are."""
     kernel, args = _call(mode, params, net, ws, data, None, opt, None, None, 0, 0, 1, None, None, maxparts)
-    if kernel is not run_batches or load_cached(kernel, [typeof(a) for a in args]):
+    sig = [typeof(a) for a in args]
+    if kernel is not run_batches or load_cached(kernel, sig):
         return
-    layers, rest = callees(args)
-    compile_apart(layers, rest)
+    compile_apart(callees(args), then=[(kernel, sig)])
 
 
 def _call(mode, params, net, ws, data, grads, opt, out, order, first, last, batch, step_loss, step_correct,

@@ -132,6 +132,10 @@ def folder_stamp(folder):
     return digest.hexdigest()
 
 
+# The event compile_apart raises while its child processes compile.
+COMPILE_ELSEWHERE = "fastbp:compile_elsewhere"
+
+
 class _FirstCompile(event.Listener):
     """Prints one line when the first kernel of a block starts compiling (not when kernels load
     from numba's on-disk cache, which raises no compile event)."""
@@ -153,7 +157,7 @@ def compile_notice(message, file=None):
     """Inside the block, the first kernel compilation prints ``message`` (once) to ``file``
     (default: stderr). Yields an object whose ``seen`` says whether anything compiled."""
     listener = _FirstCompile(message, file or sys.stderr)
-    with event.install_listener("numba:compile", listener):
+    with event.install_listener("numba:compile", listener), event.install_listener(COMPILE_ELSEWHERE, listener):
         yield listener
 
 
@@ -184,45 +188,69 @@ def load_cached(dispatcher, sig):
     return True
 
 
-def compile_apart(apart, here=()):
-    """Compile kernels in two processes at once: the (dispatcher, argument types) pairs of
-    ``apart`` in a forked child, into numba's on-disk cache, while this process compiles those of
-    ``here``; returns when both are done. A caller compiled afterwards then loads ``apart`` from
-    the cache instead of compiling it (numba compiles one process's kernels one at a time).
+def compile_apart(groups, then=()):
+    """Compile kernels in forked child processes, into numba's on-disk cache: each of ``groups``
+    (lists of (dispatcher, argument types) pairs) in a child of its own, all at once, then the
+    pairs of ``then`` in one more child once they are done (callers of the groups' kernels,
+    which that child loads from the cache instead of compiling them: numba compiles one
+    process's kernels one at a time). Returns with the kernels of ``then`` loaded here.
 
-    Only worth it when compiling (an empty cache) and with a second CPU free; where fork is
-    missing, or a pair is already compiled here, those pairs are left to this process. The
-    child does nothing but compile, and leaves with os._exit: no cleanup of this process runs
-    twice, and an error there only means this process compiles the kernel itself later.
+    This process compiles nothing itself, so the memory LLVM takes while compiling stays out of
+    its resident size. Only worth it when compiling (an empty cache) and with a second CPU free.
+    Where fork is missing, or a child could not save a kernel (a read-only cache), this process
+    compiles what is missing itself; a child does nothing but compile, silently, and leaves with
+    os._exit: no cleanup of this process runs twice. Listeners of COMPILE_ELSEWHERE events
+    (compile_notice) hear of the children's compiling.
 
-    The two groups should not reach a common kernel: both processes would compile it (the
-    cache files themselves are safe, see LockedCacheFile). tests/test_warmup.py checks this
-    for epoch.compile_ahead's groups.
+    The groups should not reach a common kernel: both children would compile it (the cache
+    files themselves are safe, see LockedCacheFile). tests/test_warmup.py checks this for
+    epoch.compile_ahead's groups.
     """
-    apart = [(k, tuple(sig)) for k, sig in apart if tuple(sig) not in k.overloads]
-    pid = os.fork() if apart and hasattr(os, "fork") else None
-    if pid == 0:                              # the child
-        try:
-            for k, sig in apart:
-                k.compile(sig)
-        finally:
-            os._exit(0)
+    groups = [[(k, tuple(sig)) for k, sig in g if tuple(sig) not in k.overloads] for g in groups]
+    groups = [g for g in groups if g]
+    then = [(k, tuple(sig)) for k, sig in then if tuple(sig) not in k.overloads]
+    if not hasattr(os, "fork"):
+        for k, sig in [pair for g in groups for pair in g] + then:
+            k.compile(sig)
+        return
+    stages = ([groups] if groups else []) + ([[then]] if then else [])
+    with event.trigger_event(COMPILE_ELSEWHERE, data={"kernels": [k for g in groups for k, _ in g]}):
+        for stage in stages:
+            pids = []
+            try:
+                for pairs in stage:
+                    pid = os.fork()
+                    if pid == 0:
+                        _compile_and_exit(pairs)
+                    pids.append(pid)
+            finally:
+                _reap(pids)
+    for k, sig in then:
+        load_cached(k, sig)
+
+
+def _compile_and_exit(pairs):
+    """A child's whole life: compile ``pairs``, silently (this process compiles what fails)."""
     try:
-        for k, sig in here:
-            k.compile(tuple(sig))
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        for k, sig in pairs:
+            k.compile(sig)
     finally:
-        if pid is not None:
-            _reap(pid)
+        os._exit(0)
 
 
-def _reap(pid):
-    """Wait for the child ``pid``; on Ctrl-C (which the child gets too) end it first."""
+def _reap(pids):
+    """Wait for the children ``pids``; on Ctrl-C (which they get too) end them first."""
     try:
-        os.waitpid(pid, 0)
-    except BaseException:
-        try:
-            os.kill(pid, signal.SIGKILL)
+        for pid in pids:
             os.waitpid(pid, 0)
-        except OSError:
-            pass
+    except BaseException:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
         raise

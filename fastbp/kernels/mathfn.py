@@ -24,7 +24,7 @@ from .jit import FMA, kernel, options
 # them alwaysinline for LLVM: a loop that calls a function does not vectorize, and erf is over
 # LLVM's size limit for inlining (numba's inline="always" would take the caller's flags instead).
 # Not cached on their own: their code is compiled into every kernel that calls them (which is
-# cached), and a cached copy of their own would be compiled by both processes of
+# cached), and a cached copy of their own would be compiled by both child processes of
 # jit.compile_apart.
 MATHFN_OPTIONS = options(FMA, forceinline=True, cache=False)
 _LOG2E = 1.4426950408889634
