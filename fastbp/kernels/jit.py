@@ -208,13 +208,16 @@ def compile_apart(groups, then=()):
     """
     groups = [[(k, tuple(sig)) for k, sig in g if tuple(sig) not in k.overloads] for g in groups]
     groups = [g for g in groups if g]
+    apart = [pair for g in groups for pair in g]
     then = [(k, tuple(sig)) for k, sig in then if tuple(sig) not in k.overloads]
     if not hasattr(os, "fork"):
-        for k, sig in [pair for g in groups for pair in g] + then:
+        for k, sig in apart + then:
             k.compile(sig)
         return
     stages = ([groups] if groups else []) + ([[then]] if then else [])
-    with event.trigger_event(COMPILE_ELSEWHERE, data={"kernels": [k for g in groups for k, _ in g]}):
+    if not stages:                            # everything is loaded already: nothing to announce
+        return
+    with event.trigger_event(COMPILE_ELSEWHERE, data={"kernels": [k for k, _ in apart]}):
         for stage in stages:
             pids = []
             try:
