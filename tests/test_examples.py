@@ -205,8 +205,9 @@ def test_regression_losses_fit_the_data_that_calls_for_them(monkeypatch, capsys)
 def test_mnist_like_reports_samples_per_second():
     # A fresh process, as a user runs it: worker pools other tests start in this process (BLAS,
     # OpenMP) would otherwise count in its "cores busy".
+    env = dict(os.environ, PYTHONPATH=str(EXAMPLES.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, str(EXAMPLES / "mnist_like.py"), "--samples", "3000", "--epochs", "1"],
-                         capture_output=True, text=True, check=True, timeout=600).stdout
+                         capture_output=True, text=True, check=True, timeout=600, env=env).stdout
     import fastbp
     rates = re.findall(r"(\d+) threads?\s*:\s+([\d,]+) samples/s, ([\d.]+) cores busy", out)
     assert {int(n) for n, _, _ in rates} == {1, fastbp.get_num_threads()}

@@ -7,6 +7,7 @@ import pytest
 from numba import njit
 from scipy.special import erf as scipy_erf
 
+import kernel_calls
 import naive
 from fastbp.kernels import activations as A
 from fastbp.kernels import blas
@@ -15,7 +16,7 @@ from fastbp.kernels import mathfn as M
 from fastbp.kernels import optimizers as O
 from fastbp._layout import Layout
 from fastbp.kernels import epoch as E
-from fastbp.kernels.args import Data, Opt, make_net, workspace_arrays
+from fastbp.kernels.args import Opt, make_net, plain_net, workspace_arrays
 from fastbp.kernels.parts import DETERMINISTIC, n_parts, part_range
 
 TOL = {np.float32: 2e-6, np.float64: 1e-13}
@@ -197,9 +198,9 @@ def test_output_loss_matches_reference(out, loss, weighted):
     else:
         dZ = np.stack([(np.diag(p) - np.outer(p, p)) @ g for p, g in zip(P, dP)])
     Zk, G, rowloss = Z.ravel().copy(), np.zeros(n * k), np.zeros(n)
-    data = Data(np.zeros((n, 1)), Yf, yint, sw)
+    data = kernel_calls.data(np.zeros((n, 1)), Yf, yint, sw)
     net = make_net([1, k], [0], [-1], [A.OUTPUT.code(out)], Lo.LOSSES.code(loss))
-    Lo.output_loss(G, 0, rowloss, Zk, 0, n, k, net, data, np.arange(n), 1.0 / n, True, None)
+    Lo.output_loss(G, 0, rowloss, Zk, 0, n, k, plain_net(net), data, np.arange(n), 1.0 / n, True, None)
     np.testing.assert_allclose(Zk.reshape(n, k), P, rtol=1e-13)
     np.testing.assert_allclose(rowloss, li * w, rtol=1e-12)
     np.testing.assert_allclose(G.reshape(n, k), dZ * w[:, None] / n, rtol=1e-12, atol=1e-15)
@@ -326,7 +327,7 @@ def batch_data(n, sizes, loss, weighted, seed=1):
         labels = np.zeros(0, np.int64)
         Y = targets = rng.integers(0, 2, (n, k)).astype(float) if "binary" in loss else rng.random((n, k))
     sw = rng.random(n) + 0.5 if weighted else None
-    return Data(X, targets, labels, sw if weighted else np.zeros(0)), Y, sw
+    return kernel_calls.data(X, targets, labels, sw if weighted else np.zeros(0)), Y, sw
 
 
 SMALL_SIZES, BIG_SIZES = [4, 16, 8, 3], [64, 128, 96, 5]     # BIG: products over PARALLEL_MIN_WORK
@@ -354,10 +355,7 @@ def test_batch_gradient_kernels_match_the_reference(kind, maxparts, act, out, lo
     grads = np.full(lay.size, np.nan)
     args = (E.GRADIENT, np.zeros((0, sizes[-1])), np.zeros(0), np.zeros(0), params, grads, no_opt(), net, data,
             rows, 0, m, m, work)
-    if kind == "small":
-        _, total, _ = E.run_batches_small(*args, None, None)
-    else:
-        _, total, _ = E.run_batches(*args, maxparts, None, None)
+    _, total, _ = kernel_calls.run(kind, maxparts, args)
     Ws, bs = naive.unflatten(params, sizes, bias)
     want_loss, dWs, dbs = naive.loss_and_grads(Ws, bs, data.X[rows], Y[rows], act, out, loss,
                                                None if sw is None else sw[rows])
@@ -378,7 +376,7 @@ def test_predict_and_evaluate_kernels_match_the_reference(kind, maxparts, out, l
     for mode, dest in ((E.PREDICT, P), (E.EVALUATE, P2)):
         args = (mode, dest, np.zeros(0), np.zeros(0), params, np.zeros(lay.size), no_opt(), net, data,
                 np.zeros(0, np.int64), 0, 300, 1, work)
-        blocks, total, correct = E.run_batches_small(*args, None, None) if kind == "small" else E.run_batches(*args, maxparts, None, None)
+        blocks, total, correct = kernel_calls.run(kind, maxparts, args)
         assert blocks == -(-300 // cap)
     Ws, bs = naive.unflatten(params, sizes, True)
     want = naive.forward(Ws, bs, data.X, "tanh", out)[0][-1]
@@ -422,7 +420,7 @@ def test_train_steps_kernels_replay_the_reference(kind, maxparts, opt):
     grads = np.zeros(lay.size)
     args = (E.TRAIN, np.zeros((0, sizes[-1])), step_loss, step_correct, params, grads, kopt, net, data, order,
             first, last, batch, work)
-    done, _, _ = E.run_batches_small(*args, None, None) if kind == "small" else E.run_batches(*args, maxparts, None, None)
+    done, _, _ = kernel_calls.run(kind, maxparts, args)
     assert done == last - first and kopt.step[0] == 4 + done
     np.testing.assert_allclose(step_loss, losses, rtol=1e-12)
     np.testing.assert_allclose(params, want, rtol=1e-9, atol=1e-12)

@@ -20,11 +20,12 @@ from fastbp.kernels import activations as A
 from fastbp.kernels import epoch as E
 from fastbp.kernels import losses as Lo
 from fastbp.kernels import optimizers as O
-from fastbp.kernels.args import Data, Opt, Sparse, SparseRows, make_net, workspace_arrays
+from fastbp.kernels.args import Opt, make_net, workspace_arrays
 from fastbp.kernels.dense import sparse_transpose
 from fastbp.kernels.parts import DETERMINISTIC
 from fastbp.optim import OPTIMIZERS
 
+import kernel_calls
 import naive
 
 
@@ -49,8 +50,8 @@ def rel_diff(a, b):
 # ---- the kernels against plain numpy ----------------------------------------------------------
 def kernel_sparse(X, cap):
     """The kernels' Sparse of a CSR matrix, with transpose buffers for batches of up to cap rows."""
-    rows = SparseRows(X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data, X.shape[1],
-                      int(np.diff(X.indptr).max()))
+    rows = kernel_calls.sparse_rows(X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data, X.shape[1],
+                                    int(np.diff(X.indptr).max()))
 
     class Room:                  # a Workspace's transpose buffers, nothing else
         def transpose_buffers(self, n_cols, max_row):
@@ -88,12 +89,6 @@ EMPTY_X.flags.writeable = False
 KINDS = [("small", None), ("network", None), ("network", 2), ("network", DETERMINISTIC)]
 
 
-def run(kind, maxparts, args, sparse):
-    if kind == "small":
-        return E.run_batches_small(*args, None, sparse)
-    return E.run_batches(*args, maxparts, None, sparse)
-
-
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("kind,maxparts", KINDS)
 def test_sparse_gradient_and_predictions_match_the_reference(kind, maxparts, bias):
@@ -103,7 +98,7 @@ def test_sparse_gradient_and_predictions_match_the_reference(kind, maxparts, bia
     lay, params, net = network(sizes, "relu", "softmax", "cross_entropy", bias)
     X = sparse_matrix(200, sizes[0], seed=3)
     labels = np.random.default_rng(4).integers(0, sizes[-1], 200)
-    data = Data(EMPTY_X, np.zeros((0, 0)), labels, np.zeros(0))
+    data = kernel_calls.data(EMPTY_X, np.zeros((0, 0)), labels, np.zeros(0))
     m = 40 if kind == "small" else 128
     rows = np.random.default_rng(5).permutation(200)[:m]
     s = kernel_sparse(X, m)
@@ -111,7 +106,7 @@ def test_sparse_gradient_and_predictions_match_the_reference(kind, maxparts, bia
     grads = np.full(lay.size, np.nan)
     args = (E.GRADIENT, np.zeros((0, sizes[-1])), np.zeros(0), np.zeros(0), params, grads, no_opt(), net, data,
             rows, 0, m, m, work)
-    _, total, _ = run(kind, maxparts, args, s)
+    _, total, _ = kernel_calls.run(kind, maxparts, args, s)
     Ws, bs = naive.unflatten(params, sizes, bias)
     Xd = X.toarray()
     want_loss, dWs, dbs = naive.loss_and_grads(Ws, bs, Xd[rows], naive.one_hot(labels[rows], sizes[-1]), "relu",
@@ -121,7 +116,7 @@ def test_sparse_gradient_and_predictions_match_the_reference(kind, maxparts, bia
     P = np.empty((200, sizes[-1]))
     args = (E.PREDICT, P, np.zeros(0), np.zeros(0), params, grads, no_opt(), net, data, np.zeros(0, np.int64),
             0, 200, 1, work)
-    blocks, _, _ = run(kind, maxparts, args, s)
+    blocks, _, _ = kernel_calls.run(kind, maxparts, args, s)
     assert blocks == -(-200 // m)
     np.testing.assert_allclose(P, naive.forward(Ws, bs, Xd, "relu", "softmax")[0][-1], rtol=1e-12, atol=1e-15)
 
@@ -133,7 +128,7 @@ def test_sparse_train_steps_replay_the_reference(kind, maxparts):
     lay, params, net = network(sizes, "relu", "softmax", "cross_entropy", True, seed=5)
     X = sparse_matrix(300, sizes[0], seed=6)
     labels = np.random.default_rng(7).integers(0, sizes[-1], 300)
-    data = Data(EMPTY_X, np.zeros((0, 0)), labels, np.zeros(0))
+    data = kernel_calls.data(EMPTY_X, np.zeros((0, 0)), labels, np.zeros(0))
     order = np.random.default_rng(8).permutation(300)
     batch, first, last = 64 if kind == "small" else 128, 1, 3
     work = workspace_arrays(net, batch, np.float64, 8)
@@ -152,7 +147,7 @@ def test_sparse_train_steps_replay_the_reference(kind, maxparts):
     step_loss = np.zeros(5)
     args = (E.TRAIN, np.zeros((0, sizes[-1])), step_loss, np.zeros(5), params, np.zeros(lay.size), kopt, net, data,
             order, first, last, batch, work)
-    done, _, _ = run(kind, maxparts, args, kernel_sparse(X, batch))
+    done, _, _ = kernel_calls.run(kind, maxparts, args, kernel_sparse(X, batch))
     assert done == last - first
     np.testing.assert_allclose(step_loss, losses, rtol=1e-12)
     np.testing.assert_allclose(params, want, rtol=1e-9, atol=1e-12)

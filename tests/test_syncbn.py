@@ -183,7 +183,7 @@ def test_ranks_sum_to_the_one_process_gradient(split, sparse, dtype="float64"):
     one = featured_model(dtype=dtype)
     ws = one.workspace(ROWS, sparse)
     data = D.prepare(one, X, y, None)
-    P1 = np.zeros((20, 3))
+    P1 = np.zeros((20, 3), dtype)             # predictions in the model's dtype, as fit keeps them
     one.updates = 7                            # dropout masks of a later step
     _, loss, correct = E.run(E.TRAIN_GRADIENT, one.params, one.net, ws, data, grads=ws.grads, out=P1, order=order,
                              first=first, last=first + ROWS, batch=0)

@@ -181,6 +181,11 @@ PlainWork = namedtuple("PlainWork", Work._fields[:Work._fields.index("pre")])
 PlainWork.__doc__ = """The fields of a Work a plain network's kernels read (as PlainNet)."""
 
 
+def plain_work(work):
+    """The PlainWork of a Work (the same arrays)."""
+    return PlainWork(*work[:len(PlainWork._fields)])
+
+
 class Workspace:
     """The work buffers of one model for batches of up to ``cap`` rows, allocated once and kept.
 
@@ -215,7 +220,7 @@ class Workspace:
         self.extras = None if plain else np.int64(1)
         # sparse input on the batch-major kernels never gathers its rows into A_0
         self.arrays = workspace_arrays(net, cap, dtype, parts, input_rows=small or not sparse)
-        self.plain_arrays = PlainWork(*self.arrays[:len(PlainWork._fields)])
+        self.plain_arrays = plain_work(self.arrays)
         self._grads, self._n_params, self._dtype = None, n_params, dtype
         self.steps_per_second = None
         self.thread_rates = {}
