@@ -10,7 +10,9 @@ numba compiles every kernel called from another kernel on its own, then again in
 (it links the callee's code into the caller's module and generates machine code for the whole
 module), so a deep call tree is compiled over and over on a first run. Helpers therefore carry
 ``inline="always"``: their code is compiled only inside the entry points that use them. Only
-a callee with other flags, or a parallel region, must stay a kernel of its own.
+a callee with other flags, or a parallel region, must stay a kernel of its own; a large helper
+that one entry point reaches from several places (the optimizers' loops) is one too, as it would
+otherwise be typed and lowered again at each of them.
 """
 import contextlib
 import functools

@@ -44,10 +44,14 @@ def _lamb_direction(p, m, v, bc1, bc2, eps, wd):
     return (m / bc1) / (np.sqrt(v / bc2) + eps) + wd * p
 
 
-@kernel(inline="always")
+@kernel
 def classic_range(params, grads, opt, t, lr, gscale, lo, hi):
     """Apply update number t >= 1 of SGD, Momentum or Adam (``opt``), at rate ``lr``, with the
-    gradient scaled by ``gscale``, to elements [lo, hi) of params (and its state)."""
+    gradient scaled by ``gscale``, to elements [lo, hi) of params (and its state).
+
+    Not inlined, nor opt_update_range: an update reaches each of them from a serial and a
+    parallel path (and opt_update_range reaches this one), and inlined they were typed and
+    lowered again at every one of those places."""
     # Slices indexed by range variables let LLVM vectorize (see activations.bias_act_forward).
     p = params[lo:hi]
     g = grads[lo:hi]
@@ -99,7 +103,7 @@ def classic_range(params, grads, opt, t, lr, gscale, lo, hi):
             p[i] = p[i] * decay - step * mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps)
 
 
-@kernel(inline="always")
+@kernel
 def opt_update_range(params, grads, opt, t, lr, gscale, trust, lo, hi):
     """classic_range for any optimizer; ``trust``: LAMB's trust ratio of each tensor of
     ``opt.segments`` (unused by the other optimizers)."""
