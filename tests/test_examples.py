@@ -25,6 +25,12 @@ def run(name, *args, monkeypatch, capsys):
     return g, capsys.readouterr().out
 
 
+def script_env(**extra):
+    """The environment of an example run as a plain script: this checkout's fastbp first on
+    PYTHONPATH, so the script runs the code under test (and shares its kernel cache)."""
+    return dict(os.environ, PYTHONPATH=str(EXAMPLES.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""), **extra)
+
+
 def numbers(text):
     return [float(x) for x in re.findall(r"-?\d+\.\d+(?:e[-+]?\d+)?", text)]
 
@@ -205,9 +211,8 @@ def test_regression_losses_fit_the_data_that_calls_for_them(monkeypatch, capsys)
 def test_mnist_like_reports_samples_per_second():
     # A fresh process, as a user runs it: worker pools other tests start in this process (BLAS,
     # OpenMP) would otherwise count in its "cores busy".
-    env = dict(os.environ, PYTHONPATH=str(EXAMPLES.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, str(EXAMPLES / "mnist_like.py"), "--samples", "3000", "--epochs", "1"],
-                         capture_output=True, text=True, check=True, timeout=600, env=env).stdout
+                         capture_output=True, text=True, check=True, timeout=600, env=script_env()).stdout
     import fastbp
     rates = re.findall(r"(\d+) threads?\s*:\s+([\d,]+) samples/s, ([\d.]+) cores busy", out)
     assert {int(n) for n, _, _ in rates} == {1, fastbp.get_num_threads()}
@@ -241,9 +246,7 @@ SMALL_ARGS = {"digits_benchmark.py": ["--epochs", "2", "--repeats", "1"], "iris.
 @pytest.mark.parametrize("name", ALL)
 def test_every_example_runs_as_a_plain_script(name, tmp_path):
     """Every script in examples/, as a user runs it: a fresh process in an empty folder."""
-    env = dict(os.environ, PYTHONPATH=str(EXAMPLES.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               MPLBACKEND="Agg")
-    r = subprocess.run([sys.executable, str(EXAMPLES / name), *SMALL_ARGS.get(name, [])], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, str(EXAMPLES / name), *SMALL_ARGS.get(name, [])], cwd=tmp_path,
+                       env=script_env(MPLBACKEND="Agg"), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip(), f"{name} printed nothing"
