@@ -5,6 +5,7 @@ with no extras) would be versions only the tests compile, and the tests would ch
 from fastbp.data import frozen
 from fastbp.kernels import epoch as E
 from fastbp.kernels.args import Data, SparseRows, plain_net, plain_work
+from fastbp.kernels.network import addresses
 
 NET, WORK = 7, 13        # where run_batches' arguments hold the network and its work buffers
 
@@ -26,4 +27,5 @@ def run(kind, maxparts, args, sparse=None):
     args[NET], args[WORK] = plain_net(args[NET]), plain_work(args[WORK])
     if kind == "small":
         return E.run_batches_small(*args, None, sparse)
-    return E.run_batches(*args, maxparts, None, sparse)
+    args += [maxparts, None, sparse]
+    return E.run_batches(*args, addresses(tuple(args)))

@@ -18,3 +18,11 @@ def finished(proc, folder, name="run"):
     out, err = (open(os.path.join(folder, f"{name}.{kind}")).read() for kind in ("out", "err"))
     assert proc.returncode == 0, err[-5000:]
     return out, err
+
+
+def python_in(folder, code, check=False):
+    """``python -c code`` in ``folder``, importing its modules, numba's cache beside them."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder)] + sys.path))
+    env.pop("NUMBA_CACHE_DIR", None)
+    return subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True,
+                          check=check)

@@ -1,9 +1,6 @@
 """The kernels' on-disk cache: two writers at once (jit.LockedCacheFile), a change to a
 kernel's callee in another file (jit.package_cache), and a cached kernel that calls a parallel
 one compiled by another process."""
-import os
-import subprocess
-import sys
 import textwrap
 import threading
 
@@ -11,6 +8,8 @@ from numba.core import caching
 
 from fastbp.kernels import epoch, network
 from fastbp.kernels.jit import LockedCacheFile
+
+from processes import python_in
 
 
 def save_interleaved(cls, folder):
@@ -72,14 +71,6 @@ def run_caller(folder, callee_body, decorator):
     (folder / "caller.py").write_text(header + f"from callee import f\n\n\n@{decorator}\ndef g(x):\n"
                                       "    return 10 * f(x)\n")
     return int(python_in(folder, "import caller; print(caller.g(1))", check=True).stdout)
-
-
-def python_in(folder, code, check=False):
-    """``python -c code`` in ``folder``, importing its modules, numba's cache beside them."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder)] + sys.path))
-    env.pop("NUMBA_CACHE_DIR", None)
-    return subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True,
-                          check=check)
 
 
 def test_a_change_to_a_callee_in_another_file_recompiles_its_callers(tmp_path):

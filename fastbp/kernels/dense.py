@@ -44,6 +44,7 @@ from numba import prange
 
 from .activations import LINEAR, act_backward, act_forward, act_forward_slope, act_slope, bias_act_forward
 from .blas import gemm
+from .calls import by_address
 from .dropout import apply_mask, row_key, step_key, threshold
 from .jit import kernel
 from .norm import (batch_norm_backward_columns, batch_norm_columns, batch_norm_inference_rows, layer_norm_backward_rows,
@@ -416,15 +417,19 @@ def layer_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dne
         _full_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0)
 
 
+call_task = by_address(layer_task)
+
+
 @kernel(parallel=True)
-def layer_region(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras, sparse):
+def layer_region(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras, sparse,
+                 task_fn, task_key):
     """All ``parts`` parts of a task, in a parallel region whose threads take them in turn
-    (parts.take)."""
+    (parts.take); (task_fn, task_key) is layer_task's calls.entry for these arguments."""
     next_part = np.zeros(1, np.int64)
     for _ in prange(parts):
         # a thread's first iteration takes parts until none is left; its others find none
         p = take(next_part)
         while p < parts:
-            layer_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras,
-                       sparse)
+            call_task(task_fn, task_key, (task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train,
+                                          pos0, extras, sparse))
             p = take(next_part)

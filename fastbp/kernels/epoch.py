@@ -13,7 +13,7 @@ from numba import typeof
 
 from .args import EVALUATE, GRADIENT, PREDICT, TRAIN, TRAIN_GRADIENT, Opt, SparseRows, plain_net
 from .jit import compile_apart, kernel, load_cached
-from .network import callees, run_batches
+from .network import FNS, addresses, callees, run_batches
 from .optimizers import variant
 from .small import run_batches_small
 
@@ -76,16 +76,19 @@ def compile_ahead(mode, params, net, ws, data, *, opt=None, maxparts=None):
     """Before the first run(mode, ...) of a workspace: compile what run_batches calls in two
     child processes at once, then run_batches itself in a third, loading them (jit.compile_apart).
     Small networks' kernels are one chain of callers; they are left as they are."""
-    kernel, args = _call(mode, params, net, ws, data, None, opt, None, None, 0, 0, 1, None, None, maxparts)
-    sig = [typeof(a) for a in args]
-    if kernel is not run_batches or load_cached(kernel, sig):
+    kernel, args = _call(mode, params, net, ws, data, None, opt, None, None, 0, 0, 1, None, None, maxparts,
+                         fns=False)
+    if kernel is not run_batches:
         return
-    compile_apart(callees(args), then=[(kernel, sig)])
+    sig = [typeof(a) for a in args] + [FNS]
+    if not load_cached(kernel, sig):
+        compile_apart(callees(args), then=[(kernel, sig)])
 
 
 def _call(mode, params, net, ws, data, grads, opt, out, order, first, last, batch, step_loss, step_correct,
-          maxparts):
-    """The kernel run() calls and its arguments."""
+          maxparts, fns=True):
+    """The kernel run() calls and its arguments (``fns=False``: run_batches' without its last,
+    the addresses of its callees, which loads them)."""
     # a plain network's kernels stay plain unless its optimizer is newer or runs a schedule
     extras = ws.extras if opt is None else variant(opt, ws.extras is None)
     work = ws.arrays
@@ -103,4 +106,5 @@ def _call(mode, params, net, ws, data, grads, opt, out, order, first, last, batc
             work)
     if ws.small:
         return run_batches_small, args + (extras, sparse)
-    return run_batches, args + (maxparts, extras, sparse)
+    args += (maxparts, extras, sparse)
+    return run_batches, (args + (addresses(args),) if fns else args)

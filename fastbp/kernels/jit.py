@@ -12,7 +12,9 @@ module), so a deep call tree is compiled over and over on a first run. Helpers t
 ``inline="always"``: their code is compiled only inside the entry points that use them. Only
 a callee with other flags, or a parallel region, must stay a kernel of its own; a large helper
 that one entry point reaches from several places (the optimizers' loops) is one too, as it would
-otherwise be typed and lowered again at each of them.
+otherwise be typed and lowered again at each of them. The minibatch loop calls its large
+callees (the layer task and its parallel region, the loss, the update) by address instead
+(calls.py), so their code is generated once, not again inside each caller.
 """
 import contextlib
 import functools

@@ -17,6 +17,7 @@ from numba import typeof, types
 
 from .activations import LINEAR
 from .args import GRADIENT, PREDICT, TRAIN, TRAIN_GRADIENT
+from .calls import by_address, entry, type_key
 from .dense import (BACKWARD_INPUT, BACKWARD_WEIGHTS, BATCH_NORM, BATCH_STATS, FORWARD, INFERENCE, LAYER_NORM,
                     NORM_BACKWARD, NORM_BACKWARD_ROWS, NORM_FORWARD, STEP, layer_region, layer_task,
                     sparse_transpose)
@@ -25,21 +26,31 @@ from .losses import output_loss
 from .optimizers import H_LR, _classic_parallel, apply_update, classic_update
 from .parts import n_parts
 
+# run_batches calls the kernels below through their addresses: fns[slot] and fns[slot + 1] are a
+# kernel's calls.entry (its code is not compiled again into run_batches); ``addresses`` gives them.
+TASK, REGION, LOSS, UPDATE = 0, 2, 4, 6
+call_task = by_address(layer_task)
+call_region = by_address(layer_region)
+call_loss = by_address(output_loss)
+call_update = by_address(apply_update)
+
 
 @kernel(inline="always")
-def _task(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse):
+def _task(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse,
+          fns):
     """All ``parts`` parts of a layer task: serially, or in a parallel region (never compiled
     when maxparts is None, see parts.py)."""
     if maxparts is None or parts == 1:
-        layer_task(task, np.int64(0), np.int64(1), l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0,
-                   extras, sparse)
+        call_task(fns[TASK], fns[TASK + 1], (task, np.int64(0), np.int64(1), l, m, act, grads, params, net, work, X,
+                                             dcur, dnext, train, pos0, extras, sparse))
     else:
-        layer_region(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras, sparse)
+        call_region(fns[REGION], fns[REGION + 1], (task, parts, l, m, act, grads, params, net, work, X, dcur, dnext,
+                                                   train, pos0, extras, sparse, fns[TASK], fns[TASK + 1]))
 
 
 @kernel
 def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, data, order, first, last, batch, work,
-                maxparts, extras, sparse):
+                maxparts, extras, sparse, fns):
     """Run the network on batches of data rows; returns (batches run, loss sum, correct count).
 
     mode TRAIN     minibatches first .. last-1 of the epoch order ``order`` (``batch`` rows each,
@@ -61,7 +72,8 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
     then hold none of the code of norm, dropout, penalties and the newer activations and losses
     (see dense.py) stepped by SGD, Momentum or Adam at a constant rate; an int otherwise
     (optimizers.variant). ``sparse``: None for dense X; for CSR input the rows (args.Sparse),
-    which layer 0 reads instead of data.X (then empty), see dense.layer_task.
+    which layer 0 reads instead of data.X (then empty), see dense.layer_task. ``fns``: the
+    addresses of the kernels it calls (``addresses``).
     """
     L = net.sizes.shape[0] - 1
     k = net.sizes[L]
@@ -104,14 +116,15 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
             act = np.int64(LINEAR) if mode != PREDICT and l == L - 1 else net.act[l]
             work_l = m * net.sizes[l] * net.sizes[l + 1]
             _task(np.int64(FORWARD), n_parts(m, work_l, maxparts), l, m, act, grads, params, net, work, X,
-                  np.int64(0), np.int64(0), train, pos0, maxparts, extras, sparse)
+                  np.int64(0), np.int64(0), train, pos0, maxparts, extras, sparse, fns)
             if extras is not None and net.norm[l] == BATCH_NORM and train != INFERENCE:
                 _task(np.int64(NORM_FORWARD), n_parts(net.sizes[l + 1], work_l, maxparts), l, m, act, grads, params,
-                      net, work, X, np.int64(0), np.int64(0), train, pos0, maxparts, extras, sparse)
+                      net, work, X, np.int64(0), np.int64(0), train, pos0, maxparts, extras, sparse, fns)
         if mode != PREDICT:
             # loss; the gradient at the logits into deltas[0:], already divided by m
-            correct = output_loss(work.deltas, np.int64(0), work.row_loss, work.acts, o, m, k, net, data, rows,
-                                  1.0 / m if training else 1.0, training, extras)
+            correct = call_loss(fns[LOSS], fns[LOSS + 1], (work.deltas, np.int64(0), work.row_loss, work.acts, o, m, k,
+                                                           net, data, rows, 1.0 / m if training else 1.0, training,
+                                                           extras))
             correct_all += correct
             if training:
                 total = 0.0
@@ -140,18 +153,18 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
             if extras is not None and net.norm[l] != 0:
                 # dcur holds dY: gamma's and beta's gradients, then dY -> dZ
                 _task(np.int64(NORM_BACKWARD), n_parts(net.sizes[l + 1], work_l, maxparts), l, m, np.int64(LINEAR),
-                      grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse)
+                      grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse, fns)
                 if net.norm[l] == LAYER_NORM:
                     _task(np.int64(NORM_BACKWARD_ROWS), n_parts(m, work_l, maxparts), l, m, np.int64(LINEAR), grads,
-                          params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse)
+                          params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse, fns)
             if sparse is not None:
                 if l == 0:
                     sparse_transpose(sparse, rows, m, net.sizes[0])
             _task(np.int64(BACKWARD_WEIGHTS), n_parts(net.sizes[l], work_l, maxparts), l, m, np.int64(LINEAR), grads,
-                  params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse)
+                  params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse, fns)
             if l > 0:
                 _task(np.int64(BACKWARD_INPUT), n_parts(m, work_l, maxparts), l, m, np.int64(LINEAR), grads, params,
-                      net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse)
+                      net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse, fns)
             dcur = dnext
         if extras is not None and (net.l1 != 0.0 or net.l2 != 0.0):
             # the penalty at the weights before this update, once per row like the data loss
@@ -169,28 +182,62 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
         if extras is None:
             classic_update(params, grads, opt, opt.hyper[H_LR], maxparts)    # inlined, as always
         else:
-            apply_update(params, grads, opt, maxparts, extras)
+            call_update(fns[UPDATE], fns[UPDATE + 1], (params, grads, opt, maxparts, extras))
         net.updates[0] += 1
     return n_batches, total_all, correct_all
 
 
-def callees(args):
-    """The kernels run_batches(*args) compiles into itself, each with the argument types it
-    calls it with, in two independent groups (jit.compile_apart): the layer kernels, and the
-    loss and optimizer ones. A test checks these against what run_batches compiles."""
+def _called(args):
+    """{slot of fns: (kernel, argument types)} of every kernel run_batches(*args, fns) calls by
+    address (a slot it never calls is missing); ``args`` without ``fns``."""
     (mode, out, step_loss, step_correct, params, grads, opt, net, data, order, first, last, batch, work, maxparts,
      extras, sparse) = args
     i, f = types.int64, types.float64
     # (task, [p,] parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras, sparse)
     tail = (typeof(grads), typeof(params), typeof(net), typeof(work), typeof(data.X), i, i, i, i, typeof(extras),
             typeof(sparse))
-    layers = [(layer_task, (i,) * 6 + tail)]
-    rest = [(output_loss, (typeof(work.deltas), i, typeof(work.row_loss), typeof(work.acts), i, i, i, typeof(net),
-                           typeof(data), typeof(work.rows), f, types.boolean, typeof(extras)))]
+    called = {TASK: (layer_task, (i,) * 6 + tail),
+              LOSS: (output_loss, (typeof(work.deltas), i, typeof(work.row_loss), typeof(work.acts), i, i, i,
+                                   typeof(net), typeof(data), typeof(work.rows), f, types.boolean, typeof(extras)))}
     if maxparts is not None:
-        layers.append((layer_region, (i,) * 5 + tail))
+        called[REGION] = (layer_region, (i,) * 5 + tail + (i, i))
     if extras is not None:
-        rest.append((apply_update, (typeof(params), typeof(grads), typeof(opt), typeof(maxparts), typeof(extras))))
-    elif maxparts is not None:
-        rest.append((_classic_parallel, (typeof(params), typeof(grads), typeof(opt), i, f, f)))
+        called[UPDATE] = (apply_update, (typeof(params), typeof(grads), typeof(opt), typeof(maxparts),
+                                         typeof(extras)))
+    return called
+
+
+def callees(args):
+    """The kernels run_batches(*args, fns) compiles before itself (``args`` without ``fns``), each
+    with the argument types it calls it with, in two independent groups (jit.compile_apart): the
+    layer kernels, and the loss and optimizer ones. A test checks these against what run_batches
+    compiles."""
+    called = _called(args)
+    layers = [called[s] for s in (TASK, REGION) if s in called]
+    rest = [called[s] for s in (LOSS, UPDATE) if s in called]
+    params, grads, opt, maxparts, extras = args[4], args[5], args[6], args[14], args[15]
+    if extras is None and maxparts is not None:     # classic_update's parallel loop, compiled into run_batches
+        rest.append((_classic_parallel, (typeof(params), typeof(grads), typeof(opt), types.int64, types.float64,
+                                         types.float64)))
     return layers, rest
+
+
+_ADDRESSES = {}
+
+
+def addresses(args):
+    """``fns`` for run_batches(*args, fns): the calls.entry of each kernel it calls by address
+    (zeros in the slots of those it never calls), each compiled or loaded from the cache first
+    if needed. Read-only: the type ``FNS`` names."""
+    key = type_key(args)
+    fns = _ADDRESSES.get(key)
+    if fns is None:
+        fns = np.zeros(8, np.int64)
+        for slot, (k, sig) in _called(args).items():
+            fns[slot:slot + 2] = entry(k, sig)
+        fns.flags.writeable = False
+        _ADDRESSES[key] = fns
+    return fns
+
+
+FNS = types.Array(types.int64, 1, "C", readonly=True)

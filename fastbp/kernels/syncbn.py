@@ -35,6 +35,7 @@ from .activations import LINEAR
 from .args import SparseRows
 from .dense import (BACKWARD_INPUT, BACKWARD_WEIGHTS, BATCH_NORM, BATCH_STATS, FORWARD, LAYER_NORM, NORM_BACKWARD,
                     NORM_BACKWARD_ROWS, STEP, activate, layer_region, layer_task, penalize, sparse_transpose)
+from .calls import entry_for
 from .jit import kernel
 from .losses import output_loss
 from .norm import (batch_norm_backward_columns, batch_norm_normalize, column_square_deviations, column_sums,
@@ -166,10 +167,11 @@ def _phases(grads, params, net, ws, data, order, first, last, pos0, count, out, 
         # all the parts of a layer task, split as run_batches splits it
         split = sizes[l] if code == BACKWARD_WEIGHTS else sizes[l + 1] if code == NORM_BACKWARD else m
         parts = _n_parts(split, m * sizes[l] * sizes[l + 1], maxparts)
+        args = (code, 0, 1, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras, sparse)
         if maxparts is None or parts == 1:
-            layer_task(code, 0, 1, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras, sparse)
+            layer_task(*args)
         else:
-            layer_region(code, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras, sparse)
+            layer_region(code, parts, *args[3:], *entry_for(layer_task, args))
 
     # forward: A_L holds the logits
     for l in range(L):
