@@ -1,5 +1,6 @@
-"""Python processes a test starts beside the suite (tests/conftest.py, ``background``) and reads
-back once they end: their output goes to files in a folder of the test's own."""
+"""Python processes tests start: beside the suite (tests/conftest.py, ``background``), read back
+once they end from files in a folder of the test's own; or run to the end in a folder of
+modules (``python_in``)."""
 import os
 import subprocess
 import sys

@@ -77,7 +77,7 @@ def compile_ahead(mode, params, net, ws, data, *, opt=None, maxparts=None):
     child processes at once, then run_batches itself in a third, loading them (jit.compile_apart).
     Small networks' kernels are one chain of callers; they are left as they are."""
     kernel, args = _call(mode, params, net, ws, data, None, opt, None, None, 0, 0, 1, None, None, maxparts,
-                         fns=False)
+                         with_fns=False)
     if kernel is not run_batches:
         return
     sig = [typeof(a) for a in args] + [FNS]
@@ -86,9 +86,9 @@ def compile_ahead(mode, params, net, ws, data, *, opt=None, maxparts=None):
 
 
 def _call(mode, params, net, ws, data, grads, opt, out, order, first, last, batch, step_loss, step_correct,
-          maxparts, fns=True):
-    """The kernel run() calls and its arguments (``fns=False``: run_batches' without its last,
-    the addresses of its callees, which loads them)."""
+          maxparts, with_fns=True):
+    """The kernel run() calls and its arguments (``with_fns=False``: run_batches' without its
+    last, ``fns``, the addresses of its callees, whose making loads them)."""
     # a plain network's kernels stay plain unless its optimizer is newer or runs a schedule
     extras = ws.extras if opt is None else variant(opt, ws.extras is None)
     work = ws.arrays
@@ -107,4 +107,4 @@ def _call(mode, params, net, ws, data, grads, opt, out, order, first, last, batc
     if ws.small:
         return run_batches_small, args + (extras, sparse)
     args += (maxparts, extras, sparse)
-    return run_batches, (args + (addresses(args),) if fns else args)
+    return run_batches, (args + (addresses(args),) if with_fns else args)

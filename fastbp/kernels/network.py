@@ -19,7 +19,7 @@ from .activations import LINEAR
 from .args import GRADIENT, PREDICT, TRAIN, TRAIN_GRADIENT
 from .calls import by_address, entry, type_key
 from .dense import (BACKWARD_INPUT, BACKWARD_WEIGHTS, BATCH_NORM, BATCH_STATS, FORWARD, INFERENCE, LAYER_NORM,
-                    NORM_BACKWARD, NORM_BACKWARD_ROWS, NORM_FORWARD, STEP, layer_region, layer_task,
+                    NORM_BACKWARD, NORM_BACKWARD_ROWS, NORM_FORWARD, STEP, call_task, layer_region, layer_task,
                     sparse_transpose)
 from .jit import kernel
 from .losses import output_loss
@@ -29,7 +29,6 @@ from .parts import n_parts
 # run_batches calls the kernels below through their addresses: fns[slot] and fns[slot + 1] are a
 # kernel's calls.entry (its code is not compiled again into run_batches); ``addresses`` gives them.
 TASK, REGION, LOSS, UPDATE = 0, 2, 4, 6
-call_task = by_address(layer_task)
 call_region = by_address(layer_region)
 call_loss = by_address(output_loss)
 call_update = by_address(apply_update)
@@ -212,10 +211,11 @@ def callees(args):
     with the argument types it calls it with, in two independent groups (jit.compile_apart): the
     layer kernels, and the loss and optimizer ones. A test checks these against what run_batches
     compiles."""
+    (mode, out, step_loss, step_correct, params, grads, opt, net, data, order, first, last, batch, work, maxparts,
+     extras, sparse) = args
     called = _called(args)
     layers = [called[s] for s in (TASK, REGION) if s in called]
     rest = [called[s] for s in (LOSS, UPDATE) if s in called]
-    params, grads, opt, maxparts, extras = args[4], args[5], args[6], args[14], args[15]
     if extras is None and maxparts is not None:     # classic_update's parallel loop, compiled into run_batches
         rest.append((_classic_parallel, (typeof(params), typeof(grads), typeof(opt), types.int64, types.float64,
                                          types.float64)))
