@@ -80,6 +80,46 @@ def test_read_table_accepts_pathlike_and_str(tmp_path):
     assert tables.read_table(str(p)).to_pydict() == tables.read_table(p).to_pydict() == {"a": [1], "b": [2]}
 
 
+# A numeric file longer than the leading bytes read_table types it from, then a last row that
+# the numbers-only read refuses or reads otherwise (it then reads the file again, inferring).
+NUMERIC_HEAD = "a,b,c\n" + "".join(f"{i},{i * 0.25 - 7},{-i}\n" for i in range(8000))
+LATE_ROWS = {"clean": "", "blank": "5,,6\n", "na spelling": "5,NA,6\n", "nan": "5,nan,6\n", "-NaN": "5,-NaN,6\n",
+             "NAN (a float)": "5,NAN,6\n", "float in an int column": "5.5,1,6\n", "text": "5,x,6\n",
+             "inf": "5,inf,6\n", "infs summing to nan": "5,inf,6\n5,-inf,6\n", "quoted": '5,"1.5",6\n'}
+
+
+@pytest.mark.parametrize("late", sorted(LATE_ROWS))
+def test_a_large_numeric_file_reads_as_with_type_inference(tmp_path, late):
+    import pyarrow.csv as pcsv
+    path = write(tmp_path / "n.csv", NUMERIC_HEAD + LATE_ROWS[late])
+    assert os.path.getsize(path) > tables._SNIFF_BYTES
+    inferred = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
+        null_values=list(tables.NA_VALUES), strings_can_be_null=True, quoted_strings_can_be_null=True))
+    t = tables.read_table(path)
+    assert same_table(t, inferred)
+    # the numbers-only read gave it, or declined
+    with open(path, "rb") as f:
+        head = f.read(tables._SNIFF_BYTES)
+    fast = tables._read_numeric_text(os.fspath(path), head, pcsv.ParseOptions())
+    numbers_only = late in ("clean", "inf", "infs summing to nan", "quoted")
+    assert (fast is not None) == numbers_only
+    if fast is not None:
+        assert same_table(fast, inferred)
+
+
+def same_table(a, b):
+    """Same schema, same nulls, same values (NaN equal to NaN, not to a null)."""
+    if a.schema != b.schema:
+        return False
+    for x, y in zip(a.columns, b.columns):
+        if x.is_null().to_pylist() != y.is_null().to_pylist():
+            return False
+        if not np.array_equal(x.to_numpy(zero_copy_only=False), y.to_numpy(zero_copy_only=False),
+                              equal_nan=x.type != pa.string()):
+            return False
+    return True
+
+
 NOT_TABLES = {
     "binary.csv": (b"PK\x03\x04\x00\x00binary\x00stuff", "holds binary data (NUL bytes), not CSV text"),
     "latin1.csv": ("a,b\n1,caf\xe9\n".encode("latin-1"), "is not UTF-8 text (byte 0xe9"),
