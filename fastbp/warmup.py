@@ -6,12 +6,21 @@ many). This runs every kernel entry point once per dtype, in every variant a run
 and scipy sparse X), so that the cache holds them all: for a container image or a shared
 install, where the first user should not pay for compilation. Everything else (activations, losses, optimizers, layer
 sizes, batch sizes) reaches the same compiled kernels.
+
+numba compiles one process's kernels one at a time, so with a second CPU the work is split in
+two chains of nets (``_CHAINS``), each run by a worker process at once; this process then runs
+all of them itself, which only loads the kernels from the cache (and compiles whatever a worker
+could not, a read-only cache for one).
 """
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
 
 from . import data as D
+from . import threads
 from .kernels import syncbn
 from .model import MLP
 from .optim import Adam
@@ -24,6 +33,14 @@ DTYPES = ("float32", "float64")
 _NETS = (([4, 8, 3], 64, 32, {}), ([64, 128, 10], 64, 32, {}), ([64, 1024, 10], 4096, 256, {}),
          # the kernels with norm, dropout, penalties and the newer activations (one variant)
          ([16, 32, 32, 10], 64, 32, dict(activation=["gelu", "relu"], norm=["batch", "layer"], dropout=0.1, l2=1e-4)))
+
+
+# The two chains of (net, X sparse) the workers run: the featured net's dense kernels first (its
+# layer kernels take longest), while the other chain gets to its sparse kernels only after the
+# plain nets, by when the kernels the two share (its activation, norm and update kernels) are
+# in the cache.
+_CHAINS = (((3, False), (0, False), (0, True)),
+           ((1, False), (1, True), (2, False), (2, True), (3, True)))
 
 
 def compile_kernels(dtypes=DTYPES):
@@ -39,32 +56,61 @@ def compile_kernels(dtypes=DTYPES):
     bad = [d for d in dtypes if d not in DTYPES]
     if bad or not dtypes:
         raise ValueError(f"dtypes: expected some of {list(DTYPES)}, got {list(dtypes)}")
-    import scipy.sparse as sp
-    rng = np.random.default_rng(0)
     seconds = {}
     for dtype in dtypes:
         t0 = time.perf_counter()
-        for sizes, rows, batch, extra in _NETS:
-            X = rng.standard_normal((rows, sizes[0])).astype(dtype)
-            y = rng.integers(0, sizes[-1], rows)
-            model, opt = MLP(sizes, dtype=dtype, seed=0, **extra), Adam()
-            model.fit(X, y, epochs=1, batch_size=batch, optimizer=opt, validation_split=0.25, verbose=0)
-            model.predict(X)
-            model.evaluate(X, y)
-            model.loss_and_grad(X[:16], y[:16])
-            model.train_step(X[:16], y[:16], opt)
-            # the same with CSR input: layer 0 over the stored entries (kernels taking ``sparse``)
-            Xs = sp.csr_matrix(X * (rng.random(X.shape) < 0.2))
-            model.fit(Xs, y, epochs=1, batch_size=batch, optimizer=opt, validation_split=0.25, verbose=0)
-            model.predict(Xs)
-            model.evaluate(Xs, y)
-            model.loss_and_grad(Xs[:16], y[:16])
-            if model.buffers.size:
-                # an MPI rank's step with batch norm (kernels.syncbn), dense and CSR
-                cap = batch // 2
-                for Xi in (X, Xs):
-                    ws = model.workspace(cap, Xi is Xs)
-                    syncbn.load(ws.grads, model.params, model.net, ws, D.prepare(model, Xi, y, None),
-                                model.kernel_parts(cap))
+        if threads.available_cpus() > 1:
+            _in_workers(dtype)
+        for chain in _CHAINS:
+            run_chain(dtype, chain)
         seconds[dtype] = time.perf_counter() - t0
     return seconds
+
+
+def _in_workers(dtype):
+    """Run each of _CHAINS in a new Python process at once, silently, and wait for them."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (f"import sys; sys.path.insert(0, {package_parent!r}); from fastbp import warmup; "
+            f"warmup.run_chain({dtype!r}, warmup._CHAINS[int(sys.argv[1])])")
+    procs = []
+    try:
+        for i in range(len(_CHAINS)):
+            procs.append(subprocess.Popen([sys.executable, "-c", code, str(i)], stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for p in procs:
+            p.wait()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def run_chain(dtype, chain):
+    """Run every kernel entry point of the nets in ``chain`` ((index into _NETS, X sparse) pairs)."""
+    for net, sparse in chain:
+        _run_net(dtype, net, sparse)
+
+
+def _run_net(dtype, net, sparse):
+    """Fit, predict, evaluate, loss_and_grad and a train step of _NETS[net] on dense or CSR X
+    (layer 0 then runs over the stored entries: the kernels taking ``sparse``), and with batch
+    norm an MPI rank's step (kernels.syncbn)."""
+    import scipy.sparse as sp
+    sizes, rows, batch, extra = _NETS[net]
+    rng = np.random.default_rng(net)
+    X = rng.standard_normal((rows, sizes[0])).astype(dtype)
+    y = rng.integers(0, sizes[-1], rows)
+    if sparse:
+        X = sp.csr_matrix(X * (rng.random(X.shape) < 0.2))
+    model, opt = MLP(sizes, dtype=dtype, seed=0, **extra), Adam()
+    model.fit(X, y, epochs=1, batch_size=batch, optimizer=opt, validation_split=0.25, verbose=0)
+    model.predict(X)
+    model.evaluate(X, y)
+    model.loss_and_grad(X[:16], y[:16])
+    if not sparse:
+        model.train_step(X[:16], y[:16], opt)
+    if model.buffers.size:
+        cap = batch // 2
+        ws = model.workspace(cap, sparse)
+        syncbn.load(ws.grads, model.params, model.net, ws, D.prepare(model, X, y, None), model.kernel_parts(cap))
