@@ -45,6 +45,8 @@ SPARSE_MAX_DENSITY = 0.1
 NUMERIC_TEXT_SHARE = 0.9
 _NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 _PAGED_MATRIX_BYTES = 64 << 20  # encoded matrices at least this large are allocated by _zeros
+# The NA spellings that would parse as a float NaN: read as gaps by the numbers-only read too.
+_NAN_SPELLINGS = tuple(v for v in NA_VALUES if v.lower().lstrip("-") == "nan")
 _SNIFF_BYTES = 1 << 16          # the leading bytes checked for binary data before a CSV parse
 _JSON_VERSION = 1
 _SHOWN = 8                      # column names listed in an error message
@@ -183,13 +185,14 @@ def _convert_options(**kw):
 
 def _read_numeric_text(path, head, parse):
     """The table of a text file whose leading rows (``head``, its first bytes) are all integers
-    and floats without gaps, read with those column types and no NA spellings; None where the
-    head is not like that, or any later cell is not (an NA spelling, a blank, text, a float in
-    an integer column, a NaN): then the caller reads it with type inference and NA spellings,
-    which gives the same table for a file that passes here.
+    and floats without gaps, read with those column types and only the NA spellings a float
+    parser would read as NaN; None where the head is not like that, or any later cell does not
+    parse (another NA spelling, a blank, text, a float in an integer column): then the caller
+    reads it with type inference and every NA spelling, which gives the same table for a file
+    that passes here.
 
-    Checking every cell against the NA spellings, and inferring types, costs about a fifth of
-    pyarrow's reading time for numbers, the common case of a large file.
+    Checking every cell against all the NA spellings, and inferring types, costs about a fifth
+    of pyarrow's reading time for numbers, the common case of a large file.
     """
     import pyarrow as pa
     import pyarrow.csv as pcsv
@@ -208,20 +211,11 @@ def _read_numeric_text(path, head, parse):
     try:
         table = pcsv.read_csv(
             path, memory_pool=_read_pool(), read_options=pcsv.ReadOptions(use_threads=True), parse_options=parse,
-            convert_options=pcsv.ConvertOptions(column_types=dict(zip(names, sample.schema.types)), null_values=[],
-                                                strings_can_be_null=False))
+            convert_options=pcsv.ConvertOptions(column_types=dict(zip(names, sample.schema.types)),
+                                                null_values=list(_NAN_SPELLINGS), strings_can_be_null=False))
     except (pa.ArrowException, OSError, UnicodeDecodeError):
         return None
-    if table.column_names != names or any(_has_nan(c) for c in table.columns if pa.types.is_floating(c.type)):
-        return None     # NaN spellings ("nan", "NaN" ...) are gaps, as in the inferring read
-    return table
-
-
-def _has_nan(column):
-    """Whether a float column holds a NaN (a sum is one pass without a mask; NaN also for +inf
-    beside -inf, which the mask then settles)."""
-    import pyarrow.compute as pc
-    return math.isnan(pc.sum(column).as_py()) and pc.any(pc.is_nan(column)).as_py()
+    return table if table.column_names == names else None
 
 
 def _read_pool():
