@@ -68,15 +68,19 @@ def compile_kernels(dtypes=DTYPES):
 
 
 def _in_workers(dtype):
-    """Run each of _CHAINS in a new Python process at once, silently, and wait for them."""
+    """Run each of _CHAINS in a new Python process at once, silently, and wait for them (a worker
+    that fails leaves its kernels to the caller's own run)."""
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = (f"import sys; sys.path.insert(0, {package_parent!r}); from fastbp import warmup; "
             f"warmup.run_chain({dtype!r}, warmup._CHAINS[int(sys.argv[1])])")
     procs = []
     try:
         for i in range(len(_CHAINS)):
-            procs.append(subprocess.Popen([sys.executable, "-c", code, str(i)], stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            try:
+                procs.append(subprocess.Popen([sys.executable, "-c", code, str(i)], stdin=subprocess.DEVNULL,
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            except OSError:     # no interpreter to start (an embedded Python): this process compiles
+                break
         for p in procs:
             p.wait()
     finally:

@@ -241,3 +241,11 @@ def test_the_two_groups_compiled_at_once_share_no_cached_kernel(background):
     layers, rest = (json.loads(finished(proc, folder)[0].strip().splitlines()[-1]) for proc, folder in background)
     assert "fastbp.kernels.dense.layer_task" in layers and "fastbp.kernels.losses.output_loss" in rest
     assert set(layers).isdisjoint(rest), set(layers) & set(rest)
+
+
+def test_workers_that_cannot_start_leave_the_compiling_to_this_process(monkeypatch):
+    """No interpreter to start workers with (an embedded Python): _in_workers returns quietly and
+    compile_kernels' own run compiles everything."""
+    from fastbp import warmup
+    monkeypatch.setattr(sys, "executable", os.path.join(os.sep, "no", "such", "python"))
+    warmup._in_workers("float32")
