@@ -189,6 +189,7 @@ def fit(model, X, y, train, *, validation_data=None, validation_split=0.0, sampl
     table = tables.as_table(X, "X")
     saved = None
     if resume_from is not None:              # the run's own encoding and scaling, from the checkpoint
+        resume_from = io.read_checkpoint(resume_from)       # read once: the fit restores this version
         saved = io.checkpoint_encoding(resume_from)
         if saved is None:
             raise ValueError(f"resume_from: {resume_from} is a checkpoint of a fit on arrays; a fit on a DataFrame "

@@ -383,9 +383,31 @@ def _input_scaling(path, header, arrays, width):
     return mu, sd
 
 
+class ReadCheckpoint(os.PathLike):
+    """A checkpoint file as ``read_checkpoint`` read it: a path (``os.fspath`` gives the file's)
+    that ``checkpoint_encoding`` and ``fit(resume_from=...)`` take without reading it again, so a
+    fit resumes from the one version of the file it checked."""
+
+    def __init__(self, path, header, arrays):
+        self.path, self.header, self.arrays = os.fspath(path), header, arrays
+
+    def __fspath__(self):
+        return self.path
+
+    def __str__(self):
+        return self.path
+
+
+def read_checkpoint(path):
+    """The checkpoint ``path`` names, read and validated once (ReadCheckpoint)."""
+    return ReadCheckpoint(path, *_read_checkpoint(path))
+
+
 def _read_checkpoint(path):
     """(header, arrays) of the checkpoint ``resume_from`` names, validated; a file of another
     kind is a ValueError."""
+    if isinstance(path, ReadCheckpoint):
+        return path.header, path.arrays
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"resume_from: expected a file path (str or os.PathLike), got {type(path).__name__}")
     header, arrays = read_file(path)

@@ -1,6 +1,8 @@
 """pandas DataFrames and pyarrow Tables in MLP.fit, evaluate, predict, predict_classes and
 predict_labels (fastbp.frames): the model's TablePreprocessor, the standardization folded into
 the first layer, files, and bad inputs."""
+import os
+
 import numpy as np
 import pytest
 
@@ -290,9 +292,14 @@ def test_checkpoints_of_a_frame_fit_are_models_of_raw_columns_and_resume_bit_ide
         np.testing.assert_array_equal(back.predict(df[["income", "city", "member", "age"]]), two.predict(df))
         np.testing.assert_array_equal(back.predict_labels(df), two.predict_labels(df))
     assert fastbp.load(tmp_path / "ck4.fbp").params.tobytes() == model.params.tobytes()
-    # resumed in a new model: the rest of the run, bit for bit
+    # resumed in a new model: the rest of the run, bit for bit, from one read of the checkpoint
     resumed = classifier(df)
-    h = frame_fit(resumed, df, resume_from=tmp_path / "ck2.fbp")
+    reads = []
+    real_read = fastbp.io.read_file
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fastbp.io, "read_file", lambda path: reads.append(os.fspath(path)) or real_read(path))
+        h = frame_fit(resumed, df, resume_from=tmp_path / "ck2.fbp")
+    assert reads == [str(tmp_path / "ck2.fbp")]
     assert resumed.params.tobytes() == model.params.tobytes()
     assert h.history == hist.history and h.epoch == [0, 1, 2, 3]
     assert resumed.preprocessor.to_json() == model.preprocessor.to_json()
