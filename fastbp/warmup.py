@@ -70,9 +70,15 @@ def compile_kernels(dtypes=DTYPES):
 def _in_workers(dtype):
     """Run each of _CHAINS in a new Python process at once, silently, and wait for them (a worker
     that fails leaves its kernels to the caller's own run)."""
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = (f"import sys; sys.path.insert(0, {package_parent!r}); from fastbp import warmup; "
-            f"warmup.run_chain({dtype!r}, warmup._CHAINS[int(sys.argv[1])])")
+    # the worker imports this fastbp: not one in the current folder (where python -c looks first),
+    # and from where this process found it if the worker's path would not look there
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (f"import sys\n"
+            f"sys.path = [p for p in sys.path if p != '']\n"
+            f"if {parent!r} not in sys.path:\n"
+            f"    sys.path.insert(0, {parent!r})\n"
+            f"from fastbp import warmup\n"
+            f"warmup.run_chain({dtype!r}, warmup._CHAINS[int(sys.argv[1])])\n")
     procs = []
     try:
         for i in range(len(_CHAINS)):
