@@ -10,7 +10,8 @@ sizes, batch sizes) reaches the same compiled kernels.
 numba compiles one process's kernels one at a time, so with a second CPU the work is split in
 two chains of nets (``_CHAINS``), each run by a worker process at once; this process then runs
 all of them itself, which only loads the kernels from the cache (and compiles whatever a worker
-could not, a read-only cache for one).
+could not, a read-only cache for one). Where the cache holds everything already, no worker
+starts.
 """
 import os
 import subprocess
@@ -18,10 +19,12 @@ import sys
 import time
 
 import numpy as np
+from numba.core import event
 
 from . import data as D
 from . import threads
 from .kernels import syncbn
+from .kernels.jit import COMPILE_ELSEWHERE
 from .model import MLP
 from .optim import Adam
 
@@ -59,12 +62,38 @@ def compile_kernels(dtypes=DTYPES):
     seconds = {}
     for dtype in dtypes:
         t0 = time.perf_counter()
-        if threads.available_cpus() > 1:
+        if threads.available_cpus() > 1 and not _all_cached(dtype):
             _in_workers(dtype)
         for chain in _CHAINS:
             run_chain(dtype, chain)
         seconds[dtype] = time.perf_counter() - t0
     return seconds
+
+
+class _Cold(BaseException):
+    """Raised where a kernel would start compiling (a BaseException: nothing on the way turns it
+    into another error)."""
+
+
+class _StopAtCompile(event.Listener):
+    def on_start(self, ev):
+        raise _Cold
+
+    def on_end(self, ev):
+        pass
+
+
+def _all_cached(dtype):
+    """Whether every kernel of _CHAINS loads from the cache: runs them until a first kernel
+    would compile here or in compile_apart's children, and stops it before it starts."""
+    stop = _StopAtCompile()
+    try:
+        with event.install_listener("numba:compile", stop), event.install_listener(COMPILE_ELSEWHERE, stop):
+            for chain in _CHAINS:
+                run_chain(dtype, chain)
+    except _Cold:
+        return False
+    return True
 
 
 def _in_workers(dtype):

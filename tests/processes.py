@@ -8,8 +8,8 @@ import sys
 
 def start_python(code, folder, *args, name="run", env=None):
     """``python -c code args`` with numba's cache in ``folder``/cache, its output in files there;
-    ``env``: more environment variables."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(folder, "cache"), **(env or {}))
+    ``env``: more environment variables (NUMBA_CACHE_DIR among them, another cache)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": os.path.join(folder, "cache"), **(env or {})}
     with open(os.path.join(folder, name + ".out"), "w") as out, open(os.path.join(folder, name + ".err"), "w") as err:
         return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=out, stderr=err, text=True)
 

@@ -52,9 +52,12 @@ def _cache_files(folder):
 
 
 # Every Python process of the test (the command's workers, and the processes they fork) appends
-# "pid kernel" to compiled.txt for each kernel it compiled: a sitecustomize on PYTHONPATH.
+# "pid kernel" to compiled.txt for each kernel it compiled, and its pid to started.txt as it
+# starts: a sitecustomize on PYTHONPATH.
 LOG_COMPILES = """
 import os
+with open(os.path.join(os.environ["COMPILE_LOG_FOLDER"], "started.txt"), "a") as f:
+    f.write(f"{os.getpid()}\\n")
 from numba.core import event
 class Listener(event.Listener):
     def on_start(self, ev):
@@ -75,13 +78,16 @@ runpy.run_module("fastbp", run_name="__main__")
 """
 
 
-def _start_compile(folder):
+def _logging_env(folder):
     site = os.path.join(folder, "site")
-    os.mkdir(site)
+    os.makedirs(site, exist_ok=True)
     with open(os.path.join(site, "sitecustomize.py"), "w") as f:
         f.write(LOG_COMPILES)
-    env = {"COMPILE_LOG_FOLDER": folder, "PYTHONPATH": os.pathsep.join([site] + sys.path)}
-    return start_python(COMPILE_COMMAND, folder, env=env), folder
+    return {"COMPILE_LOG_FOLDER": folder, "PYTHONPATH": os.pathsep.join([site] + sys.path)}
+
+
+def _start_compile(folder):
+    return start_python(COMPILE_COMMAND, folder, env=_logging_env(folder)), folder
 
 
 @pytest.mark.slow
@@ -108,6 +114,8 @@ def test_after_fastbp_compile_other_nets_compile_nothing(background):
     assert any("layer_task" in names for names in compiled.values())
     callees = {"layer_task", "layer_region", "output_loss", "apply_update", "_classic_parallel"}
     if fastbp.threads.available_cpus() > 1:       # else nothing is compiled apart
+        with open(os.path.join(folder, "started.txt")) as f:
+            assert len(f.read().split()) == 3       # the command and its two workers
         assert main not in compiled, compiled[main]
         children = [names for pid, names in compiled.items() if "run_batches" in names]
         assert children and all(not callees & names for names in children), children
@@ -117,6 +125,16 @@ def test_after_fastbp_compile_other_nets_compile_nothing(background):
     before = _cache_files(cache)
     assert any(f.endswith(".nbc") for f in before)
     finished(start_python(SESSION, folder, name="session"), folder, name="session")
+    assert _cache_files(cache) == before
+    # again, with every kernel in the cache: it loads them, in its own process only
+    again = os.path.join(folder, "again")
+    os.mkdir(again)
+    env = dict(_logging_env(again), NUMBA_CACHE_DIR=cache)
+    out, _ = finished(start_python(COMPILE_COMMAND, again, env=env), again)
+    assert "float32: every kernel compiled or loaded in" in out
+    with open(os.path.join(again, "started.txt")) as f:
+        assert len(f.read().split()) == 1
+    assert not os.path.exists(os.path.join(again, "compiled.txt"))
     assert _cache_files(cache) == before
 
 
