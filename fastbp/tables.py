@@ -196,9 +196,9 @@ def _read_numeric_text(path, head, parse):
     """
     import pyarrow as pa
     import pyarrow.csv as pcsv
-    end = head.rfind(b"\n")
-    if end < 0 or head.count(b"\n") < 2:
+    if head.count(b"\n") < 2:         # a header and a row at least
         return None
+    end = head.rfind(b"\n")
     try:
         sample = pcsv.read_csv(pa.py_buffer(head[:end + 1]), parse_options=parse, convert_options=_convert_options(),
                                read_options=pcsv.ReadOptions(use_threads=False))

@@ -62,12 +62,20 @@ def compile_kernels(dtypes=DTYPES):
     seconds = {}
     for dtype in dtypes:
         t0 = time.perf_counter()
-        if threads.available_cpus() > 1 and not _all_cached(dtype):
-            _in_workers(dtype)
-        for chain in _CHAINS:
-            run_chain(dtype, chain)
+        _compile(dtype)
         seconds[dtype] = time.perf_counter() - t0
     return seconds
+
+
+def _compile(dtype):
+    """Every kernel of _CHAINS for ``dtype`` ready here: with a second CPU, what the cache lacks
+    compiled by workers first."""
+    if threads.available_cpus() > 1:
+        if _all_cached(dtype):          # which loaded them all on the way
+            return
+        _in_workers(dtype)
+    for chain in _CHAINS:
+        run_chain(dtype, chain)
 
 
 class _Cold(BaseException):
@@ -84,8 +92,8 @@ class _StopAtCompile(event.Listener):
 
 
 def _all_cached(dtype):
-    """Whether every kernel of _CHAINS loads from the cache: runs them until a first kernel
-    would compile here or in compile_apart's children, and stops it before it starts."""
+    """Whether every kernel of _CHAINS loads from the cache: runs them (which loads them) until a
+    first kernel would compile here or in compile_apart's children, and stops it before it starts."""
     stop = _StopAtCompile()
     try:
         with event.install_listener("numba:compile", stop), event.install_listener(COMPILE_ELSEWHERE, stop):
