@@ -10,12 +10,13 @@ Layer norm is torch.nn.LayerNorm(n, eps=1e-5) over each row; batch norm is
 torch.nn.BatchNorm1d(n, eps=1e-5, momentum=0.1): the batch's mean and biased variance normalize,
 the unbiased variance goes into the running variance; inference uses the running statistics.
 
-Sums over rows run per feature in row order, and sums over features per row in feature order,
-so a result never depends on how rows or features are split into parts.
+Sums over rows run per feature in row order; sums over a row's features are reassociated (the
+order LLVM's vectorized loop takes, fixed for a given build) but never span rows. So a result
+never depends on how rows or features are split into parts.
 """
 import numpy as np
 
-from .jit import kernel
+from .jit import VECTORIZE, kernel
 
 EPS = 1e-5
 MOMENTUM = 0.1
@@ -30,14 +31,7 @@ def layer_norm_rows(pre, yoff, xoff, nstat, soff, params, goff, r0, r1, n):
     for r in range(r0, r1):
         z = pre[yoff + r * n:yoff + (r + 1) * n]
         xh = pre[xoff + r * n:xoff + (r + 1) * n]
-        s = 0.0
-        for j in range(n):
-            s += z[j]
-        mean = s / n
-        v = 0.0
-        for j in range(n):
-            d = z[j] - mean
-            v += d * d
+        mean, v = row_moments(z)
         rstd = 1.0 / np.sqrt(v / n + EPS)
         nstat[soff + 2 * r] = mean
         nstat[soff + 2 * r + 1] = rstd
@@ -47,6 +41,35 @@ def layer_norm_rows(pre, yoff, xoff, nstat, soff, params, goff, r0, r1, n):
             x = (z[j] - mu) * rs
             xh[j] = x
             z[j] = gamma[j] * x + beta[j]
+
+
+# Kernels of their own, with reassociation: inlined into their callers, which keep IEEE order,
+# these sums would run one addition after another instead of in vector registers.
+@kernel(flags=VECTORIZE)
+def row_moments(z):
+    """The mean of a row z (1-D) and the sum of its squared deviations from it, in float64."""
+    n = z.shape[0]
+    s = 0.0
+    for j in range(n):
+        s += z[j]
+    mean = s / n
+    v = 0.0
+    for j in range(n):
+        d = z[j] - mean
+        v += d * d
+    return mean, v
+
+
+@kernel(flags=VECTORIZE)
+def row_grad_sums(g, gamma, xh):
+    """sum(g * gamma) and sum(g * gamma * xh) over a row (1-D arrays of one length), in float64."""
+    a = 0.0
+    b = 0.0
+    for j in range(g.shape[0]):
+        gj = g[j] * gamma[j]
+        a += gj
+        b += gj * xh[j]
+    return a, b
 
 
 @kernel(inline="always")
@@ -160,12 +183,7 @@ def layer_norm_backward_rows(G, gcur, pre, xoff, nstat, soff, params, goff, r0, 
     for r in range(r0, r1):
         g = G[gcur + r * n:gcur + (r + 1) * n]
         xh = pre[xoff + r * n:xoff + (r + 1) * n]
-        a = 0.0
-        b = 0.0
-        for j in range(n):
-            gj = g[j] * gamma[j]
-            a += gj
-            b += gj * xh[j]
+        a, b = row_grad_sums(g, gamma, xh)
         a /= n
         b /= n
         rs = nstat[soff + 2 * r + 1]
