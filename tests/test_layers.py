@@ -504,8 +504,8 @@ THREAD_SPEC = dict(sizes=[64, 128, 96, 4], activation=["gelu", "silu"], norm=["b
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
 @pytest.mark.parametrize("deterministic", [True, False])
 def test_masks_do_not_depend_on_the_thread_count(deterministic):
-    """Products of this size are split into parts (rows; batch norm by features, so the masks
-    start at a unit offset): the same bits on 1 and 2 threads, and the reference's masks."""
+    """Products of this size are split into parts (rows of the batch, so a part's masks start
+    at a row offset): the same bits on 1 and 2 threads, and the reference's masks."""
     from fastbp.kernels.parts import PARALLEL_MIN_WORK
     spec = naive.Spec(**THREAD_SPEC)
     rng = np.random.default_rng(1)

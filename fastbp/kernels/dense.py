@@ -32,8 +32,10 @@ row in its minibatch (a rank's share under MPI): dropout masks are keyed by it.
 
 Every parallel region of a step goes through one kernel, ``layer_region``: a prange over parts
 whose body runs one task (a layer's forward rows, its weight-gradient block, its input-gradient
-rows, or a normalization's features or rows), so numba compiles one parallel kernel, and how
-parallel work is split and scheduled lives in one place (parts.py and here).
+rows, or a normalization's rows), so numba compiles one parallel kernel, and how parallel work
+is split and scheduled lives in one place (parts.py and ``task_parts``). A norm layer's sums
+over the batch (batch norm's statistics, gamma's and beta's gradients) run on one thread: split
+by features, each thread would read half of every row, most of them written by the other.
 
 Constants and prange indices passed on to other kernels go through ``np.int64``: numba compiles
 a callee once per argument type, and a literal (a task code) or a prange index (uint64) is a
@@ -47,11 +49,11 @@ from .blas import gemm
 from .calls import by_address
 from .dropout import apply_mask, row_key, step_key, threshold
 from .jit import kernel
-from .norm import (batch_norm_backward_columns, batch_norm_columns, batch_norm_inference_rows, layer_norm_backward_rows,
-                   layer_norm_rows, norm_param_grads)
-from .parts import part_range, take
+from .norm import (batch_norm_backward_rows, batch_norm_inference_rows, batch_norm_rows, batch_norm_statistics,
+                   layer_norm_backward_rows, layer_norm_rows, norm_param_grads)
+from .parts import n_parts, part_range, take
 
-FORWARD, BACKWARD_WEIGHTS, BACKWARD_INPUT, NORM_FORWARD, NORM_BACKWARD, NORM_BACKWARD_ROWS = 0, 1, 2, 3, 4, 5
+FORWARD, BACKWARD_WEIGHTS, BACKWARD_INPUT, NORM_FORWARD, NORM_BACKWARD, NORM_BACKWARD_ROWS, NORM_STATISTICS = range(7)
 INFERENCE, BATCH_STATS, STEP = 0, 1, 2
 # the codes of _layout (kernels import nothing from the package above them)
 LAYER_NORM, BATCH_NORM = 1, 2
@@ -67,36 +69,31 @@ def _copy_row(dst, doff, X, r):
 
 
 @kernel
-def _dropout(G, goff, net, l, r0, r1, c0, c1, pos0):
-    """Rows [r0, r1), features [c0, c1) of a block (rows of width sizes[l+1] at G[goff:]) times
-    layer l's dropout mask and 1/(1-p): the outputs in forward, their gradients in backward."""
+def _dropout(G, goff, net, l, r0, r1, pos0):
+    """Rows [r0, r1) of a block (rows of width sizes[l+1] at G[goff:]) times layer l's dropout
+    mask and 1/(1-p): the outputs in forward, their gradients in backward."""
     n = net.sizes[l + 1]
     skey = step_key(net.key, net.updates[0])
     thresh = threshold(net.rate[l])
     scale = 1.0 / (1.0 - net.rate[l])
     for r in range(r0, r1):
-        apply_mask(G, goff + r * n + c0, c1 - c0, row_key(skey, pos0 + r, l), c0, thresh, scale)
+        apply_mask(G, goff + r * n, n, row_key(skey, pos0 + r, l), np.int64(0), thresh, scale)
 
 
 @kernel
-def activate(work, net, l, r0, r1, c0, c1, train, pos0):
-    """A_{l+1} = dropout(act(Y)) on rows [r0, r1), features [c0, c1) of a full layer; for
-    training, act'(Y) then takes Y's place (the backward pass multiplies by it)."""
+def activate(work, net, l, r0, r1, train, pos0):
+    """A_{l+1} = dropout(act(Y)) on rows [r0, r1) of a full layer; for training, act'(Y) then
+    takes Y's place (the backward pass multiplies by it)."""
     n = net.sizes[l + 1]
-    a0 = work.acts_off[l + 1]
-    y0 = work.pre_off[l]
-    # whole rows are one contiguous run; one call site (each inlines every activation)
-    whole = c0 == 0 and c1 == n
-    runs = 1 if whole else r1 - r0
-    length = (r1 - r0) * n if whole else c1 - c0
-    for q in range(runs):
-        o = (r0 + q) * n + c0
-        if train == INFERENCE:
-            act_forward(work.acts, a0 + o, work.pre, y0 + o, length, net.act[l])
-        else:
-            act_forward_slope(work.acts, a0 + o, work.pre, y0 + o, length, net.act[l])
+    o = r0 * n
+    a0 = work.acts_off[l + 1] + o
+    y0 = work.pre_off[l] + o
+    if train == INFERENCE:
+        act_forward(work.acts, a0, work.pre, y0, (r1 - r0) * n, net.act[l])
+    else:
+        act_forward_slope(work.acts, a0, work.pre, y0, (r1 - r0) * n, net.act[l])
     if train == STEP and net.rate[l] > 0.0:
-        _dropout(work.acts, a0, net, l, r0, r1, c0, c1, pos0)
+        _dropout(work.acts, work.acts_off[l + 1], net, l, r0, r1, pos0)
 
 
 @kernel(inline="always")
@@ -124,8 +121,8 @@ def dense_forward(work, params, net, X, l, act, r0, r1, p):
 @kernel(inline="always")
 def full_forward(work, params, net, X, l, act, r0, r1, p, train, pos0):
     """dense_forward for a network with extras: a full layer goes through work.pre, then its
-    norm, activation and dropout (a batch-norm layer in training stops at Z: NORM_FORWARD
-    finishes it)."""
+    norm, activation and dropout (a batch-norm layer in training stops at Z: NORM_STATISTICS
+    and NORM_FORWARD finish it)."""
     n_in = net.sizes[l]
     n_out = net.sizes[l + 1]
     acts, off = work.acts, work.acts_off
@@ -160,18 +157,27 @@ def _full_after_product(work, params, net, l, act, r0, r1, train, pos0):
             return
         batch_norm_inference_rows(pre, y0, work.xhat_off[l], params, net.goff[l], net.stats, net.roff[l], r0, r1,
                                   n_out)
-    activate(work, net, l, r0, r1, np.int64(0), n_out, train, pos0)
+    activate(work, net, l, r0, r1, train, pos0)
 
 
 @kernel
-def batch_norm_forward(work, params, net, l, m, p, parts, train, pos0):
-    """Part p of a batch-norm layer's features over the whole batch: statistics, Y, then the
-    activation and dropout of those features."""
+def batch_norm_statistics_part(work, net, l, m, p, parts, train):
+    """Part p of a batch-norm layer's features: their statistics over the batch (and, for a
+    training step, the running statistics' move)."""
     n = net.sizes[l + 1]
     c0, c1 = part_range(n, parts, p)
-    batch_norm_columns(work.pre, work.pre_off[l], work.xhat_off[l], work.nstat, work.nstat_off[l], params, net.goff[l],
-                       net.stats, net.roff[l], m, n, c0, c1, train == STEP)
-    activate(work, net, l, np.int64(0), m, c0, c1, train, pos0)
+    batch_norm_statistics(work.pre, work.pre_off[l], work.nstat, work.nstat_off[l], net.stats, net.roff[l], m, n, c0,
+                          c1, train == STEP)
+
+
+@kernel
+def batch_norm_forward(work, params, net, l, r0, r1, train, pos0):
+    """Rows [r0, r1) of a batch-norm layer from the batch's statistics: Y, then the activation
+    and dropout."""
+    n = net.sizes[l + 1]
+    batch_norm_rows(work.pre, work.pre_off[l], work.xhat_off[l], work.nstat, work.nstat_off[l], params, net.goff[l], r0,
+                    r1, n)
+    activate(work, net, l, r0, r1, train, pos0)
 
 
 @kernel
@@ -249,26 +255,26 @@ def full_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, pos
         act_backward(deltas, dnext + r0 * n_in, work.acts, work.acts_off[l] + r0 * n_in, r1 - r0, n_in, net.act[k])
         return
     if train == STEP and net.rate[k] > 0.0:
-        _dropout(deltas, dnext, net, k, r0, r1, np.int64(0), n_in, pos0)
+        _dropout(deltas, dnext, net, k, r0, r1, pos0)
     act_slope(deltas, dnext + r0 * n_in, work.pre, work.pre_off[k] + r0 * n_in, (r1 - r0) * n_in)
 
 
 @kernel
 def norm_backward(grads, work, params, net, l, m, dcur, p, parts, rows):
-    """Part p of a norm layer's features: dgamma and dbeta from dY at dcur; batch norm also
-    turns those features of dY into dZ. With ``rows``: part p of the rows of a layer-norm
-    layer, dY into dZ (after the features)."""
+    """Part p of a norm layer's features: dgamma and dbeta from dY at dcur. With ``rows``: part
+    p of the batch's rows, dY into dZ (after the features: batch norm's dZ needs dgamma and dbeta)."""
     n = net.sizes[l + 1]
-    if rows:
-        r0, r1 = part_range(m, parts, p)
+    if not rows:
+        c0, c1 = part_range(n, parts, p)
+        norm_param_grads(grads, net.goff[l], work.deltas, dcur, work.pre, work.xhat_off[l], m, n, c0, c1)
+        return
+    r0, r1 = part_range(m, parts, p)
+    if net.norm[l] == LAYER_NORM:
         layer_norm_backward_rows(work.deltas, dcur, work.pre, work.xhat_off[l], work.nstat, work.nstat_off[l], params,
                                  net.goff[l], r0, r1, n)
-        return
-    c0, c1 = part_range(n, parts, p)
-    norm_param_grads(grads, net.goff[l], work.deltas, dcur, work.pre, work.xhat_off[l], m, n, c0, c1)
-    if net.norm[l] == BATCH_NORM:
-        batch_norm_backward_columns(work.deltas, dcur, work.pre, work.xhat_off[l], work.nstat, work.nstat_off[l],
-                                    params, net.goff[l], grads, net.goff[l], m, m, n, c0, c1)
+    else:
+        batch_norm_backward_rows(work.deltas, dcur, work.pre, work.xhat_off[l], work.nstat, work.nstat_off[l], params,
+                                 net.goff[l], grads, net.goff[l], m, r0, r1, n)
 
 
 # ---- layer 0 over the stored entries of a CSR X (args.Sparse) -----------------------------------
@@ -354,6 +360,19 @@ def sparse_backward_weights(grads, work, net, m, dcur, p, parts, sparse):
 
 
 @kernel(inline="always")
+def task_parts(task, m, n_in, n_out, maxparts):
+    """How many parts a task on a layer of n_in -> n_out features and a batch of m rows gets
+    (parts.n_parts of what it splits): the input features for the weight gradient, one for a
+    norm layer's sums over the batch (see the module docstring), the batch's rows otherwise."""
+    work = m * n_in * n_out
+    if task == BACKWARD_WEIGHTS:
+        return n_parts(n_in, work, maxparts)
+    if task == NORM_STATISTICS or task == NORM_BACKWARD:
+        return 1
+    return n_parts(m, work, maxparts)
+
+
+@kernel(inline="always")
 def _plain_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext):
     if task == FORWARD:
         r0, r1 = part_range(m, parts, p)
@@ -378,8 +397,11 @@ def _full_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dne
     elif task == BACKWARD_INPUT:
         r0, r1 = part_range(m, parts, p)
         full_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, pos0)
+    elif task == NORM_STATISTICS:
+        batch_norm_statistics_part(work, net, l, m, p, parts, train)
     elif task == NORM_FORWARD:
-        batch_norm_forward(work, params, net, l, m, p, parts, train, pos0)
+        r0, r1 = part_range(m, parts, p)
+        batch_norm_forward(work, params, net, l, r0, r1, train, pos0)
     else:
         norm_backward(grads, work, params, net, l, m, dcur, p, parts, task == NORM_BACKWARD_ROWS)
 

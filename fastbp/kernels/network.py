@@ -18,13 +18,12 @@ from numba import typeof, types
 from .activations import LINEAR
 from .args import GRADIENT, PREDICT, TRAIN, TRAIN_GRADIENT
 from .calls import by_address, entry, type_key
-from .dense import (BACKWARD_INPUT, BACKWARD_WEIGHTS, BATCH_NORM, BATCH_STATS, FORWARD, INFERENCE, LAYER_NORM,
-                    NORM_BACKWARD, NORM_BACKWARD_ROWS, NORM_FORWARD, STEP, call_task, layer_region, layer_task,
-                    sparse_transpose)
+from .dense import (BACKWARD_INPUT, BACKWARD_WEIGHTS, BATCH_NORM, BATCH_STATS, FORWARD, INFERENCE, NORM_BACKWARD,
+                    NORM_BACKWARD_ROWS, NORM_FORWARD, NORM_STATISTICS, STEP, call_task, layer_region, layer_task,
+                    sparse_transpose, task_parts)
 from .jit import kernel
 from .losses import output_loss
 from .optimizers import H_LR, _classic_parallel, apply_update, classic_update
-from .parts import n_parts
 
 # run_batches calls the kernels below through their addresses: fns[slot] and fns[slot + 1] are a
 # kernel's calls.entry (its code is not compiled again into run_batches); ``addresses`` gives them.
@@ -113,12 +112,14 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
         # forward: A_L holds the logits, or (PREDICT) the predictions
         for l in range(L):
             act = np.int64(LINEAR) if mode != PREDICT and l == L - 1 else net.act[l]
-            work_l = m * net.sizes[l] * net.sizes[l + 1]
-            _task(np.int64(FORWARD), n_parts(m, work_l, maxparts), l, m, act, grads, params, net, work, X,
-                  np.int64(0), np.int64(0), train, pos0, maxparts, extras, sparse, fns)
+            n_in, n_out = net.sizes[l], net.sizes[l + 1]
+            _task(np.int64(FORWARD), task_parts(FORWARD, m, n_in, n_out, maxparts), l, m, act, grads, params, net, work,
+                  X, np.int64(0), np.int64(0), train, pos0, maxparts, extras, sparse, fns)
             if extras is not None and net.norm[l] == BATCH_NORM and train != INFERENCE:
-                _task(np.int64(NORM_FORWARD), n_parts(net.sizes[l + 1], work_l, maxparts), l, m, act, grads, params,
-                      net, work, X, np.int64(0), np.int64(0), train, pos0, maxparts, extras, sparse, fns)
+                # the forward task stopped at Z: the batch's statistics, then Y and the activation
+                for task in (NORM_STATISTICS, NORM_FORWARD):
+                    _task(np.int64(task), task_parts(task, m, n_in, n_out, maxparts), l, m, act, grads, params, net,
+                          work, X, np.int64(0), np.int64(0), train, pos0, maxparts, extras, sparse, fns)
         if mode != PREDICT:
             # loss; the gradient at the logits into deltas[0:], already divided by m
             correct = call_loss(fns[LOSS], fns[LOSS + 1], (work.deltas, np.int64(0), work.row_loss, work.acts, o, m, k,
@@ -148,22 +149,21 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
         dcur = np.int64(0)
         for l in range(L - 1, -1, -1):
             dnext = half - dcur
-            work_l = m * net.sizes[l] * net.sizes[l + 1]
+            n_in, n_out = net.sizes[l], net.sizes[l + 1]
             if extras is not None and net.norm[l] != 0:
                 # dcur holds dY: gamma's and beta's gradients, then dY -> dZ
-                _task(np.int64(NORM_BACKWARD), n_parts(net.sizes[l + 1], work_l, maxparts), l, m, np.int64(LINEAR),
-                      grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse, fns)
-                if net.norm[l] == LAYER_NORM:
-                    _task(np.int64(NORM_BACKWARD_ROWS), n_parts(m, work_l, maxparts), l, m, np.int64(LINEAR), grads,
+                for task in (NORM_BACKWARD, NORM_BACKWARD_ROWS):
+                    _task(np.int64(task), task_parts(task, m, n_in, n_out, maxparts), l, m, np.int64(LINEAR), grads,
                           params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse, fns)
             if sparse is not None:
                 if l == 0:
                     sparse_transpose(sparse, rows, m, net.sizes[0])
-            _task(np.int64(BACKWARD_WEIGHTS), n_parts(net.sizes[l], work_l, maxparts), l, m, np.int64(LINEAR), grads,
-                  params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse, fns)
+            _task(np.int64(BACKWARD_WEIGHTS), task_parts(BACKWARD_WEIGHTS, m, n_in, n_out, maxparts), l, m,
+                  np.int64(LINEAR), grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse, fns)
             if l > 0:
-                _task(np.int64(BACKWARD_INPUT), n_parts(m, work_l, maxparts), l, m, np.int64(LINEAR), grads, params,
-                      net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse, fns)
+                _task(np.int64(BACKWARD_INPUT), task_parts(BACKWARD_INPUT, m, n_in, n_out, maxparts), l, m,
+                      np.int64(LINEAR), grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras,
+                      sparse, fns)
             dcur = dnext
         if extras is not None and (net.l1 != 0.0 or net.l2 != 0.0):
             # the penalty at the weights before this update, once per row like the data loss

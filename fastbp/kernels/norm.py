@@ -89,16 +89,16 @@ def batch_norm_inference_rows(pre, yoff, xoff, params, goff, stats, roff, r0, r1
 
 
 @kernel(inline="always")
-def batch_norm_columns(pre, yoff, xoff, nstat, soff, params, goff, stats, roff, m, n, c0, c1, update):
-    """Features [c0, c1) of a batch-norm layer over the batch's m rows: their mean and biased
-    variance normalize Z into Xhat and Y; with ``update``, the running statistics move by
-    MOMENTUM towards the mean and the unbiased variance."""
+def batch_norm_statistics(pre, yoff, nstat, soff, stats, roff, m, n, c0, c1, update):
+    """Features [c0, c1) of a batch-norm layer's statistics over the batch's m rows of Z: the
+    mean and 1/std (of the biased variance) into nstat; with ``update``, the running statistics
+    move by MOMENTUM towards the mean and the unbiased variance."""
     mean = nstat[soff + c0:soff + c1]
     column_sums(mean, pre, yoff, m, n, c0, c1)
     for j in range(c1 - c0):
         mean[j] /= m
     column_square_deviations(nstat[soff + n + c0:soff + n + c1], pre, yoff, mean, m, n, c0, c1)
-    batch_norm_normalize(pre, yoff, xoff, nstat, soff, params, goff, stats, roff, m, m, n, c0, c1, update)
+    batch_norm_finish_statistics(nstat, soff, stats, roff, m, n, c0, c1, update)
 
 
 @kernel(inline="always")
@@ -128,11 +128,10 @@ def column_square_deviations(sums, pre, yoff, mean, m, n, c0, c1):
 
 
 @kernel(inline="always")
-def batch_norm_normalize(pre, yoff, xoff, nstat, soff, params, goff, stats, roff, count, m, n, c0, c1, update):
-    """Features [c0, c1) of a batch-norm layer from its statistics over a batch of ``count``
-    rows: the mean at nstat[soff + c0:], the sum of squared deviations at nstat[soff + n + c0:]
-    (replaced by 1/std). With ``update`` the running statistics move; then the m rows here
-    (all of the batch in one process, a rank's share under MPI) get Xhat and Y."""
+def batch_norm_finish_statistics(nstat, soff, stats, roff, count, n, c0, c1, update):
+    """Features [c0, c1) of a batch-norm layer's statistics over a batch of ``count`` rows: the
+    mean at nstat[soff + c0:] stays, the sum of squared deviations at nstat[soff + n + c0:]
+    becomes 1/std; with ``update`` the running statistics move first."""
     mean = nstat[soff + c0:soff + c1]
     rstd = nstat[soff + n + c0:soff + n + c1]
     w = c1 - c0
@@ -144,14 +143,22 @@ def batch_norm_normalize(pre, yoff, xoff, nstat, soff, params, goff, stats, roff
             rvar[j] = (1.0 - MOMENTUM) * rvar[j] + MOMENTUM * (rstd[j] / (count - 1))
     for j in range(w):
         rstd[j] = 1.0 / np.sqrt(rstd[j] / count + EPS)
-    gamma = params[goff + c0:goff + c1]
-    beta = params[goff + n + c0:goff + n + c1]
+
+
+@kernel(inline="always")
+def batch_norm_rows(pre, yoff, xoff, nstat, soff, params, goff, r0, r1, n):
+    """Rows [r0, r1) of a batch-norm layer from the batch's mean and 1/std in nstat: Z (at yoff)
+    -> Xhat (at xoff), Y = gamma*Xhat + beta (at yoff)."""
+    mean = nstat[soff:soff + n]
+    rstd = nstat[soff + n:soff + 2 * n]
+    gamma = params[goff:goff + n]
+    beta = params[goff + n:goff + 2 * n]
     dt = pre.dtype.type
-    for i in range(m):
-        z = pre[yoff + i * n + c0:yoff + i * n + c1]
-        xh = pre[xoff + i * n + c0:xoff + i * n + c1]
+    for i in range(r0, r1):
+        z = pre[yoff + i * n:yoff + (i + 1) * n]
+        xh = pre[xoff + i * n:xoff + (i + 1) * n]
         # in the arrays' dtype, as layer norm: float64 statistics would halve float32's vectors
-        for j in range(w):
+        for j in range(n):
             x = (z[j] - dt(mean[j])) * dt(rstd[j])
             xh[j] = x
             z[j] = gamma[j] * x + beta[j]
@@ -192,19 +199,18 @@ def layer_norm_backward_rows(G, gcur, pre, xoff, nstat, soff, params, goff, r0, 
 
 
 @kernel(inline="always")
-def batch_norm_backward_columns(G, gcur, pre, xoff, nstat, soff, params, goff, dsums, doff, count, m, n, c0, c1):
-    """Features [c0, c1) of dY -> dZ in place through batch norm, for the m rows here of a batch
-    of ``count`` rows: dZ = gamma * rstd * (dY - dbeta / count - Xhat * dgamma / count), with
-    dgamma and dbeta over the whole batch at dsums[doff:] (norm_param_grads's layout)."""
-    gamma = params[goff + c0:goff + c1]
-    dgamma = dsums[doff + c0:doff + c1]
-    dbeta = dsums[doff + n + c0:doff + n + c1]
-    rstd = nstat[soff + n + c0:soff + n + c1]
-    w = c1 - c0
+def batch_norm_backward_rows(G, gcur, pre, xoff, nstat, soff, params, goff, dsums, doff, count, r0, r1, n):
+    """Rows [r0, r1) of dY -> dZ in place through batch norm, for a batch of ``count`` rows:
+    dZ = gamma * rstd * (dY - dbeta / count - Xhat * dgamma / count), with dgamma and dbeta over
+    the whole batch at dsums[doff:] (norm_param_grads's layout)."""
+    gamma = params[goff:goff + n]
+    dgamma = dsums[doff:doff + n]
+    dbeta = dsums[doff + n:doff + 2 * n]
+    rstd = nstat[soff + n:soff + 2 * n]
     dt = G.dtype.type
     inv = dt(1.0 / count)       # a product per element where two divisions were
-    for i in range(m):
-        g = G[gcur + i * n + c0:gcur + i * n + c1]
-        xh = pre[xoff + i * n + c0:xoff + i * n + c1]
-        for j in range(w):
+    for i in range(r0, r1):
+        g = G[gcur + i * n:gcur + (i + 1) * n]
+        xh = pre[xoff + i * n:xoff + (i + 1) * n]
+        for j in range(n):
             g[j] = gamma[j] * dt(rstd[j]) * (g[j] - dbeta[j] * inv - xh[j] * dgamma[j] * inv)

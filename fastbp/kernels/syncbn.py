@@ -31,19 +31,19 @@ reduction (fastbp.training) raises on every rank.
 """
 import numpy as np
 
+from . import norm
 from .activations import LINEAR
 from .args import SparseRows
 from .dense import (BACKWARD_INPUT, BACKWARD_WEIGHTS, BATCH_NORM, BATCH_STATS, FORWARD, LAYER_NORM, NORM_BACKWARD,
-                    NORM_BACKWARD_ROWS, STEP, activate, layer_region, layer_task, penalize, sparse_transpose)
+                    NORM_BACKWARD_ROWS, STEP, activate, layer_region, layer_task, penalize, sparse_transpose,
+                    task_parts)
 from .calls import entry_for
 from .jit import kernel
 from .losses import output_loss
-from .norm import (batch_norm_backward_columns, batch_norm_normalize, column_square_deviations, column_sums,
-                   norm_param_grads)
-from .parts import n_parts
+from .norm import batch_norm_finish_statistics, batch_norm_rows, column_square_deviations, column_sums, norm_param_grads
 
 # the parts of a layer task, chosen in Python as run_batches chooses them
-_n_parts = getattr(n_parts, "py_func", n_parts)
+_task_parts = getattr(task_parts, "py_func", task_parts)
 
 
 # ---- kernels: one batch-norm layer l on this rank's m rows (work buffers as in dense.py) ---------
@@ -72,9 +72,11 @@ def batch_norm_finish(work, params, net, l, m, count, train, pos0):
     (train STEP), then this rank's m rows get Xhat, Y, the activation and dropout."""
     # Z (m, n) at work.pre[pre_off[l]] -> Y (in place), Xhat (m, n) at xhat_off[l]; A_{l+1} (m, n)
     n = net.sizes[l + 1]
-    batch_norm_normalize(work.pre, work.pre_off[l], work.xhat_off[l], work.nstat, work.nstat_off[l], params,
-                         net.goff[l], net.stats, net.roff[l], count, m, n, np.int64(0), n, train == STEP)
-    activate(work, net, l, np.int64(0), m, np.int64(0), n, train, pos0)
+    batch_norm_finish_statistics(work.nstat, work.nstat_off[l], net.stats, net.roff[l], count, n, np.int64(0), n,
+                                 train == STEP)
+    batch_norm_rows(work.pre, work.pre_off[l], work.xhat_off[l], work.nstat, work.nstat_off[l], params, net.goff[l],
+                    np.int64(0), m, n)
+    activate(work, net, l, np.int64(0), m, train, pos0)
 
 
 @kernel
@@ -92,8 +94,8 @@ def batch_norm_backward_rows(work, params, net, l, m, dcur, dsums, count):
     of ``count`` rows (dsums, as batch_norm_param_sums lays them out)."""
     # dY (m, n) at work.deltas[dcur:] -> dZ; dsums (2n + 1,) float64
     n = net.sizes[l + 1]
-    batch_norm_backward_columns(work.deltas, dcur, work.pre, work.xhat_off[l], work.nstat, work.nstat_off[l], params,
-                                net.goff[l], dsums, np.int64(0), count, m, n, np.int64(0), n)
+    norm.batch_norm_backward_rows(work.deltas, dcur, work.pre, work.xhat_off[l], work.nstat, work.nstat_off[l], params,
+                                  net.goff[l], dsums, np.int64(0), count, np.int64(0), m, n)
 
 
 # ---- the step, driven from Python --------------------------------------------------------------
@@ -165,8 +167,7 @@ def _phases(grads, params, net, ws, data, order, first, last, pos0, count, out, 
 
     def task(code, l, act=LINEAR, dcur=0, dnext=0):
         # all the parts of a layer task, split as run_batches splits it
-        split = sizes[l] if code == BACKWARD_WEIGHTS else sizes[l + 1] if code == NORM_BACKWARD else m
-        parts = _n_parts(split, m * sizes[l] * sizes[l + 1], maxparts)
+        parts = _task_parts(code, m, sizes[l], sizes[l + 1], maxparts)
         args = (code, 0, 1, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras, sparse)
         if maxparts is None or parts == 1:
             layer_task(*args)
