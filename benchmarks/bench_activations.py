@@ -1,8 +1,8 @@
 """The hidden activations' element kernels, one code per parameter, on a 256 x 256 float32 block
-(a 256-wide layer's pre-activations for a batch of 256): act_forward, as inference runs it; and
-what a training step runs, act_forward_slope (the derivative left in place of the
-pre-activations, copied in first) then act_slope on a gradient copied in first, as a backward
-pass receives it from the next layer's product.
+(a 256-wide layer's pre-activations for a batch of 256): act_forward_slope (the derivative left
+in place of the pre-activations, copied in first), as every forward pass runs it; and what a
+training step runs, that then act_slope on a gradient copied in first, as a backward pass
+receives it from the next layer's product.
 
 Time per element is the time / 65536. Setup runs one call first, so compilation stays out of
 ``time_*``.
@@ -16,9 +16,12 @@ ROWS = COLS = 256
 
 
 @kernel
-def forward(out, pre, act):
-    """out <- act(pre)."""
-    A.act_forward(out, 0, pre, 0, pre.shape[0], act)
+def forward(out, pre, pre0, act):
+    """out <- act(pre0), pre <- act'(pre0)."""
+    n = pre.shape[0]
+    for i in range(n):
+        pre[i] = pre0[i]
+    A.act_forward_slope(out, 0, pre, 0, n, act)
 
 
 @kernel
@@ -46,11 +49,11 @@ class Activations:
         self.dpre = np.empty_like(self.pre)
         self.code = A.HIDDEN.code(name)
         self.pre0 = self.pre.copy()
-        forward(self.out, self.pre0, self.code)
+        forward(self.out, self.pre, self.pre0, self.code)
         training_step(self.out, self.dpre, self.pre, self.pre0, self.dout, self.code)
 
     def time_forward(self, name):
-        forward(self.out, self.pre0, self.code)
+        forward(self.out, self.pre, self.pre0, self.code)
 
     def time_training_step(self, name):
         training_step(self.out, self.dpre, self.pre, self.pre0, self.dout, self.code)

@@ -1,4 +1,4 @@
-"""Hidden activations (kernels/activations.py): act_forward and act_forward_slope against the
+"""Hidden activations (kernels/activations.py): act_forward_slope's values and slopes against the
 plain-numpy reference written from torch's formulas (tests/naive.py), by finite differences, and
 against the output-based derivatives of the original activations."""
 import json
@@ -18,8 +18,8 @@ EPS = {np.float32: np.finfo(np.float32).eps, np.float64: np.finfo(np.float64).ep
 
 # inline kernels are compiled into their caller: these callers are what the tests run
 @kernel
-def forward(a, aoff, y, yoff, n, act):
-    A.act_forward(a, aoff, y, yoff, n, act)
+def forward_slope(a, aoff, y, yoff, n, act):
+    A.act_forward_slope(a, aoff, y, yoff, n, act)
 
 
 @kernel
@@ -43,7 +43,7 @@ def bias_forward(z, rows, cols, params, boff, act):
 
 def act(name, y):
     a = np.empty_like(y)
-    forward(a, 0, y, 0, y.size, A.HIDDEN.code(name))
+    forward_slope(a, 0, y.copy(), 0, y.size, A.HIDDEN.code(name))
     return a
 
 
@@ -176,20 +176,18 @@ def test_output_derivatives_agree_with_input_ones(name, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_offsets_and_separate_buffers(dtype):
-    """Out of place between offsets of two buffers, in place within one; nothing else written."""
+    """Values at an offset of one buffer, slopes in place at an offset of another; nothing else written."""
     rng = np.random.default_rng(2)
     for name in NAMES:
         code = A.HIDDEN.code(name)
         Y = rng.standard_normal(40).astype(dtype) * 3
         out = np.full(50, 7.0, dtype)
-        forward(out, 11, Y, 5, 20, code)
-        want = act(name, Y[5:25].copy())
-        np.testing.assert_array_equal(out[11:31], want)
+        slopes = Y.copy()
+        forward_slope(out, 11, slopes, 5, 20, code)
+        np.testing.assert_array_equal(out[11:31], act(name, Y[5:25]))
         assert (out[:11] == 7).all() and (out[31:] == 7).all()
-        inplace = Y.copy()
-        forward(inplace, 5, inplace, 5, 20, code)
-        np.testing.assert_array_equal(inplace[5:25], want)
-        np.testing.assert_array_equal(np.delete(inplace, np.s_[5:25]), np.delete(Y, np.s_[5:25]))
+        np.testing.assert_array_equal(slopes[5:25], derivative(name, Y[5:25].copy()))
+        np.testing.assert_array_equal(np.delete(slopes, np.s_[5:25]), np.delete(Y, np.s_[5:25]))
         G = rng.standard_normal(50).astype(dtype)
         G[3:23] = 1.0
         g = G.copy()
@@ -234,7 +232,6 @@ def compiled(code, dtype):
     # the code a constant, so only its loop is left; not cached, so the IR is there to read
     @kernel(cache=False)
     def both(a, g, y):
-        A.act_forward(a, 0, y, 0, y.size, code)
         A.act_forward_slope(a, 0, y, 0, y.size, code)
         A.act_slope(g, 0, y, 0, y.size)
     y = np.linspace(-3, 3, 64).astype(dtype)

@@ -6,9 +6,10 @@ branch on the code sits outside the element loop. Two kinds of kernels:
 - ``bias_act_forward`` (in place) and ``act_backward``, the derivative from the activation's output
   (sigmoid: a(1-a), tanh: 1-a^2, relu: a>0): backward then needs only post-activations. Only the
   activations with ``from_output=True`` have such a derivative.
-- ``act_forward`` (out of place) and ``act_forward_slope``, which also leaves the derivative
-  where the activation's input was, for the backward pass to multiply by (``act_slope``): every
-  hidden activation, for layers that keep their pre-activations.
+- ``act_forward_slope`` (out of place), which also leaves the derivative where the activation's
+  input was, for the backward pass to multiply by (``act_slope``): every hidden activation, for
+  layers that keep their pre-activations. Inference runs it too and ignores the derivatives: a
+  loop of its own for the values alone would double what each activation costs to compile.
 
 Element loops call the vectorizable functions of ``mathfn`` and compute in the arrays' dtype.
 """
@@ -249,15 +250,6 @@ def _mish(x, dt):
 
 
 @kernel(inline="always")
-def _values(A, aoff, Y, yoff, n, f):
-    a = A[aoff:aoff + n]
-    y = Y[yoff:yoff + n]
-    dt = Y.dtype.type
-    for j in range(n):
-        a[j] = f(y[j], dt)[0]
-
-
-@kernel(inline="always")
 def _values_and_slopes(A, aoff, Y, yoff, n, f):
     a = A[aoff:aoff + n]
     y = Y[yoff:yoff + n]
@@ -269,55 +261,39 @@ def _values_and_slopes(A, aoff, Y, yoff, n, f):
 
 
 @kernel(inline="always")
-def _act(A, aoff, Y, yoff, n, act, loop):
-    """``loop`` (one of the two above) over the elements with the activation of code ``act``."""
+def _act(A, aoff, Y, yoff, n, act):
+    """_values_and_slopes over the elements with the activation of code ``act``."""
     if act == LINEAR:
-        loop(A, aoff, Y, yoff, n, _linear)
+        _values_and_slopes(A, aoff, Y, yoff, n, _linear)
     elif act == SIGMOID:
-        loop(A, aoff, Y, yoff, n, _sigmoid)
+        _values_and_slopes(A, aoff, Y, yoff, n, _sigmoid)
     elif act == TANH:
-        loop(A, aoff, Y, yoff, n, _tanh)
+        _values_and_slopes(A, aoff, Y, yoff, n, _tanh)
     elif act == RELU:
-        loop(A, aoff, Y, yoff, n, _relu)
+        _values_and_slopes(A, aoff, Y, yoff, n, _relu)
     elif act == LEAKY_RELU:
-        loop(A, aoff, Y, yoff, n, _leaky_relu)
+        _values_and_slopes(A, aoff, Y, yoff, n, _leaky_relu)
     elif act == ELU:
-        loop(A, aoff, Y, yoff, n, _elu)
+        _values_and_slopes(A, aoff, Y, yoff, n, _elu)
     elif act == SELU:
-        loop(A, aoff, Y, yoff, n, _selu)
+        _values_and_slopes(A, aoff, Y, yoff, n, _selu)
     elif act == GELU:
-        loop(A, aoff, Y, yoff, n, _gelu)
+        _values_and_slopes(A, aoff, Y, yoff, n, _gelu)
     elif act == GELU_TANH:
-        loop(A, aoff, Y, yoff, n, _gelu_tanh)
+        _values_and_slopes(A, aoff, Y, yoff, n, _gelu_tanh)
     elif act == SILU:
-        loop(A, aoff, Y, yoff, n, _silu)
+        _values_and_slopes(A, aoff, Y, yoff, n, _silu)
     elif act == SOFTPLUS:
-        loop(A, aoff, Y, yoff, n, _softplus)
+        _values_and_slopes(A, aoff, Y, yoff, n, _softplus)
     elif act == MISH:
-        loop(A, aoff, Y, yoff, n, _mish)
-
-
-@kernel(inline="always")
-def act_forward(A, aoff, Y, yoff, n, act):
-    """A[aoff:aoff+n] <- act(Y[yoff:yoff+n]) for a hidden activation code (A may be Y).
-
-    Parameters
-    ----------
-    A, Y : float32 or float64 1-d arrays of one dtype
-        Output and input buffers; the slices [aoff, aoff+n) and [yoff, yoff+n) are used.
-    n : int
-        Number of elements.
-    act : int
-        A code of ``HIDDEN`` (LINEAR copies).
-    """
-    _act(A, aoff, Y, yoff, n, act, _values)
+        _values_and_slopes(A, aoff, Y, yoff, n, _mish)
 
 
 @kernel(inline="always")
 def act_forward_slope(A, aoff, Y, yoff, n, act):
-    """A[aoff:aoff+n] <- act(Y[yoff:yoff+n]), then Y[yoff:yoff+n] <- act'(Y) in place: a training
-    step's forward pass, which leaves its backward pass a product (``act_slope``) instead of the
-    derivative to evaluate; the two share their work (gelu's erf, the sigmoid of silu).
+    """A[aoff:aoff+n] <- act(Y[yoff:yoff+n]), then Y[yoff:yoff+n] <- act'(Y) in place: the
+    forward pass, which leaves a training step's backward pass a product (``act_slope``) instead
+    of the derivative to evaluate; the two share their work (gelu's erf, the sigmoid of silu).
 
     Parameters
     ----------
@@ -332,7 +308,7 @@ def act_forward_slope(A, aoff, Y, yoff, n, act):
     -----
     Derivatives at the kinks are torch's: relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = 1.
     """
-    _act(A, aoff, Y, yoff, n, act, _values_and_slopes)
+    _act(A, aoff, Y, yoff, n, act)
 
 
 @kernel(inline="always")

@@ -8,9 +8,9 @@ Layer l of a batch of m rows, in the flat buffers of a Work (see args.py):
 ``p`` names the part, whose BLAS scratch rows (work.blas_int[p], work.blas_float[p]) it uses.
 
 A hidden layer with ``net.full`` keeps its activation's input Y (and, with norm, Xhat) in
-work.pre: Z = A_l @ W_l + b_l -> [norm] -> Y -> act -> [dropout] -> A_{l+1}. In training the
-forward pass replaces Y by act'(Y), computed with act(Y) (gelu's erf once, not again in the
-backward pass), and the backward pass multiplies by it and regenerates the dropout mask
+work.pre: Z = A_l @ W_l + b_l -> [norm] -> Y -> act -> [dropout] -> A_{l+1}. The forward pass
+replaces Y by act'(Y), computed with act(Y) (gelu's erf once, not again in the backward pass),
+and a training step's backward pass multiplies by it and regenerates the dropout mask
 (dropout.py). Plain layers keep the shorter path of old: the activation applied in place, its
 derivative from the output.
 
@@ -44,7 +44,7 @@ type of its own, each a whole extra compilation.
 import numpy as np
 from numba import prange
 
-from .activations import LINEAR, act_backward, act_forward, act_forward_slope, act_slope, bias_act_forward
+from .activations import LINEAR, act_backward, act_forward_slope, act_slope, bias_act_forward
 from .blas import gemm
 from .calls import by_address
 from .dropout import apply_mask, row_key, step_key, threshold
@@ -82,16 +82,13 @@ def _dropout(G, goff, net, l, r0, r1, pos0):
 
 @kernel
 def activate(work, net, l, r0, r1, train, pos0):
-    """A_{l+1} = dropout(act(Y)) on rows [r0, r1) of a full layer; for training, act'(Y) then
-    takes Y's place (the backward pass multiplies by it)."""
+    """A_{l+1} = dropout(act(Y)) on rows [r0, r1) of a full layer; act'(Y) then takes Y's place
+    (a training step's backward pass multiplies by it; inference ignores it)."""
     n = net.sizes[l + 1]
     o = r0 * n
     a0 = work.acts_off[l + 1] + o
     y0 = work.pre_off[l] + o
-    if train == INFERENCE:
-        act_forward(work.acts, a0, work.pre, y0, (r1 - r0) * n, net.act[l])
-    else:
-        act_forward_slope(work.acts, a0, work.pre, y0, (r1 - r0) * n, net.act[l])
+    act_forward_slope(work.acts, a0, work.pre, y0, (r1 - r0) * n, net.act[l])
     if train == STEP and net.rate[l] > 0.0:
         _dropout(work.acts, work.acts_off[l + 1], net, l, r0, r1, pos0)
 
