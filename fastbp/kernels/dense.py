@@ -10,9 +10,9 @@ Layer l of a batch of m rows, in the flat buffers of a Work (see args.py):
 A hidden layer with ``net.full`` keeps its activation's input Y (and, with norm, Xhat) in
 work.pre: Z = A_l @ W_l + b_l -> [norm] -> Y -> act -> [dropout] -> A_{l+1}. The forward pass
 replaces Y by act'(Y), computed with act(Y) (gelu's erf once, not again in the backward pass),
-and a training step's backward pass multiplies by it and regenerates the dropout mask
-(dropout.py). Plain layers keep the shorter path of old: the activation applied in place, its
-derivative from the output.
+and in a training step by act'(Y) times the dropout mask and scale (dropout.py); the backward
+pass multiplies by it. Plain layers keep the shorter path of old: the activation applied in
+place, its derivative from the output.
 
 ``extras`` is None for a plain network (no norm, no dropout, no penalty, every activation's
 derivative taken from its output): numba then drops, and never even compiles, the code of
@@ -69,15 +69,17 @@ def _copy_row(dst, doff, X, r):
 
 
 @kernel
-def _dropout(G, goff, net, l, r0, r1, pos0):
-    """Rows [r0, r1) of a block (rows of width sizes[l+1] at G[goff:]) times layer l's dropout
-    mask and 1/(1-p): the outputs in forward, their gradients in backward."""
+def _dropout_pair(work, net, l, r0, r1, pos0):
+    """Rows [r0, r1) of layer l's outputs A_{l+1} and of the derivatives act'(Y) in Y's place
+    times its dropout mask and 1/(1-p): the backward pass's product by the derivatives then
+    applies the mask too, without generating it again."""
     n = net.sizes[l + 1]
     skey = step_key(net.key, net.updates[0])
     thresh = threshold(net.rate[l])
     scale = 1.0 / (1.0 - net.rate[l])
     for r in range(r0, r1):
-        apply_mask(G, goff + r * n, n, row_key(skey, pos0 + r, l), np.int64(0), thresh, scale)
+        apply_mask(work.acts, work.acts_off[l + 1] + r * n, work.pre, work.pre_off[l] + r * n, n,
+                   row_key(skey, pos0 + r, l), thresh, scale)
 
 
 @kernel
@@ -90,7 +92,7 @@ def activate(work, net, l, r0, r1, train, pos0):
     y0 = work.pre_off[l] + o
     act_forward_slope(work.acts, a0, work.pre, y0, (r1 - r0) * n, net.act[l])
     if train == STEP and net.rate[l] > 0.0:
-        _dropout(work.acts, work.acts_off[l + 1], net, l, r0, r1, pos0)
+        _dropout_pair(work, net, l, r0, r1, pos0)
 
 
 @kernel(inline="always")
@@ -251,8 +253,6 @@ def full_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, pos
     if net.full[k] == 0:
         act_backward(deltas, dnext + r0 * n_in, work.acts, work.acts_off[l] + r0 * n_in, r1 - r0, n_in, net.act[k])
         return
-    if train == STEP and net.rate[k] > 0.0:
-        _dropout(deltas, dnext, net, k, r0, r1, pos0)
     act_slope(deltas, dnext + r0 * n_in, work.pre, work.pre_off[k] + r0 * n_in, (r1 - r0) * n_in)
 
 

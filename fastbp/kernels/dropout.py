@@ -1,8 +1,9 @@
 """Dropout masks from a counter-based generator: a hash of (seed, update, row, layer, unit).
 
 A mask element is a pure function of where it sits, never of a stream that threads share, so
-the same bits come out however rows are split into parts or ranks, and backward regenerates the
-mask instead of storing it:
+the same bits come out however rows are split into parts or ranks. Nothing stores it: the
+forward pass applies it to the outputs and to the activation's derivatives the backward pass
+multiplies by. A unit's mask:
 
     step key  splitmix64's finalizer of  key + (t + 1) * golden   (t: the model's update count)
     row key   the finalizer of  step key ^ (row position << 16 | layer)
@@ -57,16 +58,19 @@ def threshold(rate):
 
 
 @kernel(inline="always")
-def apply_mask(A, aoff, n, rkey, u0, thresh, scale):
-    """A[aoff:aoff+n] (units u0 .. u0+n-1 of one row) <- A * mask * scale, the mask of row key
-    ``rkey``: forward (the outputs) and backward (their gradients) alike."""
+def apply_mask(A, aoff, D, doff, n, rkey, thresh, scale):
+    """A[aoff:aoff+n] and D[doff:doff+n] (units 0 .. n-1 of one row in two arrays) times the
+    mask of row key ``rkey``, and ``scale``: a training step's outputs and their activation's
+    derivatives, which carry the mask and the scale on to the backward pass."""
     lo = np.uint32(rkey & np.uint64(0xFFFFFFFF))
     hi = np.uint32(rkey >> np.uint64(32))
     a = A[aoff:aoff + n]
+    d = D[doff:doff + n]
     zero = A.dtype.type(0.0)
     s = A.dtype.type(scale)
-    base = np.uint32(u0)
     for j in range(n):
-        u = np.uint32(np.uint32(base + np.uint32(j)) * _UNIT)
+        u = np.uint32(np.uint32(j) * _UNIT)
         h = lowbias32(np.uint32(lowbias32(np.uint32(u ^ lo)) ^ hi))
-        a[j] = a[j] * s if h >= thresh else zero
+        keep = h >= thresh
+        a[j] = a[j] * s if keep else zero
+        d[j] = d[j] * s if keep else zero
