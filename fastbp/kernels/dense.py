@@ -69,7 +69,7 @@ def _copy_row(dst, doff, X, r):
 
 
 @kernel
-def _dropout_pair(work, net, l, r0, r1, pos0):
+def _dropout(work, net, l, r0, r1, pos0):
     """Rows [r0, r1) of layer l's outputs A_{l+1} and of the derivatives act'(Y) in Y's place
     times its dropout mask and 1/(1-p): the backward pass's product by the derivatives then
     applies the mask too, without generating it again."""
@@ -92,7 +92,7 @@ def activate(work, net, l, r0, r1, train, pos0):
     y0 = work.pre_off[l] + o
     act_forward_slope(work.acts, a0, work.pre, y0, (r1 - r0) * n, net.act[l])
     if train == STEP and net.rate[l] > 0.0:
-        _dropout_pair(work, net, l, r0, r1, pos0)
+        _dropout(work, net, l, r0, r1, pos0)
 
 
 @kernel(inline="always")
@@ -240,10 +240,10 @@ def dense_backward_input(work, params, net, l, dcur, dnext, r0, r1, p):
 
 
 @kernel(inline="always")
-def full_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, pos0):
-    """dense_backward_input for a network with extras: a full layer's derivative through its
-    dropout mask and the activation's derivative the forward pass left in Y's place (a norm
-    layer then still needs NORM_BACKWARD)."""
+def full_backward_input(work, params, net, l, dcur, dnext, r0, r1, p):
+    """dense_backward_input for a network with extras: a full layer's derivative through the
+    activation's derivative the forward pass left in Y's place, which carries the dropout mask
+    (a norm layer then still needs NORM_BACKWARD)."""
     n_in = net.sizes[l]
     n_out = net.sizes[l + 1]
     deltas = work.deltas
@@ -393,7 +393,7 @@ def _full_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dne
             penalize(grads, work, params, net, l, i0, i1)
     elif task == BACKWARD_INPUT:
         r0, r1 = part_range(m, parts, p)
-        full_backward_input(work, params, net, l, dcur, dnext, r0, r1, p, train, pos0)
+        full_backward_input(work, params, net, l, dcur, dnext, r0, r1, p)
     elif task == NORM_STATISTICS:
         batch_norm_statistics_part(work, net, l, m, p, parts, train)
     elif task == NORM_FORWARD:
