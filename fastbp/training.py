@@ -197,6 +197,7 @@ class Run:
         # parts are fixed, so the thread count may follow the load without changing a bit
         follow_load = self.maxparts is not None and not threads.is_pinned() and threads.get_num_threads() > 1
         self.load = threads.load_monitor() if follow_load else None
+        self.measuring = False      # whether a stretch of steps measures its thread count's speed
         self.grads = self.ws.grads
         # under MPI, batch norm normalizes by the statistics of the global minibatch (kernels.syncbn)
         self.synced = comm.size > 1 and model.buffers.size > 0
@@ -421,8 +422,11 @@ class Run:
                 if progress is not None:
                     progress.update(min(n, s * batch), step_loss[:s].sum() / min(n, s * batch))
                 ws.steps_per_second = (s - start) / max(dt, 1e-9)
-                if self.load is not None:
+                if self.load is not None and self.measuring:
                     self.load.ran(ws.thread_rates, n_threads, s - start, dt)
+                # a fit's first stretch also touches its fresh buffers (optimizer state,
+                # gradients) for the first time: not a measure of the thread count's speed
+                self.measuring = True
                 chunk = max(1, int(CHUNK_SECONDS * ws.steps_per_second))
                 if bound is not None:
                     bound.chunk_done(s - start)

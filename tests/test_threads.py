@@ -134,6 +134,34 @@ def test_on_a_busy_machine_the_faster_of_the_free_cpus_and_all_runs(monkeypatch)
     assert mon.next_threads(rates) == 4 and rates == {}
 
 
+@pytest.mark.skipif(threads.partition_cpus() < 2, reason="needs 2 CPUs")
+def test_a_fits_first_stretch_does_not_measure_its_thread_count(monkeypatch):
+    """The first stretch of steps touches the fit's fresh buffers (optimizer state, gradients)
+    first: recorded, it made the count it ran on (the free CPUs, measured first) look slower
+    than all of them beside a neighbour, and the slower count won."""
+    mon = threads.LoadMonitor(2)
+    monkeypatch.setattr(mon, "_update_free", lambda: 1)         # a neighbour keeps one CPU busy
+    monkeypatch.setattr(threads, "load_monitor", lambda: mon)
+    chosen, recorded = [], []
+    next_threads, ran = mon.next_threads, threads.LoadMonitor.ran
+
+    def counting_next(rates=None):
+        chosen.append(next_threads(rates))
+        return chosen[-1]
+
+    def recording_ran(rates, n_threads, steps, seconds):
+        recorded.append(n_threads)
+        ran(rates, n_threads, steps, seconds)
+    monkeypatch.setattr(mon, "next_threads", counting_next)
+    monkeypatch.setattr(mon, "ran", recording_ran)
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((3000, 64)), rng.integers(0, 4, 3000)
+    model = fastbp.MLP([64, 128, 96, 4], seed=0)
+    assert model.kernel_parts(300) is not None                  # parallel kernels: the load is followed
+    model.fit(X, y, epochs=2, batch_size=300, verbose=0)
+    assert chosen[0] == 1 and len(chosen) >= 2 and recorded == chosen[1:]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
 def test_a_busy_neighbour_takes_a_thread_away():
