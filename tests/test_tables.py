@@ -84,8 +84,8 @@ def test_read_table_accepts_pathlike_and_str(tmp_path):
 # the numbers-only read refuses or reads otherwise (it then reads the file again, inferring).
 NUMERIC_HEAD = "a,b,c\n" + "".join(f"{i},{i * 0.25 - 7},{-i}\n" for i in range(8000))
 LATE_ROWS = {"clean": "", "blank": "5,,6\n", "na spelling": "5,NA,6\n", "nan": "5,nan,6\n", "-NaN": "5,-NaN,6\n",
-             "NAN (a float)": "5,NAN,6\n", "nan in an int column": "nan,1,6\n", "float in an int column": "5.5,1,6\n", "text": "5,x,6\n",
-             "inf": "5,inf,6\n", "infs": "5,inf,6\n5,-inf,6\n", "quoted": '5,"1.5",6\n'}
+             "NAN (a float)": "5,NAN,6\n", "nan in an int column": "nan,1,6\n", "float in an int column": "5.5,1,6\n",
+             "text": "5,x,6\n", "inf": "5,inf,6\n", "infs": "5,inf,6\n5,-inf,6\n", "quoted": '5,"1.5",6\n'}
 
 
 @pytest.mark.parametrize("late", sorted(LATE_ROWS))

@@ -159,7 +159,8 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
                 if l == 0:
                     sparse_transpose(sparse, rows, m, net.sizes[0])
             _task(np.int64(BACKWARD_WEIGHTS), task_parts(BACKWARD_WEIGHTS, m, n_in, n_out, maxparts), l, m,
-                  np.int64(LINEAR), grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse, fns)
+                  np.int64(LINEAR), grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse,
+                  fns)
             if l > 0:
                 _task(np.int64(BACKWARD_INPUT), task_parts(BACKWARD_INPUT, m, n_in, n_out, maxparts), l, m,
                       np.int64(LINEAR), grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras,

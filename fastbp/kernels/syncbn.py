@@ -42,7 +42,8 @@ from .jit import kernel
 from .losses import output_loss
 from .norm import batch_norm_finish_statistics, batch_norm_rows, column_square_deviations, column_sums, norm_param_grads
 
-# the parts of a layer task, chosen in Python as run_batches chooses them
+# the parts of a layer task, by run_batches' own rule (its Python function, which calls the
+# compiled parts.n_parts: compiled or loaded once, with the step's other kernels by load())
 _task_parts = getattr(task_parts, "py_func", task_parts)
 
 
