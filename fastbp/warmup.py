@@ -110,7 +110,10 @@ def _in_workers(dtype):
     # the worker imports this fastbp: not one in the current folder (where python -c looks first),
     # and from where this process found it if the worker's path would not look there
     parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = (f"import sys\n"
+    # a worker ends when its chain is done: its compiling can leave the garbage uncollected (see
+    # kernels.jit._compile_and_exit)
+    code = (f"import gc, sys\n"
+            f"gc.disable()\n"
             f"sys.path = [p for p in sys.path if p != '']\n"
             f"if {parent!r} not in sys.path:\n"
             f"    sys.path.insert(0, {parent!r})\n"

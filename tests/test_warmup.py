@@ -200,6 +200,32 @@ assert [kind for kind, _ in heard] == [COMPILE_ELSEWHERE]
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300, cwd=tmp_path)
 
 
+def test_compile_apart_children_compile_without_the_garbage_collector(tmp_path):
+    """A child that only compiles runs with Python's cyclic collector off (it ends when done, and
+    collecting numba's garbage costs it about a tenth of its time); this process keeps it on."""
+    (tmp_path / "one.py").write_text("from numba import njit\n@njit(cache=True)\ndef one(x):\n    return x + 1\n")
+    script = """
+import gc, os
+from numba import types
+from numba.core import event
+from fastbp.kernels.jit import compile_apart
+from one import one
+class Listener(event.Listener):
+    def on_start(self, ev):
+        with open("seen.txt", "a") as f:
+            f.write(f"{os.getpid()} {gc.isenabled()}\\n")
+    def on_end(self, ev):
+        pass
+event.register("numba:compile", Listener())
+compile_apart([[(one, (types.int64,))]])
+seen = [line.split() for line in open("seen.txt")]
+assert seen and all(pid != str(os.getpid()) and enabled == "False" for pid, enabled in seen), seen
+assert gc.isenabled()
+"""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(tmp_path))
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300, cwd=tmp_path)
+
+
 GROUP = """
 import json, sys
 import numpy as np, fastbp
