@@ -22,10 +22,15 @@ Interface (both classes):
                                only this rank saw (outside ``agree``/``together``) would leave the
                                others waiting forever, so MPIComm aborts every rank
     local_ranks()              how many ranks share this node
+    node_first(fn)             collective: fn(first) on every rank, first True on one rank of each
+                               node, which runs it before the node's other ranks; they wait for it
+                               asleep, so what it compiles into numba's cache they then load (and it
+                               has the node's CPUs to itself); an error on any rank is raised on all
 """
 import builtins
 import contextlib
 import sys
+import time
 import zlib
 
 import numpy as np
@@ -35,6 +40,8 @@ from .validation import _describe
 
 # Error messages sent between ranks are cut to this many bytes.
 MAX_ERROR_BYTES = 1 << 16
+# How often a rank waiting in node_first looks whether its node's first rank is done.
+NODE_WAIT_SECONDS = 0.01
 
 
 def mark_collective(exc):
@@ -87,6 +94,9 @@ class LocalComm:
 
     def local_ranks(self):
         return 1
+
+    def node_first(self, fn):
+        fn(True)
 
 
 def _rebuild(name, text):
@@ -205,6 +215,31 @@ class MPIComm:
             return local.Get_size()
         finally:
             local.Free()
+
+    def node_first(self, fn):
+        local = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED)
+        try:
+            first = local.Get_rank() == 0
+            exc = None
+            if first:
+                try:
+                    fn(True)
+                except BaseException as e:
+                    exc = e
+            # the node's first rank tells the others whether it succeeded; they wait asleep (an MPI
+            # collective would keep a CPU spinning while it compiles)
+            failed = np.array([exc is not None], np.int64)
+            request = local.Ibcast(failed, root=0)
+            while not request.Test():
+                time.sleep(NODE_WAIT_SECONDS)
+            if not first and not failed[0]:
+                try:
+                    fn(False)
+                except BaseException as e:
+                    exc = e
+        finally:
+            local.Free()
+        self.agree(exc)
 
 
 def as_communicator(comm):

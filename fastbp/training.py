@@ -342,24 +342,31 @@ class Run:
         t0 = time.perf_counter()
         with notice:
             opt = self.opt_args = self.optimizer.kernel_args(model.params, model.layout.segments_arr)
-            # calls that run no batch: they only load (or compile) the kernels
-            if self.synced:
-                syncbn.load(self.grads, model.params, model.net, ws, self.data, self.maxparts)
-            else:
-                mode = E.TRAIN if comm.size == 1 else E.TRAIN_GRADIENT
-                if comm.size == 1 and threads.available_cpus() > 1:
-                    E.compile_ahead(mode, model.params, model.net, ws, self.data, opt=opt, maxparts=self.maxparts)
-                E.run(mode, model.params, model.net, ws, self.data, opt=opt, order=np.zeros(0, np.int64),
-                      maxparts=self.maxparts)
-            if comm.size > 1:
-                P = model.params[:0]
-                K.apply_update(P, P, opt._replace(state=opt.state[:, :0], step=np.zeros(1, np.int64)), self.maxparts,
-                               K.variant(opt))
-            if self.val is not None:
-                lo, hi = comm.share(self.val.X.shape[0])
-                model.evaluate_data(D.select(self.val, 0, 0), cap=model.block_rows(max(1, hi - lo)))
+            # under MPI, one rank of each node compiles what is not cached yet; the others then load it
+            comm.node_first(lambda first: self._load(opt, first))
         self.timing["compile"] += time.perf_counter() - t0
         ws.loaded.add(need)
+
+    def _load(self, opt, first):
+        """_load_kernels' calls, which run no batch: they only load (or compile) the kernels.
+        ``first``: no other rank of this node compiles at the same time (comm.node_first)."""
+        model, ws, comm = self.model, self.ws, self.comm
+        mode = E.TRAIN if comm.size == 1 else E.TRAIN_GRADIENT
+        if first and threads.available_cpus() > 1:
+            E.compile_ahead(mode, model.params, model.net, ws, self.data, opt=opt, maxparts=self.maxparts,
+                            loop=not self.synced)
+        if self.synced:
+            syncbn.load(self.grads, model.params, model.net, ws, self.data, self.maxparts)
+        else:
+            E.run(mode, model.params, model.net, ws, self.data, opt=opt, order=np.zeros(0, np.int64),
+                  maxparts=self.maxparts)
+        if comm.size > 1:
+            P = model.params[:0]
+            K.apply_update(P, P, opt._replace(state=opt.state[:, :0], step=np.zeros(1, np.int64)), self.maxparts,
+                           K.variant(opt))
+        if self.val is not None:
+            lo, hi = comm.share(self.val.X.shape[0])
+            model.evaluate_data(D.select(self.val, 0, 0), cap=model.block_rows(max(1, hi - lo)))
 
     def _epoch_order(self, n):
         """The row order of the next epoch: a permutation seeded from the model's random stream

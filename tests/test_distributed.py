@@ -211,6 +211,20 @@ def test_callbacks_run_on_rank_0_only(mpi_run):
 
 
 # ---- failures -------------------------------------------------------------------------------
+def test_one_rank_of_the_node_compiles_and_the_other_loads(tmp_path):
+    """From an empty cache, rank 0 compiles the fits' kernels (in its compiling children where it
+    has a second CPU) while rank 1 waits; rank 1 then compiles none itself."""
+    env = dict(child_env(), NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    p = subprocess.run(mpi_command("node_first.py", tmp_path), capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, f"{p.stdout}\n{p.stderr}"
+    by = {r["rank"]: r for r in results(tmp_path)}
+    assert by[1]["compiled"] == [] and by[1]["elsewhere"] == 0, by[1]
+    if len(os.sched_getaffinity(0)) > 1:
+        assert by[0]["elsewhere"] >= 2, by[0]          # both fits' kernels compiled in its children
+    else:
+        assert "layer_task" in by[0]["compiled"], by[0]
+
+
 def test_failure_on_one_rank_raises_the_same_error_on_every_rank(tmp_path):
     code, out, err = run_mpi("failures.py", "caught", tmp_path, timeout=300)
     assert code == 0, f"{out}\n{err}"

@@ -72,13 +72,18 @@ def run(mode, params, net, ws, data, *, grads=None, opt=None, out=None, order=No
     return kernel(*args)
 
 
-def compile_ahead(mode, params, net, ws, data, *, opt=None, maxparts=None):
+def compile_ahead(mode, params, net, ws, data, *, opt=None, maxparts=None, loop=True):
     """Before the first run(mode, ...) of a workspace: compile what run_batches calls in two
     child processes at once, then run_batches itself in a third, loading them (jit.compile_apart).
-    Small networks' kernels are one chain of callers; they are left as they are."""
+    ``loop=False``: only what run_batches calls (the layer, loss and optimizer kernels, which an
+    MPI step with batch norm calls itself, kernels.syncbn). Small networks' kernels are one chain
+    of callers; they are left as they are."""
     kernel, args = _call(mode, params, net, ws, data, None, opt, None, None, 0, 0, 1, None, None, maxparts,
                          with_fns=False)
     if kernel is not run_batches:
+        return
+    if not loop:
+        compile_apart([[(k, sig) for k, sig in group if not load_cached(k, sig)] for group in callees(args)])
         return
     sig = [typeof(a) for a in args] + [FNS]
     if not load_cached(kernel, sig):
