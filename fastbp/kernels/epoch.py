@@ -77,10 +77,14 @@ def compile_ahead(mode, params, net, ws, data, *, opt=None, maxparts=None, loop=
     child processes at once, then run_batches itself in a third, loading them (jit.compile_apart).
     ``loop=False``: only what run_batches calls (the layer, loss and optimizer kernels, which an
     MPI step with batch norm calls itself, kernels.syncbn). Small networks' kernels are one chain
-    of callers; they are left as they are."""
+    of callers: run_batches_small compiles with them in one child (not here, for the memory, and
+    see jit._compile_and_exit)."""
     kernel, args = _call(mode, params, net, ws, data, None, opt, None, None, 0, 0, 1, None, None, maxparts,
                          with_fns=False)
     if kernel is not run_batches:
+        sig = [typeof(a) for a in args]
+        if loop and not load_cached(kernel, sig):
+            compile_apart([], then=[(kernel, sig)])
         return
     if not loop:
         compile_apart([[(k, sig) for k, sig in group if not load_cached(k, sig)] for group in callees(args)])
