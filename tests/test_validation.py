@@ -456,6 +456,8 @@ def test_conversion_happens_once_and_memmaps_are_read_in_place(tmp_path, monkeyp
     assert entries == ["run_batches", "run_batches_small"]
     for name in entries:
         monkeypatch.setattr(E, name, spy(getattr(E, name)))
+    # the spies are Python functions: nothing to compile ahead in child processes (the calls compile)
+    monkeypatch.setattr(E, "compile_ahead", lambda *args, **kwargs: None)
     monkeypatch.setattr(M, "CHUNK_SECONDS", 1e-12)          # one minibatch per kernel call
     for name in ("fortran float64", "strided view", "float16", "memmap"):
         seen.clear()
