@@ -389,8 +389,7 @@ class MLP:
         n = data.X.shape[0]
         ws = self.workspace(self.block_rows(n, batch_size), isinstance(data.X, SparseRows))
         P = np.empty((n, self.sizes[-1]), self.dtype)
-        with threads.running(threads.get_num_threads(), blas=not ws.small):
-            E.run(E.PREDICT, self.params, self.net, ws, data, out=P, last=n, maxparts=self.kernel_parts(ws.cap, n))
+        self._infer(E.PREDICT, ws, data, P, n)
         return P
 
     def predict_classes(self, X, batch_size=None):
@@ -416,10 +415,21 @@ class MLP:
         n = data.X.shape[0]
         ws = self.workspace(cap or self.block_rows(n), isinstance(data.X, SparseRows))
         P = np.empty((n, self.sizes[-1]), self.dtype)
-        with threads.running(threads.get_num_threads(), blas=not ws.small):
-            _, total, correct = E.run(E.EVALUATE, self.params, self.net, ws, data, out=P, last=n,
-                                      maxparts=self.kernel_parts(ws.cap, n))
+        _, total, correct = self._infer(E.EVALUATE, ws, data, P, n)
         return P, total + n * self.penalty(), correct
+
+    def _infer(self, mode, ws, data, P, n):
+        """E.run of inference ``mode`` over the n rows of ``data`` into P. A workspace's first
+        such run has its kernels compiled in child processes if they are not cached (as a fit's
+        are, epoch.compile_ahead) where a second CPU is free."""
+        maxparts = self.kernel_parts(ws.cap, n)
+        key = (mode, maxparts is None)
+        if key not in ws.loaded:
+            if threads.available_cpus() > 1:
+                E.compile_ahead(mode, self.params, self.net, ws, data, maxparts=maxparts)
+            ws.loaded.add(key)
+        with threads.running(threads.get_num_threads(), blas=not ws.small):
+            return E.run(mode, self.params, self.net, ws, data, out=P, last=n, maxparts=maxparts)
 
     def evaluate(self, X, y=None, sample_weight=None, batch_size=None, metrics=None):
         """{"loss": mean loss, "accuracy": fraction correct (classification losses only), and

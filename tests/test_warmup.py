@@ -256,6 +256,36 @@ assert not {"run_batches_small", "small_batch_gradient", "output_loss"} & set(mi
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300, cwd=tmp_path)
 
 
+@pytest.mark.skipif(fastbp.threads.available_cpus() < 2, reason="kernels compile apart only with a second CPU")
+def test_a_first_prediction_compiles_its_kernels_in_children(tmp_path):
+    """From an empty cache, predicting and evaluating with a new model (small and batch-major)
+    compile their kernels in child processes; this process only loads them."""
+    script = """
+import os
+import numpy as np, fastbp
+from numba.core import event
+parent = os.getpid()
+mine = []
+class Listener(event.Listener):
+    def on_start(self, ev):
+        pass
+    def on_end(self, ev):
+        d = ev.data["dispatcher"]
+        if os.getpid() == parent and tuple(ev.data["args"]) in d.overloads:   # compiled, not stopped
+            mine.append(d.py_func.__name__)
+event.register("numba:compile", Listener())
+rng = np.random.default_rng(0)
+for sizes in ([4, 8, 3], [64, 1024, 10]):
+    X, y = rng.standard_normal((300, sizes[0])), rng.integers(0, sizes[-1], 300)
+    m = fastbp.MLP(sizes, seed=0)
+    m.predict(X)
+    m.evaluate(X, y)
+assert not {"run_batches", "run_batches_small", "layer_task", "output_loss"} & set(mine), mine
+"""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300, cwd=tmp_path)
+
+
 GROUP = """
 import json, sys
 import numpy as np, fastbp
