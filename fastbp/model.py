@@ -419,17 +419,21 @@ class MLP:
         return P, total + n * self.penalty(), correct
 
     def _infer(self, mode, ws, data, P, n):
-        """E.run of inference ``mode`` over the n rows of ``data`` into P. A workspace's first
-        such run has its kernels compiled in child processes if they are not cached (as a fit's
-        are, epoch.compile_ahead) where a second CPU is free."""
+        """E.run of inference ``mode`` over the n rows of ``data`` into P."""
         maxparts = self.kernel_parts(ws.cap, n)
+        self._compile_ahead(mode, ws, data, maxparts)
+        with threads.running(threads.get_num_threads(), blas=not ws.small):
+            return E.run(mode, self.params, self.net, ws, data, out=P, last=n, maxparts=maxparts)
+
+    def _compile_ahead(self, mode, ws, data, maxparts):
+        """Before a workspace's first E.run of ``mode`` outside fit: its kernels compiled in child
+        processes if they are not cached (as a fit's are, epoch.compile_ahead), where a second
+        CPU is free."""
         key = (mode, maxparts is None)
         if key not in ws.loaded:
             if threads.available_cpus() > 1:
                 E.compile_ahead(mode, self.params, self.net, ws, data, maxparts=maxparts)
             ws.loaded.add(key)
-        with threads.running(threads.get_num_threads(), blas=not ws.small):
-            return E.run(mode, self.params, self.net, ws, data, out=P, last=n, maxparts=maxparts)
 
     def evaluate(self, X, y=None, sample_weight=None, batch_size=None, metrics=None):
         """{"loss": mean loss, "accuracy": fraction correct (classification losses only), and
@@ -476,10 +480,12 @@ class MLP:
         (mode TRAIN_GRADIENT: as a training step, with dropout and running statistics)."""
         m = data.X.shape[0]
         ws = self.workspace(m, isinstance(data.X, SparseRows))
+        maxparts = self.kernel_parts(m)
+        self._compile_ahead(mode, ws, data, maxparts)
         with threads.running(threads.get_num_threads(), blas=not ws.small):
             # batch=0: the rows are positions 0..m-1 of their minibatch (dropout masks as in fit)
             _, total, _ = E.run(mode, self.params, self.net, ws, data, order=np.arange(m), last=m, batch=0,
-                                maxparts=self.kernel_parts(m))
+                                maxparts=maxparts)
         return total / m, ws.grads
 
     def loss_and_grad(self, X, y, sample_weight=None):

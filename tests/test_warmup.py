@@ -258,8 +258,8 @@ assert not {"run_batches_small", "small_batch_gradient", "output_loss"} & set(mi
 
 @pytest.mark.skipif(fastbp.threads.available_cpus() < 2, reason="kernels compile apart only with a second CPU")
 def test_a_first_prediction_compiles_its_kernels_in_children(tmp_path):
-    """From an empty cache, predicting and evaluating with a new model (small and batch-major)
-    compile their kernels in child processes; this process only loads them."""
+    """From an empty cache, predicting, evaluating and loss_and_grad with a new model (small and
+    batch-major) compile their kernels in child processes; this process only loads them."""
     script = """
 import os
 import numpy as np, fastbp
@@ -280,6 +280,7 @@ for sizes in ([4, 8, 3], [64, 1024, 10]):
     m = fastbp.MLP(sizes, seed=0)
     m.predict(X)
     m.evaluate(X, y)
+    m.loss_and_grad(X[:256], y[:256])
 assert not {"run_batches", "run_batches_small", "layer_task", "output_loss"} & set(mine), mine
 """
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
