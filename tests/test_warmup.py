@@ -226,66 +226,58 @@ assert gc.isenabled()
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300, cwd=tmp_path)
 
 
-@pytest.mark.skipif(fastbp.threads.available_cpus() < 2, reason="a fit compiles apart only with a second CPU")
-def test_a_small_nets_first_fit_compiles_its_kernels_in_a_child(tmp_path):
-    """The feature-major kernels of a small net compile in a child process from an empty cache
-    (the fitting process only loads them), and predicting then loads the same entry point."""
-    script = """
+# A script's prologue: ``compiled_here`` lists the kernels this process compiles (not those
+# compile_apart's children compile, nor a compile load_cached stops at its start).
+COMPILED_HERE = """
 import os
 import numpy as np, fastbp
 from numba.core import event
 parent = os.getpid()
-mine = []
+compiled_here = []
 class Listener(event.Listener):
     def on_start(self, ev):
         pass
     def on_end(self, ev):
         d = ev.data["dispatcher"]
-        if os.getpid() == parent and tuple(ev.data["args"]) in d.overloads:   # compiled, not stopped
-            mine.append(d.py_func.__name__)
+        if os.getpid() == parent and tuple(ev.data["args"]) in d.overloads:
+            compiled_here.append(d.py_func.__name__)
 event.register("numba:compile", Listener())
 rng = np.random.default_rng(0)
+"""
+
+
+def _run_from_empty_cache(tmp_path, body):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    subprocess.run([sys.executable, "-c", COMPILED_HERE + body], env=env, check=True, timeout=300, cwd=tmp_path)
+
+
+@pytest.mark.skipif(fastbp.threads.available_cpus() < 2, reason="a fit compiles apart only with a second CPU")
+def test_a_small_nets_first_fit_compiles_its_kernels_in_a_child(tmp_path):
+    """The feature-major kernels of a small net compile in a child process from an empty cache
+    (the fitting process only loads them), and predicting then loads the same entry point."""
+    _run_from_empty_cache(tmp_path, """
 X, y = rng.standard_normal((150, 4)), rng.integers(0, 3, 150)
 m = fastbp.MLP([4, 8, 3], seed=0)
 m.fit(X, y, epochs=2, batch_size=16, verbose=0)
 m.predict(X)
 assert m.workspace(16, False).small
-assert not {"run_batches_small", "small_batch_gradient", "output_loss"} & set(mine), mine
-"""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300, cwd=tmp_path)
+assert not {"run_batches_small", "small_batch_gradient", "output_loss"} & set(compiled_here), compiled_here
+""")
 
 
 @pytest.mark.skipif(fastbp.threads.available_cpus() < 2, reason="kernels compile apart only with a second CPU")
 def test_a_first_prediction_compiles_its_kernels_in_children(tmp_path):
     """From an empty cache, predicting, evaluating and loss_and_grad with a new model (small and
     batch-major) compile their kernels in child processes; this process only loads them."""
-    script = """
-import os
-import numpy as np, fastbp
-from numba.core import event
-parent = os.getpid()
-mine = []
-class Listener(event.Listener):
-    def on_start(self, ev):
-        pass
-    def on_end(self, ev):
-        d = ev.data["dispatcher"]
-        if os.getpid() == parent and tuple(ev.data["args"]) in d.overloads:   # compiled, not stopped
-            mine.append(d.py_func.__name__)
-event.register("numba:compile", Listener())
-rng = np.random.default_rng(0)
+    _run_from_empty_cache(tmp_path, """
 for sizes in ([4, 8, 3], [64, 1024, 10]):
     X, y = rng.standard_normal((300, sizes[0])), rng.integers(0, sizes[-1], 300)
     m = fastbp.MLP(sizes, seed=0)
     m.predict(X)
     m.evaluate(X, y)
     m.loss_and_grad(X[:256], y[:256])
-assert not {"run_batches", "run_batches_small", "layer_task", "output_loss"} & set(mine), mine
-"""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300, cwd=tmp_path)
-
+assert not {"run_batches", "run_batches_small", "layer_task", "output_loss"} & set(compiled_here), compiled_here
+""")
 
 GROUP = """
 import json, sys

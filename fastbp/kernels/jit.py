@@ -18,8 +18,8 @@ callees (the layer task and its parallel region, the loss, the update) by addres
 """
 import contextlib
 import functools
-import hashlib
 import gc
+import hashlib
 import os
 import signal
 import sys
