@@ -261,8 +261,24 @@ def _values_and_slopes(A, aoff, Y, yoff, n, f):
 
 
 @kernel(inline="always")
-def _act(A, aoff, Y, yoff, n, act):
-    """_values_and_slopes over the elements with the activation of code ``act``."""
+def act_forward_slope(A, aoff, Y, yoff, n, act):
+    """A[aoff:aoff+n] <- act(Y[yoff:yoff+n]), then Y[yoff:yoff+n] <- act'(Y) in place: the
+    forward pass, which leaves a training step's backward pass a product (``act_slope``) instead
+    of the derivative to evaluate; the two share their work (gelu's erf, the sigmoid of silu).
+
+    Parameters
+    ----------
+    A, Y : float32 or float64 1-d arrays of one dtype
+        Output and input buffers (A is not Y); the slices [aoff, aoff+n) and [yoff, yoff+n) are used.
+    n : int
+        Number of elements.
+    act : int
+        A code of ``HIDDEN``.
+
+    Notes
+    -----
+    Derivatives at the kinks are torch's: relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = 1.
+    """
     if act == LINEAR:
         _values_and_slopes(A, aoff, Y, yoff, n, _linear)
     elif act == SIGMOID:
@@ -287,28 +303,6 @@ def _act(A, aoff, Y, yoff, n, act):
         _values_and_slopes(A, aoff, Y, yoff, n, _softplus)
     elif act == MISH:
         _values_and_slopes(A, aoff, Y, yoff, n, _mish)
-
-
-@kernel(inline="always")
-def act_forward_slope(A, aoff, Y, yoff, n, act):
-    """A[aoff:aoff+n] <- act(Y[yoff:yoff+n]), then Y[yoff:yoff+n] <- act'(Y) in place: the
-    forward pass, which leaves a training step's backward pass a product (``act_slope``) instead
-    of the derivative to evaluate; the two share their work (gelu's erf, the sigmoid of silu).
-
-    Parameters
-    ----------
-    A, Y : float32 or float64 1-d arrays of one dtype
-        Output and input buffers (A is not Y); the slices [aoff, aoff+n) and [yoff, yoff+n) are used.
-    n : int
-        Number of elements.
-    act : int
-        A code of ``HIDDEN``.
-
-    Notes
-    -----
-    Derivatives at the kinks are torch's: relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = 1.
-    """
-    _act(A, aoff, Y, yoff, n, act)
 
 
 @kernel(inline="always")

@@ -211,8 +211,8 @@ class Workspace:
         Steps and seconds run by thread count while other processes kept CPUs busy, and when
         to probe the slower count next (threads.LoadMonitor).
     loaded : set
-        Which kinds of fit (fastbp.training) and of inference (MLP._infer) have loaded their
-        kernels for this workspace.
+        Which kinds of fit (fastbp.training) and of calls outside fit (MLP._compile_ahead)
+        have loaded their kernels for this workspace.
     """
 
     def __init__(self, net, n_params, cap, dtype, small, parts, plain=True, sparse=False):
