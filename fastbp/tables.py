@@ -45,6 +45,7 @@ SPARSE_MAX_DENSITY = 0.1
 NUMERIC_TEXT_SHARE = 0.9
 _NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 _PAGED_MATRIX_BYTES = 64 << 20  # encoded matrices at least this large are allocated by _zeros
+_THREADED_CELLS = 1 << 20       # encoded matrices of at least this many cells are written by threads
 # The NA spellings that would parse as a float NaN: read as gaps by the numbers-only read too.
 _NAN_SPELLINGS = tuple(v for v in NA_VALUES if v.lower().lstrip("-") == "nan")
 _SNIFF_BYTES = 1 << 16          # the leading bytes checked for binary data before a CSV parse
@@ -543,11 +544,15 @@ def numeric_matrix(frame, name="frame"):
 def _encode_dense(table, layout, width, name="frame", gaps_allowed=True):
     """The encoding of ``table`` by ``layout`` ([(column record, offset)]) as a C-order float64 matrix.
 
-    Written a block of rows at a time (pyarrow's chunks), so each block of the output stays in
-    cache while every column is written into it (a column at a time over all rows would stride
-    through memory). The numeric columns of a block are first copied, each contiguously, into
-    one small column-major buffer, then written into the block with one transposing copy, and
-    checked for gaps with one call.
+    Written a block of rows at a time (pyarrow's chunks, split to a few MB of output), so each
+    block of the output stays in cache while every column is written into it (a column at a
+    time over all rows would stride through memory). pyarrow hands the numeric columns of a
+    block over as one row-major float64 array (``RecordBatch.to_tensor``, nulls as NaN), which
+    is written into the block with one copy and checked for gaps with one call; a call per
+    column and block would cost more than the copying on a table of hundreds of columns. The
+    blocks are independent and pyarrow and numpy release the GIL in their loops, so a large
+    table is written by as many threads as pyarrow reads with; every cell is written by one
+    thread, whatever their number, and an error names the first bad cell in row order.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -555,34 +560,32 @@ def _encode_dense(table, layout, width, name="frame", gaps_allowed=True):
     for c, _ in layout:
         column = _column(table, c.name, name)
         if isinstance(c, _Numeric):
-            prepared.append(_as_float(column, c.name, name))
+            # int64 and float64 (what the CSV reader gives) go to float64 in to_tensor itself
+            same = pa.types.is_int64(column.type) or pa.types.is_float64(column.type)
+            prepared.append(column if same else _as_float(column, c.name, name))
             value_sets.append(None)
         else:
             prepared.append(_strings(column, c.name, name))
             value_sets.append(pa.array(c.categories, pa.large_string()))
     out = _zeros(table.num_rows, width)
-    block_rows = int(np.clip((4 << 20) // (8 * max(width, 1)), 4096, 65536))
     numeric = [(i, c, off) for i, (c, off) in enumerate(layout) if value_sets[i] is None]
+    which = [i for i, _, _ in numeric]
     offsets = np.array([off for _, _, off in numeric], np.int64)
     # without "was missing" columns the numeric ones are side by side: a slice, not a gather
     side_by_side = len(numeric) > 0 and np.array_equal(offsets, offsets[0] + np.arange(len(numeric)))
-    buf = np.empty((len(numeric), block_rows), np.float64)
-    aligned = pa.table(prepared, names=[str(i) for i in range(len(prepared))])
-    r0 = 0
-    for batch in aligned.to_batches(max_chunksize=block_rows):
-        m = batch.num_rows
-        block = out[r0:r0 + m]
+    pool = _read_pool()
+
+    def encode(r0, batch):
+        block = out[r0:r0 + batch.num_rows]
         if numeric:
-            values = buf[:, :m]
-            for q, (i, _, _) in enumerate(numeric):
-                values[q] = batch.column(i).to_numpy(zero_copy_only=False)
+            values = np.asarray(batch.select(which).to_tensor(null_to_nan=True, row_major=True, memory_pool=pool))
             if side_by_side:
-                block[:, offsets[0]:offsets[0] + len(numeric)] = values.T
+                block[:, offsets[0]:offsets[0] + len(numeric)] = values
             else:
-                block[:, offsets] = values.T
+                block[:, offsets] = values
             if not np.isfinite(values).all():
                 for q, (_, c, off) in enumerate(numeric):
-                    gaps = _gaps(values[q], c.name, name, r0)
+                    gaps = _gaps(values[:, q], c.name, name, r0)
                     if gaps is None:
                         continue
                     if not gaps_allowed:
@@ -598,7 +601,23 @@ def _encode_dense(table, layout, width, name="frame", gaps_allowed=True):
                     .to_numpy(zero_copy_only=False)
                 rows = np.flatnonzero(idx >= 0)
                 block[rows, off + idx[rows]] = 1.0
-        r0 += m
+
+    aligned = pa.table(prepared, names=[str(i) for i in range(len(prepared))])
+    block_rows = int(np.clip((4 << 20) // (8 * max(width, 1)), 256, 65536))
+    blocks, r0 = [], 0
+    for batch in aligned.to_batches(max_chunksize=block_rows):
+        if batch.num_rows:
+            blocks.append((r0, batch))
+            r0 += batch.num_rows
+    threads = min(pa.cpu_count(), len(blocks)) if table.num_rows * width >= _THREADED_CELLS else 1
+    if threads <= 1:
+        for r0, batch in blocks:
+            encode(r0, batch)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(threads) as pool_of_threads:
+            for done in [pool_of_threads.submit(encode, r0, batch) for r0, batch in blocks]:
+                done.result()           # the first failed block's error, in row order
     return out
 
 

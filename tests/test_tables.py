@@ -314,6 +314,28 @@ def test_chunking_does_not_change_the_encoding_or_the_statistics():
     np.testing.assert_array_equal(a.transform(one), b.transform(many))
 
 
+def test_blocks_written_by_threads_equal_one_thread_and_the_first_bad_row_is_named(monkeypatch):
+    """Large encodings are written a block of rows per task by several threads (tables._encode_dense):
+    the same bits as one thread, and an error names the first bad cell in row order whichever
+    block's thread meets its bad cell first."""
+    import pyarrow.compute as pc
+    df = _mixed_frame(6000, 2)
+    df["big"] = np.arange(6000, dtype=np.int64) * 3 + 2**60        # int64 past 2**53: rounded as a cast
+    table = pa.concat_tables([pa.Table.from_pandas(df).slice(i, 250) for i in range(0, 6000, 250)])
+    prep = TablePreprocessor().fit(table)
+    numbers = table.select(["kids", "big", "income"])
+    monkeypatch.setattr(tables, "_THREADED_CELLS", 1 << 62)
+    one_x, one_numbers = prep.transform(table), tables.numeric_matrix(numbers.select(["kids", "big"]))
+    monkeypatch.setattr(tables, "_THREADED_CELLS", 0)
+    monkeypatch.setattr(pa, "cpu_count", lambda: 4)
+    assert prep.transform(table).tobytes() == one_x.tobytes()
+    assert tables.numeric_matrix(numbers.select(["kids", "big"])).tobytes() == one_numbers.tobytes()
+    np.testing.assert_array_equal(one_numbers[:, 1], pc.cast(table.column("big"), pa.float64(), safe=False))
+    first_gap = int(np.flatnonzero(df["income"].isna())[0])
+    with pytest.raises(ValueError, match=f"column 'income' row {first_gap + 1} is empty"):
+        tables.numeric_matrix(numbers)
+
+
 # ---- the learned state ----------------------------------------------------------------------------
 def test_category_cap(mixed):
     many = pa.table({"id": [f"u{i:03d}" for i in range(300)], "x": np.arange(300.0)})
