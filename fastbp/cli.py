@@ -683,7 +683,6 @@ def _load_model(path):
 def _table_target(frame, path, args):
     """(frame without the dropped columns and target-less rows, y, target name, class names or None,
     rows dropped) for ``train`` on a table file."""
-    import pyarrow as pa
     for col in args.drop:
         if col not in frame.column_names:
             raise CLIError(f"--drop: no column {col!r} in {path!r}")
@@ -708,7 +707,7 @@ def _table_target(frame, path, args):
         raise _data_error(path, e) from None
     n_dropped = int(dropped.sum())
     if n_dropped:
-        frame = frame.filter(pa.array(~dropped))
+        frame = tables.rows_where(frame, ~dropped)
     return frame, y.astype(np.float64), target, classes, n_dropped
 
 
@@ -833,12 +832,11 @@ def cmd_train(args, out, err):
         # the scaling in: the preprocessor is learned here from the training rows (in file order)
         # only because the model's input width must be known to build it; set on the new model,
         # fit applies it as it is (fastbp.frames).
-        import pyarrow as pa
         encoder = tables.TablePreprocessor(max_categories=args.max_categories)
         try:
             train_rows = np.zeros(n, bool)
             train_rows[tr] = True
-            encoder.fit(frame.filter(pa.array(train_rows)), target_name, classes=classes)
+            encoder.fit(tables.rows_where(frame, train_rows), target_name, classes=classes)
         except ValueError as e:
             raise _data_error(name, e) from None
         d = encoder.n_features_out

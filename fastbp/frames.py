@@ -77,12 +77,14 @@ def _plain_numbers(X):
     return True
 
 
-def _mean_std(X, block_rows=8192):
+def _mean_std(X, block_bytes=1 << 20):
     """``X.mean(0), X.std(0)`` of a float64 matrix, the same bits, without numpy's temporary
-    copy of the whole of X: the squared deviations are summed a block of rows at a time, each
-    block's first row carrying the sum so far, which is the order numpy sums them in."""
+    copy of the whole of X: the squared deviations are summed a block of rows at a time (about
+    ``block_bytes``, so the block's temporary stays in cache whatever the width), each block's
+    first row carrying the sum so far, which is the order numpy sums them in."""
     n = X.shape[0]
     mu = np.add.reduce(X, axis=0) / n
+    block_rows = max(1, block_bytes // (8 * max(X.shape[1], 1)))
     acc = None
     for r0 in range(0, n, block_rows):
         d = X[r0:r0 + block_rows] - mu
@@ -95,13 +97,24 @@ def _mean_std(X, block_rows=8192):
     return mu, np.sqrt(acc / n)
 
 
-def _standardized(X, mu, sd, own):
-    """(X - mu) / sd; in X itself when ``own`` (an array this module made), saving two copies."""
-    if own and isinstance(X, np.ndarray):
+def _standardized(X, mu, sd, own, dtype=np.float64):
+    """(X - mu) / sd computed in float64, as ``dtype`` (a model's float32: the bits of the float64
+    result cast). In X itself when ``own`` (an array this module made) and float64, saving two
+    copies; otherwise written a block of rows at a time into a new matrix (no temporary of X's
+    size in float64)."""
+    if not isinstance(X, np.ndarray):
+        return (X - mu) / sd
+    if own and X.dtype == np.float64 and np.dtype(dtype) == np.float64:
         X -= mu
         X /= sd
         return X
-    return (X - mu) / sd
+    out = tables.zeros_matrix(X.shape[0], X.shape[1], dtype)
+    rows = max(1, (1 << 20) // (8 * max(X.shape[1], 1)))
+    for r0 in range(0, X.shape[0], rows):
+        block = X[r0:r0 + rows] - mu
+        block /= sd
+        out[r0:r0 + rows] = block
+    return out
 
 
 def preprocessed(model, X, y=None):
@@ -150,7 +163,6 @@ def _targets(prep, table, y, name):
     """(table rows with a target, targets, class names or None, rows dropped (bool mask) or None)
     from fit's or evaluate's ``y``: a column name, class names, numbers, or None (the
     preprocessor's target column)."""
-    import pyarrow as pa
     if y is None:
         target = prep.target_ if prep is not None else None
         if target is None:
@@ -170,7 +182,7 @@ def _targets(prep, table, y, name):
             raise ValueError(f"{name}: expected {table.num_rows} targets to match the frame's rows, got {len(dropped)}")
     else:
         return table, y, None, None
-    return (table.filter(pa.array(~dropped)) if dropped.any() else table), target, classes, dropped
+    return (tables.rows_where(table, ~dropped) if dropped.any() else table), target, classes, dropped
 
 
 def _model_targets(model, target, classes):
@@ -234,14 +246,15 @@ def fit(model, X, y, train, *, validation_data=None, validation_split=0.0, sampl
     ye = _model_targets(model, target, classes)
     encoded_val = False                    # validation rows encoded here (else the caller's arrays)
     if tables.is_frame(validation_data):
-        validation_data = evaluate_inputs(model, validation_data, None, prep=prep, name="validation_data")
+        validation_data = evaluate_inputs(model, validation_data, None, prep=prep, name="validation_data",
+                                          dtype=np.float64)
         encoded_val = True
     elif isinstance(validation_data, (tuple, list)) and validation_data and tables.is_frame(validation_data[0]):
         if len(validation_data) != 2:
             raise ValueError("validation_data: with a frame, expected (frame, y) or a frame holding the target "
                              f"column, got a tuple of {len(validation_data)}")
         validation_data = evaluate_inputs(model, validation_data[0], validation_data[1], prep=prep,
-                                          name="validation_data")
+                                          name="validation_data", dtype=np.float64)
         encoded_val = True
     if saved is not None:
         mu, sd = saved[1], saved[2]
@@ -251,9 +264,11 @@ def fit(model, X, y, train, *, validation_data=None, validation_split=0.0, sampl
         mu, sd = standardizer(Xe[:max(cut, 1)], prep.numeric_features_out)
         if model.bias is False:
             mu[:] = 0.0                     # without a bias the first layer cannot absorb a shift
-    Xs = _standardized(Xe, mu, sd, own=True)
+    Xs = _standardized(Xe, mu, sd, own=True, dtype=model.dtype)
+    del Xe
     if validation_data is not None and isinstance(validation_data[0], np.ndarray):
-        validation_data = (_standardized(validation_data[0], mu, sd, encoded_val),) + tuple(validation_data[1:])
+        validation_data = (_standardized(validation_data[0], mu, sd, encoded_val, model.dtype),) \
+            + tuple(validation_data[1:])
     before, updates = model.params.copy(), model.updates
     if not fresh and saved is None and updates > 0:
         # trained params take the encoded raw values: the same function on the standardized ones
@@ -279,9 +294,10 @@ def fit(model, X, y, train, *, validation_data=None, validation_split=0.0, sampl
     return history
 
 
-def evaluate_inputs(model, X, y, prep=None, name="X"):
+def evaluate_inputs(model, X, y, prep=None, name="X", dtype=None):
     """(encoded X, targets for the model) of a frame and fit-style ``y`` (None: the target column
-    the model was trained on); rows without a target are left out."""
+    the model was trained on); rows without a target are left out. X comes as ``dtype``
+    (default: the model's; fit's validation rows take float64, to be standardized)."""
     prep = prep or tables.preprocessor_of(model)
     table = tables.as_table(X, name)
     rows, target, classes, _ = _targets(prep, table, y, name)
@@ -289,7 +305,7 @@ def evaluate_inputs(model, X, y, prep=None, name="X"):
         classes = prep.classes_            # numbers given for a model with named classes: indices
     if len(target) == 0:
         raise ValueError(f"{name}: every row's target is missing")
-    return prep.transform(rows), _model_targets(model, target, classes)
+    return prep._encode(rows, model.dtype if dtype is None else dtype), _model_targets(model, target, classes)
 
 
 def predict_inputs(model, X):
@@ -297,7 +313,7 @@ def predict_inputs(model, X):
     model of arrays) the columns in order as numbers."""
     if model.preprocessor is None:
         return as_array(X)
-    return tables.preprocessor_of(model).transform(tables.as_table(X, "X"))
+    return tables.preprocessor_of(model)._encode(tables.as_table(X, "X"), model.dtype)
 
 
 def labels_of(model, idx):

@@ -44,7 +44,7 @@ SPARSE_MAX_DENSITY = 0.1
 # cells (one "n/a." or "12,5" turns a CSV column into text), refused rather than one-hot encoded.
 NUMERIC_TEXT_SHARE = 0.9
 _NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
-_PAGED_MATRIX_BYTES = 64 << 20  # encoded matrices at least this large are allocated by _zeros
+_PAGED_MATRIX_BYTES = 64 << 20  # encoded matrices at least this large are allocated by zeros_matrix
 _THREADED_CELLS = 1 << 20       # encoded matrices of at least this many cells are written by threads
 # The NA spellings that would parse as a float NaN: read as gaps by the numbers-only read too.
 _NAN_SPELLINGS = tuple(v for v in NA_VALUES if v.lower().lstrip("-") == "nan")
@@ -233,16 +233,17 @@ def _read_pool():
         return pa.system_memory_pool()
 
 
-def _zeros(rows, width):
-    """A C-contiguous float64 matrix of zeros in 4 KiB pages. numpy asks for transparent huge
-    pages on large arrays; where the kernel must first defragment memory for them, writing a
-    200 MB matrix measured 0.5 to 1.3 s instead of 0.15 to 0.25 s. Zero pages of an anonymous
-    mapping cost nothing until written."""
-    nbytes = rows * width * 8
+def zeros_matrix(rows, width, dtype=np.float64):
+    """A C-contiguous (rows, width) matrix of zeros, in 4 KiB pages when large. numpy asks for
+    transparent huge pages on large arrays; where the kernel must first defragment memory for
+    them, writing a 200 MB matrix measured 0.5 to 1.3 s instead of 0.15 to 0.25 s. Zero pages
+    of an anonymous mapping cost nothing until written."""
+    dtype = np.dtype(dtype)
+    nbytes = rows * width * dtype.itemsize
     if nbytes < _PAGED_MATRIX_BYTES:
-        return np.zeros((rows, width), np.float64)
+        return np.zeros((rows, width), dtype)
     import mmap
-    return np.frombuffer(mmap.mmap(-1, nbytes), np.float64).reshape(rows, width)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype).reshape(rows, width)
 
 
 def _check_read(path, table):
@@ -285,6 +286,13 @@ def column_kind(typ):
     """"numeric", "categorical", "empty" or None (unsupported): how the preprocessing reads a
     column of pyarrow type ``typ``."""
     return _kind(typ)
+
+
+def rows_where(table, keep):
+    """The rows of pyarrow ``table`` where the bool array ``keep`` is True, in order. Taken by
+    their indices: pyarrow's filter works a chunk and column at a time, which costs a second
+    on a CSV of hundreds of columns (read in a few hundred blocks)."""
+    return table.take(np.flatnonzero(keep))
 
 
 def as_table(frame, name="frame"):
@@ -541,8 +549,9 @@ def numeric_matrix(frame, name="frame"):
     return _encode_dense(table, layout, table.num_columns, name, gaps_allowed=False)
 
 
-def _encode_dense(table, layout, width, name="frame", gaps_allowed=True):
-    """The encoding of ``table`` by ``layout`` ([(column record, offset)]) as a C-order float64 matrix.
+def _encode_dense(table, layout, width, name="frame", gaps_allowed=True, dtype=np.float64):
+    """The encoding of ``table`` by ``layout`` ([(column record, offset)]) as a C-order matrix of
+    ``dtype``: float64, or a model's float32 (the bits of the float64 encoding cast to float32).
 
     Written a block of rows at a time (pyarrow's chunks, split to a few MB of output), so each
     block of the output stays in cache while every column is written into it (a column at a
@@ -567,22 +576,24 @@ def _encode_dense(table, layout, width, name="frame", gaps_allowed=True):
         else:
             prepared.append(_strings(column, c.name, name))
             value_sets.append(pa.array(c.categories, pa.large_string()))
-    out = _zeros(table.num_rows, width)
+    out = zeros_matrix(table.num_rows, width, dtype)
     numeric = [(i, c, off) for i, (c, off) in enumerate(layout) if value_sets[i] is None]
     which = [i for i, _, _ in numeric]
     offsets = np.array([off for _, _, off in numeric], np.int64)
     # without "was missing" columns the numeric ones are side by side: a slice, not a gather
     side_by_side = len(numeric) > 0 and np.array_equal(offsets, offsets[0] + np.arange(len(numeric)))
     pool = _read_pool()
+    narrow = out.dtype != np.float64               # float32: large finite values may overflow
 
     def encode(r0, batch):
         block = out[r0:r0 + batch.num_rows]
         if numeric:
             values = np.asarray(batch.select(which).to_tensor(null_to_nan=True, row_major=True, memory_pool=pool))
-            if side_by_side:
-                block[:, offsets[0]:offsets[0] + len(numeric)] = values
-            else:
-                block[:, offsets] = values
+            with np.errstate(over="ignore"):        # a float32 overflow is reported below, with its cell
+                if side_by_side:
+                    block[:, offsets[0]:offsets[0] + len(numeric)] = values
+                else:
+                    block[:, offsets] = values
             if not np.isfinite(values).all():
                 for q, (_, c, off) in enumerate(numeric):
                     gaps = _gaps(values[:, q], c.name, name, r0)
@@ -595,6 +606,11 @@ def _encode_dense(table, layout, width, name="frame", gaps_allowed=True):
                     block[gaps, off] = c.mean
                     if c.missing:
                         block[gaps, off + 1] = 1.0
+            if narrow and not np.isfinite(block).all():
+                r, j = (int(i) for i in np.argwhere(~np.isfinite(block))[0])
+                q = int(np.flatnonzero(offsets == j)[0])
+                raise ValueError(f"{name}: column {numeric[q][1].name!r} row {r0 + r + 1}: the value {values[r, q]} is "
+                                 f"beyond the range of {out.dtype}; rescale the data or use dtype='float64'")
         for i, (c, off) in enumerate(layout):
             if value_sets[i] is not None:
                 idx = pc.fill_null(pc.index_in(batch.column(i), value_set=value_sets[i]), -1) \
@@ -705,8 +721,7 @@ class TablePreprocessor:
             _, dropped, classes = encode_target(table, target, classes)
             target_kind = "numeric" if classes is None else "classes"
             if dropped.any():
-                import pyarrow as pa
-                table = table.filter(pa.array(~dropped))
+                table = rows_where(table, ~dropped)
         elif classes is not None:
             raise ValueError("classes: class names need a target column; got target=None")
         features = [c for c in table.column_names if c != target]
@@ -721,8 +736,8 @@ class TablePreprocessor:
             if kind == "empty" or column.null_count == len(column):
                 raise ValueError(f"frame: column {col!r} is empty in every training row; drop it")
             if kind == "numeric":
-                if values is None:          # one buffer for every numeric column (see _zeros)
-                    values = _zeros(table.num_rows, 1)[:, 0]
+                if values is None:          # one buffer for every numeric column (see zeros_matrix)
+                    values = zeros_matrix(table.num_rows, 1)[:, 0]
                 v = _float_values(_as_float(column, col), values)
                 gaps = _gaps(v, col)
                 n_gaps = 0 if gaps is None else int(gaps.sum())
@@ -832,6 +847,11 @@ class TablePreprocessor:
             A column is missing (named), holds an unsupported type, numeric text that does not
             parse, or an infinite number.
         """
+        return self._encode(frame)
+
+    def _encode(self, frame, dtype=np.float64):
+        """``transform``, a dense result as ``dtype``: float64, or float32 (the bits of the
+        float64 result cast, without its float64 copy) for a float32 model's predict/evaluate."""
         self._check_fitted()
         table = as_table(frame)
         missing = [c.name for c in self._columns if not table.schema.get_all_field_indices(c.name)]
@@ -842,7 +862,7 @@ class TablePreprocessor:
         layout, width = self._layout()
         if self._use_sparse():
             return self._transform_csr(table, layout, width)
-        return _encode_dense(table, layout, width)
+        return _encode_dense(table, layout, width, dtype=dtype)
 
     def _transform_csr(self, table, layout, width):
         import scipy.sparse as sp
@@ -934,8 +954,7 @@ class TablePreprocessor:
         y, dropped = self.transform_target(frame, target)
         table = as_table(frame)
         if dropped.any():
-            import pyarrow as pa
-            table = table.filter(pa.array(~dropped))
+            table = rows_where(table, ~dropped)
         return self.transform(table), y, dropped
 
     # -- models --------------------------------------------------------------------------------------

@@ -34,13 +34,16 @@ def width(df, target):
     return fastbp.TablePreprocessor().fit(df.drop(columns=others, errors="ignore"), target).n_features_out
 
 
-def classifier(df, **kw):
-    return fastbp.MLP([width(df, "label"), 8, 2], dtype="float64", seed=2, **kw)
+def classifier(df, dtype="float64", **kw):
+    return fastbp.MLP([width(df, "label"), 8, 2], dtype=dtype, seed=2, **kw)
 
 
-def test_fit_on_a_frame_is_the_encoded_standardized_fit_with_the_scaling_folded_in():
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fit_on_a_frame_is_the_encoded_standardized_fit_with_the_scaling_folded_in(dtype):
+    """float32: the frame is encoded and standardized in float64 and cast (the float32 matrix is
+    written a block at a time, without a float64 copy), as the arrays are cast by fit."""
     df = make_frame().drop(columns=["price"])
-    model = classifier(df)
+    model = classifier(df, dtype=dtype)
     hist = model.fit(df, "label", epochs=3, batch_size=16, verbose=0, metrics=["auc"])
     prep = model.preprocessor
     assert isinstance(prep, fastbp.TablePreprocessor) and prep.classes_ == ["no", "yes"]
@@ -49,13 +52,26 @@ def test_fit_on_a_frame_is_the_encoded_standardized_fit_with_the_scaling_folded_
     mu, sd = frames.standardizer(X, prep.numeric_features_out)
     onehot = np.setdiff1d(np.arange(X.shape[1]), prep.numeric_features_out)
     assert np.all(mu[onehot] == 0) and np.all(sd[onehot] == 1)
-    ref = classifier(df)
+    ref = classifier(df, dtype=dtype)
     ref_hist = ref.fit((X - mu) / sd, y, epochs=3, batch_size=16, verbose=0, metrics=["auc"])
     frames.fold_input_scaling(ref, mu, sd)
     np.testing.assert_array_equal(model.params, ref.params)
     assert hist.history == ref_hist.history
-    np.testing.assert_allclose(model.predict(df), ref.predict(X), rtol=1e-12, atol=0)
+    assert model.predict(df).tobytes() == ref.predict(X).tobytes()
+    assert model.evaluate(df, metrics=["accuracy"]) == ref.evaluate(X, y, metrics=["accuracy"])
 
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (5, 2), (9000, 1), (70000, 17), (3000, 800), (2, 140000)])
+def test_standardizer_has_numpys_bits_a_block_of_rows_at_a_time(shape):
+    """frames.standardizer sums the squared deviations a block of rows at a time (blocks of
+    about 1 MB, one row when a row is wider): the bits of numpy's X.mean(0), X.std(0)."""
+    rng = np.random.default_rng(shape[1])
+    X = rng.standard_normal(shape) * rng.random(shape[1]) * 100 + rng.standard_normal(shape[1]) * 1e3
+    mu, sd = frames.standardizer(X)
+    sd_ref = X.std(0)
+    sd_ref[sd_ref == 0] = 1.0
+    assert mu.tobytes() == X.mean(0).tobytes() and sd.tobytes() == sd_ref.tobytes()
 
 def test_predict_takes_columns_by_name_any_order_extra_ignored_unseen_category_zeros(tmp_path):
     df = make_frame().drop(columns=["price"])

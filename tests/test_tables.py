@@ -329,11 +329,23 @@ def test_blocks_written_by_threads_equal_one_thread_and_the_first_bad_row_is_nam
     monkeypatch.setattr(tables, "_THREADED_CELLS", 0)
     monkeypatch.setattr(pa, "cpu_count", lambda: 4)
     assert prep.transform(table).tobytes() == one_x.tobytes()
+    assert prep._encode(table, np.float32).tobytes() == one_x.astype(np.float32).tobytes()
     assert tables.numeric_matrix(numbers.select(["kids", "big"])).tobytes() == one_numbers.tobytes()
     np.testing.assert_array_equal(one_numbers[:, 1], pc.cast(table.column("big"), pa.float64(), safe=False))
     first_gap = int(np.flatnonzero(df["income"].isna())[0])
     with pytest.raises(ValueError, match=f"column 'income' row {first_gap + 1} is empty"):
         tables.numeric_matrix(numbers)
+
+
+def test_a_float32_encoding_names_a_value_past_float32s_range():
+    """A float32 model's predict/evaluate encode straight into float32: a finite value it cannot
+    hold is an error naming its column and row (as the arrays' check names its index)."""
+    t = pa.table({"a": [1.0, 2.0, 3.0], "b": [None, 1e39, 2.0], "c": ["x", "y", None]})
+    prep = TablePreprocessor().fit(pa.table({"a": [1.0], "b": [1.0], "c": ["x"]}))
+    assert prep._encode(t.slice(0, 1), np.float32).dtype == np.float32
+    with pytest.raises(ValueError, match=r"frame: column 'b' row 2: the value 1e\+39 is beyond the range of float32"):
+        prep._encode(t, np.float32)
+    assert prep._encode(t, np.float64)[1, 1] == 1e39
 
 
 # ---- the learned state ----------------------------------------------------------------------------
@@ -712,7 +724,7 @@ def test_numeric_matrix_for_models_without_preprocessing():
 
 def test_large_encodings_in_4k_pages_equal_the_small_path(mixed, monkeypatch):
     """Matrices from _PAGED_MATRIX_BYTES come from an anonymous mapping instead of np.zeros (see
-    tables._zeros): the same values, C-contiguous, writable, and the same preprocessor."""
+    tables.zeros_matrix): the same values, C-contiguous, writable, and the same preprocessor."""
     prep = TablePreprocessor().fit(mixed, "label")
     small, small_fit = prep.transform(mixed), TablePreprocessor().fit(mixed, "label").to_json()
     plain = tables.numeric_matrix(mixed.select(["kids"]))
