@@ -1094,9 +1094,43 @@ COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate
             "compile": cmd_compile}
 
 
+class _Output:
+    """The commands' standard output, which keeps working once its reader has gone: a closed
+    pipe (``fastbp train ... | head``) drops what is written after it instead of raising, so a
+    command still finishes its work (train still saves its model)."""
+
+    def __init__(self, stream):
+        self._stream, self.reader_gone = stream, False
+
+    def write(self, text):
+        if not self.reader_gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self):
+        if not self.reader_gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def _gone(self):
+        self.reader_gone = True
+        try:            # the interpreter flushes stdout at exit: point it at nothing, not the broken pipe
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main(argv=None, out=None, err=None):
     """Run the ``fastbp`` command with ``argv`` (default: sys.argv[1:]); returns the exit status."""
-    out = out or sys.stdout
+    out = _Output(out or sys.stdout)
     err = err or sys.stderr
     parser = build_parser()
     try:

@@ -138,6 +138,19 @@ def test_predict_to_stdout_from_features_only_npy(trained, tmp_path):
     np.testing.assert_array_equal(np.array([l.split(",")[1:] for l in lines[1:]], float).astype(np.float32), P)
 
 
+def test_train_into_a_closed_pipe_still_saves_its_model(tmp_path):
+    """`fastbp train ... | head` closes the output early: the command drops what it would print
+    after that and still trains and saves, with no traceback."""
+    path = tmp_path / "piped.fbp"
+    p = subprocess.Popen([sys.executable, "-m", "fastbp", "train", "iris", "--epochs", "2", "--out", str(path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(), cwd=tmp_path)
+    p.stdout.close()                      # the reader is gone before the first line
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=600) == 0, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+    assert fastbp.load(path).sizes[0] == 4
+
+
 def test_evaluate_reports_the_models_metrics(trained, digits_csv):
     code, out, err = run("evaluate", trained["path"], digits_csv)
     assert code == 0, err
