@@ -946,10 +946,11 @@ def _model_inputs(model, data, path, target, need_target):
     """(X, y or None, rows dropped for a missing target) for ``model`` from what read_data(path) returned."""
     prep = getattr(model, "preprocessor", None)
     if _is_frame(data) and prep is not None:        # a table model: columns by name
-        try:
+        try:     # encoded straight into the model's dtype (a float32 model: no float64 copy)
             if not need_target:
-                return prep.transform(data), None, 0
-            X, y, dropped = prep.transform_xy(data, target)
+                return prep._encode(data, model.dtype), None, 0
+            y, dropped = prep.transform_target(data, target)
+            X = prep._encode(tables.rows_where(data, ~dropped) if dropped.any() else data, model.dtype)
         except ValueError as e:
             raise _data_error(path, e) from None
         if y.size == 0:
@@ -977,7 +978,7 @@ def cmd_predict(args, out, err):
     model = _load_model(args.model)
     data = read_data(args.data, args.target, need_target=False, n_features=model.sizes[0])
     X, _, _ = _model_inputs(model, data, args.data, args.target, need_target=False)
-    P = model.predict(X.astype(model.dtype))
+    P = model.predict(X.astype(model.dtype, copy=False))
     prep = getattr(model, "preprocessor", None)
     names = prep.classes_ if prep is not None else None
     classes = model.output in ("softmax", "sigmoid")
@@ -1032,7 +1033,7 @@ def cmd_evaluate(args, out, err):
     model = _load_model(args.model)
     data = read_data(args.data, args.target, need_target=True, n_features=model.sizes[0])
     X, y, n_dropped = _model_inputs(model, data, args.data, args.target, need_target=True)
-    m = metrics(model, X.astype(model.dtype), y)
+    m = metrics(model, X.astype(model.dtype, copy=False), y)
     print(f"{args.data}: {X.shape[0]} samples: {_fmt_metrics(m)}"
           + (f"  ({n_dropped} row{'s' if n_dropped != 1 else ''} with a missing target skipped)" if n_dropped else ""),
           file=out)
