@@ -53,7 +53,8 @@ from .norm import (batch_norm_backward_rows, batch_norm_inference_rows, batch_no
                    layer_norm_backward_rows, layer_norm_rows, norm_param_grads)
 from .parts import n_parts, part_range, take
 
-FORWARD, BACKWARD_WEIGHTS, BACKWARD_INPUT, NORM_FORWARD, NORM_BACKWARD, NORM_BACKWARD_ROWS, NORM_STATISTICS = range(7)
+FORWARD, BACKWARD_WEIGHTS, BACKWARD_INPUT, NORM_FORWARD, NORM_BACKWARD, NORM_BACKWARD_ROWS, NORM_STATISTICS, \
+    LAYER_NORM_BACKWARD = range(8)
 INFERENCE, BATCH_STATS, STEP = 0, 1, 2
 # the codes of _layout (kernels import nothing from the package above them)
 LAYER_NORM, BATCH_NORM = 1, 2
@@ -258,20 +259,35 @@ def full_backward_input(work, params, net, l, dcur, dnext, r0, r1, p):
 
 @kernel
 def norm_backward(grads, work, params, net, l, m, dcur, p, parts, rows):
-    """Part p of a norm layer's features: dgamma and dbeta from dY at dcur. With ``rows``: part
-    p of the batch's rows, dY into dZ (after the features: batch norm's dZ needs dgamma and dbeta)."""
+    """Part p of a batch-norm layer's features: dgamma and dbeta from dY at dcur. With ``rows``:
+    part p of the batch's rows, dY into dZ in place (after the features: batch norm's dZ needs
+    dgamma and dbeta)."""
     n = net.sizes[l + 1]
     if not rows:
         c0, c1 = part_range(n, parts, p)
         norm_param_grads(grads, net.goff[l], work.deltas, dcur, work.pre, work.xhat_off[l], m, n, c0, c1)
         return
     r0, r1 = part_range(m, parts, p)
-    if net.norm[l] == LAYER_NORM:
-        layer_norm_backward_rows(work.deltas, dcur, work.pre, work.xhat_off[l], work.nstat, work.nstat_off[l], params,
-                                 net.goff[l], r0, r1, n)
+    batch_norm_backward_rows(work.deltas, dcur, work.pre, work.xhat_off[l], work.nstat, work.nstat_off[l], params,
+                             net.goff[l], grads, net.goff[l], m, r0, r1, n)
+
+
+@kernel
+def layer_norm_backward(grads, work, params, net, l, m, dcur, dnext, p, parts):
+    """Part p of a layer-norm layer's backward pass, dY at dcur: part 0 sums dgamma and dbeta
+    over the batch, parts 1.. take the batch's rows, dZ into dnext. dY stays where it is, so the
+    sums (on one thread, see the module docstring) and the rows run in one region, side by
+    side; one part (``parts`` 1) does both. The caller then takes dnext as the current delta."""
+    n = net.sizes[l + 1]
+    r0, r1 = 0, m
+    if p == 0:
+        norm_param_grads(grads, net.goff[l], work.deltas, dcur, work.pre, work.xhat_off[l], m, n, 0, n)
+        if parts > 1:
+            return
     else:
-        batch_norm_backward_rows(work.deltas, dcur, work.pre, work.xhat_off[l], work.nstat, work.nstat_off[l], params,
-                                 net.goff[l], grads, net.goff[l], m, r0, r1, n)
+        r0, r1 = part_range(m, parts - 1, p - 1)
+    layer_norm_backward_rows(work.deltas, dcur, dnext, work.pre, work.xhat_off[l], work.nstat, work.nstat_off[l],
+                             params, net.goff[l], r0, r1, n)
 
 
 # ---- layer 0 over the stored entries of a CSR X (args.Sparse) -----------------------------------
@@ -366,6 +382,9 @@ def task_parts(task, m, n_in, n_out, maxparts):
         return n_parts(n_in, work, maxparts)
     if task == NORM_STATISTICS or task == NORM_BACKWARD:
         return 1
+    if task == LAYER_NORM_BACKWARD:             # the sums' part, then the rows' parts
+        rows = n_parts(m, work, maxparts)
+        return 1 if rows == 1 else rows + 1
     return n_parts(m, work, maxparts)
 
 
@@ -399,6 +418,8 @@ def _full_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dne
     elif task == NORM_FORWARD:
         r0, r1 = part_range(m, parts, p)
         batch_norm_forward(work, params, net, l, r0, r1, train, pos0)
+    elif task == LAYER_NORM_BACKWARD:
+        layer_norm_backward(grads, work, params, net, l, m, dcur, dnext, p, parts)
     else:
         norm_backward(grads, work, params, net, l, m, dcur, p, parts, task == NORM_BACKWARD_ROWS)
 

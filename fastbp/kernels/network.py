@@ -18,9 +18,9 @@ from numba import typeof, types
 from .activations import LINEAR
 from .args import GRADIENT, PREDICT, TRAIN, TRAIN_GRADIENT
 from .calls import by_address, entry, type_key
-from .dense import (BACKWARD_INPUT, BACKWARD_WEIGHTS, BATCH_NORM, BATCH_STATS, FORWARD, INFERENCE, NORM_BACKWARD,
-                    NORM_BACKWARD_ROWS, NORM_FORWARD, NORM_STATISTICS, STEP, call_task, layer_region, layer_task,
-                    sparse_transpose, task_parts)
+from .dense import (BACKWARD_INPUT, BACKWARD_WEIGHTS, BATCH_NORM, BATCH_STATS, FORWARD, INFERENCE, LAYER_NORM,
+                    LAYER_NORM_BACKWARD, NORM_BACKWARD, NORM_BACKWARD_ROWS, NORM_FORWARD, NORM_STATISTICS, STEP,
+                    call_task, layer_region, layer_task, sparse_transpose, task_parts)
 from .jit import kernel
 from .losses import output_loss
 from .optimizers import H_LR, _classic_parallel, apply_update, classic_update
@@ -150,8 +150,16 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
         for l in range(L - 1, -1, -1):
             dnext = half - dcur
             n_in, n_out = net.sizes[l], net.sizes[l + 1]
-            if extras is not None and net.norm[l] != 0:
-                # dcur holds dY: gamma's and beta's gradients, then dY -> dZ
+            if extras is not None and net.norm[l] == LAYER_NORM:
+                # dcur holds dY: gamma's and beta's gradients beside dY -> dZ into dnext, which
+                # then holds the layer's delta
+                _task(np.int64(LAYER_NORM_BACKWARD), task_parts(LAYER_NORM_BACKWARD, m, n_in, n_out, maxparts), l, m,
+                      np.int64(LINEAR), grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse,
+                      fns)
+                dcur = dnext
+                dnext = half - dcur
+            elif extras is not None and net.norm[l] != 0:
+                # dcur holds dY: gamma's and beta's gradients, then dY -> dZ (which needs them)
                 for task in (NORM_BACKWARD, NORM_BACKWARD_ROWS):
                     _task(np.int64(task), task_parts(task, m, n_in, n_out, maxparts), l, m, np.int64(LINEAR), grads,
                           params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse, fns)

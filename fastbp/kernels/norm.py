@@ -183,19 +183,21 @@ def norm_param_grads(grads, goff, G, gcur, pre, xoff, m, n, c0, c1):
 
 
 @kernel(inline="always")
-def layer_norm_backward_rows(G, gcur, pre, xoff, nstat, soff, params, goff, r0, r1, n):
-    """Rows [r0, r1) of dY -> dZ in place through layer norm:
+def layer_norm_backward_rows(G, gcur, zcur, pre, xoff, nstat, soff, params, goff, r0, r1, n):
+    """Rows [r0, r1) of dY (at G[gcur:]) -> dZ (at G[zcur:], another block: dY stays for the
+    sums over the batch) through layer norm:
     dZ = rstd * (g - mean(g) - Xhat * mean(g * Xhat)), g = gamma * dY, means over the row."""
     gamma = params[goff:goff + n]
     for r in range(r0, r1):
         g = G[gcur + r * n:gcur + (r + 1) * n]
+        dz = G[zcur + r * n:zcur + (r + 1) * n]
         xh = pre[xoff + r * n:xoff + (r + 1) * n]
         a, b = row_grad_sums(g, gamma, xh)
         a /= n
         b /= n
         rs = nstat[soff + 2 * r + 1]
         for j in range(n):
-            g[j] = rs * (g[j] * gamma[j] - a - xh[j] * b)
+            dz[j] = rs * (g[j] * gamma[j] - a - xh[j] * b)
 
 
 @kernel(inline="always")

@@ -34,8 +34,8 @@ import numpy as np
 from . import norm
 from .activations import LINEAR
 from .args import SparseRows
-from .dense import (BACKWARD_INPUT, BACKWARD_WEIGHTS, BATCH_NORM, BATCH_STATS, FORWARD, LAYER_NORM, NORM_BACKWARD,
-                    NORM_BACKWARD_ROWS, STEP, activate, layer_region, layer_task, penalize, sparse_transpose,
+from .dense import (BACKWARD_INPUT, BACKWARD_WEIGHTS, BATCH_NORM, BATCH_STATS, FORWARD, LAYER_NORM,
+                    LAYER_NORM_BACKWARD, STEP, activate, layer_region, layer_task, penalize, sparse_transpose,
                     task_parts)
 from .calls import entry_for
 from .jit import kernel
@@ -208,8 +208,8 @@ def _phases(grads, params, net, ws, data, order, first, last, pos0, count, out, 
             yield dsums
             batch_norm_backward_rows(work, params, net, l, m, dcur, dsums, count)
         elif net.norm[l] == LAYER_NORM:
-            task(NORM_BACKWARD, l, dcur=dcur, dnext=dnext)
-            task(NORM_BACKWARD_ROWS, l, dcur=dcur, dnext=dnext)
+            task(LAYER_NORM_BACKWARD, l, dcur=dcur, dnext=dnext)     # dZ into dnext
+            dcur, dnext = dnext, dcur
         if sparse is not None and l == 0:
             sparse_transpose(sparse, work.rows, m, sizes[0])
         task(BACKWARD_WEIGHTS, l, dcur=dcur, dnext=dnext)
