@@ -13,7 +13,6 @@ branch on the code sits outside the element loop. Two kinds of kernels:
 
 Element loops call the vectorizable functions of ``mathfn`` and compute in the arrays' dtype.
 """
-import numpy as np
 
 from .jit import kernel
 from .mathfn import ferf, fexp, fexpm1, flog1p, fsigmoid, ftanh

@@ -8,7 +8,7 @@ Cross-entropies are computed from the logits (max shift / log-sum-exp), never fr
 import numpy as np
 
 from .jit import kernel
-from .activations import EXP, SIGMOID, SOFTMAX
+from .activations import SIGMOID, SOFTMAX
 from .mathfn import fexp, fsigmoid
 from .registry import Entry, Registry
 

@@ -191,7 +191,7 @@ def small_batch_gradient(grads, params, net, data, work, m, sparse):
     T, trow, G, ridx = work.fm_acts, work.fm_row, work.fm_deltas, work.rows
     yint, sw, rowloss, scratch = data.labels, data.weights, work.row_loss, work.loss_scratch
     L = sizes.shape[0] - 1
-    out, loss = net.act[L - 1], net.loss
+    loss = net.loss
     cap = T.shape[1]
     zero = params.dtype.type(0.0)
     if sparse is None:
