@@ -258,36 +258,29 @@ def full_backward_input(work, params, net, l, dcur, dnext, r0, r1, p):
 
 
 @kernel
-def norm_backward(grads, work, params, net, l, m, dcur, p, parts, rows):
-    """Part p of a batch-norm layer's features: dgamma and dbeta from dY at dcur. With ``rows``:
-    part p of the batch's rows, dY into dZ in place (after the features: batch norm's dZ needs
-    dgamma and dbeta)."""
+def norm_backward(grads, work, params, net, l, m, dcur, dnext, p, parts, task):
+    """Part p of a norm layer's backward pass, dY at dcur. Batch norm: NORM_BACKWARD, part p of
+    the features' dgamma and dbeta; NORM_BACKWARD_ROWS, part p of the batch's rows, dY into dZ
+    in place (after the features: batch norm's dZ needs dgamma and dbeta). Layer norm
+    (LAYER_NORM_BACKWARD): part 0 the sums over the batch, parts 1.. the batch's rows, dZ into
+    dnext, so that the sums (on one thread, see the module docstring) run beside the rows in one
+    region, dY left in place for them; one part (``parts`` 1) does both, and the caller then
+    takes dnext as the current delta. One kernel for all, so each loop is compiled once."""
     n = net.sizes[l + 1]
-    if not rows:
-        c0, c1 = part_range(n, parts, p)
+    layer = task == LAYER_NORM_BACKWARD
+    if task == NORM_BACKWARD or (layer and p == 0):
+        c0, c1 = part_range(n, 1 if layer else parts, p)
         norm_param_grads(grads, net.goff[l], work.deltas, dcur, work.pre, work.xhat_off[l], m, n, c0, c1)
-        return
-    r0, r1 = part_range(m, parts, p)
-    batch_norm_backward_rows(work.deltas, dcur, work.pre, work.xhat_off[l], work.nstat, work.nstat_off[l], params,
-                             net.goff[l], grads, net.goff[l], m, r0, r1, n)
-
-
-@kernel
-def layer_norm_backward(grads, work, params, net, l, m, dcur, dnext, p, parts):
-    """Part p of a layer-norm layer's backward pass, dY at dcur: part 0 sums dgamma and dbeta
-    over the batch, parts 1.. take the batch's rows, dZ into dnext. dY stays where it is, so the
-    sums (on one thread, see the module docstring) and the rows run in one region, side by
-    side; one part (``parts`` 1) does both. The caller then takes dnext as the current delta."""
-    n = net.sizes[l + 1]
-    r0, r1 = 0, m
-    if p == 0:
-        norm_param_grads(grads, net.goff[l], work.deltas, dcur, work.pre, work.xhat_off[l], m, n, 0, n)
-        if parts > 1:
+        if not layer or parts > 1:
             return
+    if layer:
+        r0, r1 = (0, m) if parts == 1 else part_range(m, parts - 1, p - 1)
+        layer_norm_backward_rows(work.deltas, dcur, dnext, work.pre, work.xhat_off[l], work.nstat, work.nstat_off[l],
+                                 params, net.goff[l], r0, r1, n)
     else:
-        r0, r1 = part_range(m, parts - 1, p - 1)
-    layer_norm_backward_rows(work.deltas, dcur, dnext, work.pre, work.xhat_off[l], work.nstat, work.nstat_off[l],
-                             params, net.goff[l], r0, r1, n)
+        r0, r1 = part_range(m, parts, p)
+        batch_norm_backward_rows(work.deltas, dcur, work.pre, work.xhat_off[l], work.nstat, work.nstat_off[l], params,
+                                 net.goff[l], grads, net.goff[l], m, r0, r1, n)
 
 
 # ---- layer 0 over the stored entries of a CSR X (args.Sparse) -----------------------------------
@@ -418,10 +411,8 @@ def _full_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dne
     elif task == NORM_FORWARD:
         r0, r1 = part_range(m, parts, p)
         batch_norm_forward(work, params, net, l, r0, r1, train, pos0)
-    elif task == LAYER_NORM_BACKWARD:
-        layer_norm_backward(grads, work, params, net, l, m, dcur, dnext, p, parts)
     else:
-        norm_backward(grads, work, params, net, l, m, dcur, p, parts, task == NORM_BACKWARD_ROWS)
+        norm_backward(grads, work, params, net, l, m, dcur, dnext, p, parts, task)
 
 
 @kernel
