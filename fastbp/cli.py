@@ -949,8 +949,7 @@ def _model_inputs(model, data, path, target, need_target):
         try:     # encoded straight into the model's dtype (a float32 model: no float64 copy)
             if not need_target:
                 return prep._encode(data, model.dtype), None, 0
-            y, dropped = prep.transform_target(data, target)
-            X = prep._encode(tables.rows_where(data, ~dropped) if dropped.any() else data, model.dtype)
+            X, y, dropped = prep._encode_xy(data, target, model.dtype)
         except ValueError as e:
             raise _data_error(path, e) from None
         if y.size == 0:

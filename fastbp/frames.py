@@ -77,14 +77,20 @@ def _plain_numbers(X):
     return True
 
 
-def _mean_std(X, block_bytes=1 << 20):
+def _block_rows(X, block_bytes=1 << 20):
+    """Rows of float64 matrix X in a block of about ``block_bytes``: a block's temporary stays in
+    cache whatever the width."""
+    return max(1, block_bytes // (8 * max(X.shape[1], 1)))
+
+
+def _mean_std(X):
     """``X.mean(0), X.std(0)`` of a float64 matrix, the same bits, without numpy's temporary
-    copy of the whole of X: the squared deviations are summed a block of rows at a time (about
-    ``block_bytes``, so the block's temporary stays in cache whatever the width), each block's
-    first row carrying the sum so far, which is the order numpy sums them in."""
+    copy of the whole of X: the squared deviations are summed a block of rows at a time
+    (_block_rows), each block's first row carrying the sum so far, which is the order numpy sums
+    them in."""
     n = X.shape[0]
     mu = np.add.reduce(X, axis=0) / n
-    block_rows = max(1, block_bytes // (8 * max(X.shape[1], 1)))
+    block_rows = _block_rows(X)
     acc = None
     for r0 in range(0, n, block_rows):
         d = X[r0:r0 + block_rows] - mu
@@ -109,7 +115,7 @@ def _standardized(X, mu, sd, own, dtype=np.float64):
         X /= sd
         return X
     out = tables.zeros_matrix(X.shape[0], X.shape[1], dtype)
-    rows = max(1, (1 << 20) // (8 * max(X.shape[1], 1)))
+    rows = _block_rows(X)
     for r0 in range(0, X.shape[0], rows):
         block = X[r0:r0 + rows] - mu
         block /= sd

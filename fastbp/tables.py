@@ -951,11 +951,15 @@ class TablePreprocessor:
     def transform_xy(self, frame, target=None):
         """(X, y, dropped): ``transform`` and ``transform_target`` of ``frame``, without the rows
         whose target is missing (``dropped`` marks them)."""
+        return self._encode_xy(frame, target)
+
+    def _encode_xy(self, frame, target=None, dtype=np.float64):
+        """``transform_xy`` with X as ``dtype`` (see ``_encode``)."""
         y, dropped = self.transform_target(frame, target)
         table = as_table(frame)
         if dropped.any():
             table = rows_where(table, ~dropped)
-        return self.transform(table), y, dropped
+        return self._encode(table, dtype), y, dropped
 
     # -- models --------------------------------------------------------------------------------------
     def check_model(self, model):
