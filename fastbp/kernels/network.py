@@ -150,20 +150,19 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
         for l in range(L - 1, -1, -1):
             dnext = half - dcur
             n_in, n_out = net.sizes[l], net.sizes[l + 1]
-            if extras is not None and net.norm[l] != 0:
-                # dcur holds dY. Batch norm: gamma's and beta's gradients, then dY -> dZ (which
-                # needs them). Layer norm: both in one task, dZ into dnext, which then holds the
-                # layer's delta. (One call site: each is compile time.)
-                layer = net.norm[l] == LAYER_NORM
+            if extras is not None and net.norm[l] == LAYER_NORM:
+                # dcur holds dY: gamma's and beta's gradients beside dY -> dZ into dnext, which
+                # then holds the layer's delta
+                _task(np.int64(LAYER_NORM_BACKWARD), task_parts(LAYER_NORM_BACKWARD, m, n_in, n_out, maxparts), l, m,
+                      np.int64(LINEAR), grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse,
+                      fns)
+                dcur = dnext
+                dnext = half - dcur
+            elif extras is not None and net.norm[l] != 0:
+                # dcur holds dY: gamma's and beta's gradients, then dY -> dZ (which needs them)
                 for task in (NORM_BACKWARD, NORM_BACKWARD_ROWS):
-                    code = np.int64(LAYER_NORM_BACKWARD) if layer else np.int64(task)
-                    _task(code, task_parts(code, m, n_in, n_out, maxparts), l, m, np.int64(LINEAR), grads, params,
-                          net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse, fns)
-                    if layer:
-                        break
-                if layer:
-                    dcur = dnext
-                    dnext = half - dcur
+                    _task(np.int64(task), task_parts(task, m, n_in, n_out, maxparts), l, m, np.int64(LINEAR), grads,
+                          params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse, fns)
             if sparse is not None:
                 if l == 0:
                     sparse_transpose(sparse, rows, m, net.sizes[0])
