@@ -1,42 +1,25 @@
 """Tables into models: reading a CSV, the preprocessor's fit and transform, and a float32
 model's predict on a frame.
 
-Two shapes of numeric table, each read from a CSV that setup_cache writes once: ``short``
-(200,000 rows of 20 float columns with four decimals and an integer label, ~30 MB) and
-``pixels`` (12,000 rows of 784 integer columns, mostly 0, and a label, as the MNIST CSV export,
-~22 MB). pyarrow parses in blocks of about 1 MB, so the wide table comes in ~20 chunks of ~600
-rows: the per-column-and-block costs show there (``benchmarks/read_csv.py`` times whole
-200 MB files against numpy's loadtxt).
+Two shapes of numeric table, each read from a CSV that setup_cache writes once with
+read_csv.py's writer: ``short`` (~30 MB: ~200,000 rows of 20 float columns with four decimals
+and an integer label) and ``pixels`` (~22 MB: ~12,000 rows of 784 integer columns, mostly 0,
+and a label, as the MNIST CSV export). pyarrow parses in blocks of about 1 MB, so the wide
+table comes in ~20 chunks of ~600 rows: the per-column-and-block costs show there
+(``benchmarks/read_csv.py`` times whole 200 MB files against numpy's loadtxt).
 """
 import os
-
-import numpy as np
 
 import fastbp
 from fastbp import tables
 
-SHAPES = ["short", "pixels"]
+from .read_csv import write_csv
 
-
-def _write(path, shape, seed=0):
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-    rng = np.random.default_rng(seed)
-    if shape == "pixels":
-        n, d = 12_000, 784
-        X = np.where(rng.random((n, d)) < 0.8, 0, rng.integers(1, 256, (n, d)))
-        label = rng.integers(0, 10, n)
-    else:
-        n, d = 200_000, 20
-        X = np.round(rng.standard_normal((n, d)), 4)
-        label = (X[:, 0] > 0).astype(np.int64)
-    names = [f"x{j}" for j in range(d)] + ["label"]
-    pcsv.write_csv(pa.table([*X.T, label], names=names), path,
-                   write_options=pcsv.WriteOptions(quoting_style="none"))
+SHAPES = {"short": 30, "pixels": 22}       # megabytes of each CSV
 
 
 class Tables:
-    params = SHAPES
+    params = list(SHAPES)
     param_names = ["shape"]
     timeout = 300
 
@@ -44,7 +27,7 @@ class Tables:
         # asv runs setup_cache in a folder of its own, removed after the run
         paths = {shape: os.path.abspath(f"tables-{shape}.csv") for shape in SHAPES}
         for shape, path in paths.items():
-            _write(path, shape)
+            write_csv(path, SHAPES[shape], 20, shape)
         return paths
 
     def setup(self, paths, shape):
