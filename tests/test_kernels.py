@@ -424,3 +424,55 @@ def test_train_steps_kernels_replay_the_reference(kind, maxparts, opt):
     assert done == last - first and kopt.step[0] == 4 + done
     np.testing.assert_allclose(step_loss, losses, rtol=1e-12)
     np.testing.assert_allclose(params, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,parts", [(37, 1), (37, 2), (37, 3), (40, 3), (5, 8)])
+def test_batch_norm_sums_by_row_parts(dtype, m, parts):
+    """Batch norm's sums over the batch taken per row part and merged in part order: the
+    statistics equal numpy's (and one part the bits of one pass in row order), gamma's and
+    beta's gradients the part sums in dY's dtype added in part order."""
+    from fastbp.kernels import norm as N
+    rng = np.random.default_rng(m * parts)
+    n = 6
+    Z = (rng.standard_normal((m, n)) * 3 + rng.standard_normal(n) * 10).astype(dtype)
+    G, Xh = rng.standard_normal((m, n)).astype(dtype), rng.standard_normal((m, n)).astype(dtype)
+    nstat = np.full((2 + N.PART_MOMENTS * parts) * n, np.nan)
+    stats = np.concatenate([rng.standard_normal(n), rng.uniform(0.5, 2, n)])
+    stats0 = stats.copy()
+    pre = np.concatenate([Z.ravel(), Xh.ravel()])
+    for p in range(parts):
+        r0, r1 = part_range(m, parts, p)         # an empty part too, as the kernels do
+        N.batch_norm_part_moments(pre, 0, nstat, 2 * n + N.PART_MOMENTS * n * p, r0, r1, n)
+    N.batch_norm_merge_statistics(nstat, 0, 2 * n, stats, 0, m, n, parts, True)
+    Z64 = Z.astype(np.float64)
+    mean, var = Z64.mean(axis=0), Z64.var(axis=0)
+    np.testing.assert_allclose(nstat[:n], mean, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(nstat[n:2 * n], 1 / np.sqrt(var + N.EPS), rtol=1e-13)
+    np.testing.assert_allclose(stats[:n], 0.9 * stats0[:n] + 0.1 * mean, rtol=1e-13)
+    np.testing.assert_allclose(stats[n:], 0.9 * stats0[n:] + 0.1 * Z64.var(axis=0, ddof=1), rtol=1e-13)
+    if parts == 1:
+        s = np.zeros(n)
+        for i in range(m):
+            s += Z64[i]
+        d = np.zeros(n)
+        for i in range(m):
+            d += (Z64[i] - s / m) ** 2
+        assert np.array_equal(nstat[:n], s / m)
+        assert np.array_equal(nstat[n:2 * n], 1 / np.sqrt(d / m + N.EPS))
+    # gamma's and beta's gradients: each part's sums in dY's dtype, then added in part order
+    grads = np.full(2 * n + 3, np.nan, dtype)
+    for p in range(parts):
+        r0, r1 = part_range(m, parts, p)
+        N.part_param_grads(nstat, 2 * n + N.PART_MOMENTS * n * p, G.ravel(), 0, pre, m * n, r0, r1, n)
+    N.merge_param_grads(grads, 1, nstat, 2 * n, n, parts)
+    want_g, want_b = np.zeros(n, dtype), np.zeros(n, dtype)
+    for p in range(parts):
+        r0, r1 = part_range(m, parts, p)
+        pg, pb = np.zeros(n, dtype), np.zeros(n, dtype)
+        for i in range(r0, r1):
+            pg += G[i] * Xh[i]
+            pb += G[i]
+        want_g, want_b = (pg, pb) if p == 0 else (want_g + pg, want_b + pb)
+    assert np.array_equal(grads[1:n + 1], want_g) and np.array_equal(grads[n + 1:2 * n + 1], want_b)
+    np.testing.assert_allclose(grads[1:n + 1], (G.astype(np.float64) * Xh).sum(axis=0), rtol=0, atol=TOL[dtype] * m)

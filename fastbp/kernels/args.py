@@ -13,6 +13,8 @@ from collections import namedtuple
 
 import numpy as np
 
+from .norm import LAYER_NORM, PART_MOMENTS
+
 # What network.run_batches and small.run_batches_small do with their batches.
 # TRAIN_GRADIENT is the gradient of a training step without its update (MPI updates after the
 # Allreduce): dropout on and batch-norm running statistics updated, as in TRAIN, by the batch's own
@@ -172,7 +174,8 @@ pre           flat; Y_l (cap, sizes[l+1]) at pre_off[l]: the activation's input 
               after a training forward pass its derivative there; with norm also Xhat_l, the
               normalized pre-activation, at xhat_off[l]
 nstat         float64; at nstat_off[l] a norm layer's means then its 1/std (per row for layer
-              norm, per feature for batch norm)
+              norm, per feature for batch norm); batch norm's then room for every part, where
+              each row part of a step keeps its sums over its rows (PART_MOMENTS per feature, dense.part_slot)
 pen           float64 (sum of sizes[:-1],): the l1/l2 penalty of each row of every W
 """
 
@@ -261,7 +264,8 @@ def workspace_arrays(net, cap, dtype, parts, input_rows=True):
             xhat_off[l] = pre_size
             pre_size += cap * sizes[l + 1]
             nstat_off[l] = nstat_size
-            nstat_size += 2 * max(cap, sizes[l + 1])
+            # layer norm: per row; batch norm: per feature, and 3 per feature for each part
+            nstat_size += 2 * cap if net.norm[l] == LAYER_NORM else (2 + PART_MOMENTS * parts) * sizes[l + 1]
     acts_off = np.concatenate([[0], np.cumsum([cap * s for s in [sizes[0] * input_rows] + sizes[1:]])]).astype(np.int64)
     widest = max(sizes[1:])
     acts = np.empty(int(acts_off[-1]), dtype)

@@ -34,8 +34,13 @@ Every parallel region of a step goes through one kernel, ``layer_region``: a pra
 whose body runs one task (a layer's forward rows, its weight-gradient block, its input-gradient
 rows, or a normalization's rows), so numba compiles one parallel kernel, and how parallel work
 is split and scheduled lives in one place (parts.py and ``task_parts``). A norm layer's sums
-over the batch (batch norm's statistics, gamma's and beta's gradients) run on one thread: split
-by features, each thread would read half of every row, most of them written by the other.
+over the batch are not split by features (each thread would then read half of every row, most
+of them written by the other). Layer norm's gamma and beta gradients run on one thread beside
+the rows' parts. Batch norm's sums over the batch (its statistics, gamma's and beta's
+gradients) are taken by the row parts of the task that wrote the rows, each over its rows while
+they are in its cache, and summed in part order on one thread (NORM_STATISTICS, NORM_BACKWARD):
+so they follow the part split, as the products do, and one part gives the bits of one pass
+over the batch.
 
 Constants and prange indices passed on to other kernels go through ``np.int64``: numba compiles
 a callee once per argument type, and a literal (a task code) or a prange index (uint64) is a
@@ -49,15 +54,14 @@ from .blas import gemm
 from .calls import by_address
 from .dropout import apply_mask, row_key, step_key, threshold
 from .jit import kernel
-from .norm import (batch_norm_backward_rows, batch_norm_inference_rows, batch_norm_rows, batch_norm_statistics,
-                   layer_norm_backward_rows, layer_norm_rows, norm_param_grads)
+from .norm import (BATCH_NORM, LAYER_NORM, PART_MOMENTS, batch_norm_backward_rows, batch_norm_inference_rows,
+                   batch_norm_merge_statistics, batch_norm_part_moments, batch_norm_rows, layer_norm_backward_rows,
+                   layer_norm_rows, merge_param_grads, norm_param_grads, part_param_grads)
 from .parts import n_parts, part_range, take
 
 FORWARD, BACKWARD_WEIGHTS, BACKWARD_INPUT, NORM_FORWARD, NORM_BACKWARD, NORM_BACKWARD_ROWS, NORM_STATISTICS, \
     LAYER_NORM_BACKWARD = range(8)
 INFERENCE, BATCH_STATS, STEP = 0, 1, 2
-# the codes of _layout (kernels import nothing from the package above them)
-LAYER_NORM, BATCH_NORM = 1, 2
 
 
 @kernel(inline="always")
@@ -134,11 +138,11 @@ def full_forward(work, params, net, X, l, act, r0, r1, p, train, pos0):
     d0 = work.pre_off[l] if full else off[l + 1]
     gemm(np.bool_(False), np.bool_(False), r1 - r0, n_out, n_in, acts, off[l] + r0 * n_in, n_in, params, net.woff[l],
          n_out, 0.0, dst, d0 + r0 * n_out, n_out, work.blas_int[p], work.blas_float[p])
-    _full_after_product(work, params, net, l, act, r0, r1, train, pos0)
+    _full_after_product(work, params, net, l, act, r0, r1, p, train, pos0)
 
 
 @kernel(inline="always")
-def _full_after_product(work, params, net, l, act, r0, r1, train, pos0):
+def _full_after_product(work, params, net, l, act, r0, r1, p, train, pos0):
     """full_forward after the product A_l @ W_l is in place (in work.pre for a full layer, else
     in A_{l+1}): bias, then norm, activation and dropout."""
     n_out = net.sizes[l + 1]
@@ -154,20 +158,30 @@ def _full_after_product(work, params, net, l, act, r0, r1, train, pos0):
         layer_norm_rows(pre, y0, work.xhat_off[l], work.nstat, work.nstat_off[l], params, net.goff[l], r0, r1, n_out)
     elif norm == BATCH_NORM:
         if train != INFERENCE:
+            # the batch's statistics need every row: this part's moments, which NORM_STATISTICS
+            # merges (the rows are in this thread's cache now)
+            batch_norm_part_moments(pre, y0, work.nstat, part_slot(work, net, l, p), r0, r1, n_out)
             return
         batch_norm_inference_rows(pre, y0, work.xhat_off[l], params, net.goff[l], net.stats, net.roff[l], r0, r1,
                                   n_out)
     activate(work, net, l, r0, r1, train, pos0)
 
 
-@kernel
-def batch_norm_statistics_part(work, net, l, m, p, parts, train):
-    """Part p of a batch-norm layer's features: their statistics over the batch (and, for a
-    training step, the running statistics' move)."""
+@kernel(inline="always")
+def part_slot(work, net, l, p):
+    """Where part p of a batch-norm layer's row parts keeps its sums over its rows in work.nstat
+    (args.workspace_arrays: PART_MOMENTS * n each, after the layer's statistics)."""
     n = net.sizes[l + 1]
-    c0, c1 = part_range(n, parts, p)
-    batch_norm_statistics(work.pre, work.pre_off[l], work.nstat, work.nstat_off[l], net.stats, net.roff[l], m, n, c0,
-                          c1, train == STEP)
+    return work.nstat_off[l] + 2 * n + PART_MOMENTS * n * p
+
+
+@kernel
+def batch_norm_statistics(work, net, l, m, parts, train):
+    """A batch-norm layer's statistics over the batch from the moments of the ``parts`` row
+    parts of its forward task (and, for a training step, the running statistics' move)."""
+    n = net.sizes[l + 1]
+    batch_norm_merge_statistics(work.nstat, work.nstat_off[l], part_slot(work, net, l, 0), net.stats, net.roff[l], m,
+                                n, parts, train == STEP)
 
 
 @kernel
@@ -255,23 +269,29 @@ def full_backward_input(work, params, net, l, dcur, dnext, r0, r1, p):
         act_backward(deltas, dnext + r0 * n_in, work.acts, work.acts_off[l] + r0 * n_in, r1 - r0, n_in, net.act[k])
         return
     act_slope(deltas, dnext + r0 * n_in, work.pre, work.pre_off[k] + r0 * n_in, (r1 - r0) * n_in)
+    if net.norm[k] == BATCH_NORM:
+        # this part's share of the batch's dgamma and dbeta (NORM_BACKWARD merges them)
+        part_param_grads(work.nstat, part_slot(work, net, k, p), deltas, dnext, work.pre, work.xhat_off[k], r0, r1, n_in)
 
 
 @kernel
 def norm_backward(grads, work, params, net, l, m, dcur, dnext, p, parts, task):
-    """Part p of a norm layer's backward pass, dY at dcur. Batch norm: NORM_BACKWARD, part p of
-    the features' dgamma and dbeta; NORM_BACKWARD_ROWS, part p of the batch's rows, dY into dZ
-    in place (after the features: batch norm's dZ needs dgamma and dbeta). Layer norm
-    (LAYER_NORM_BACKWARD): part 0 the sums over the batch, parts 1.. the batch's rows, dZ into
-    dnext, so that the sums (on one thread, see the module docstring) run beside the rows in one
-    region, dY left in place for them; one part (``parts`` 1) does both, and the caller then
-    takes dnext as the current delta. One kernel for all, so each loop is compiled once."""
+    """Part p of a norm layer's backward pass, dY at dcur. Batch norm: NORM_BACKWARD (one call)
+    dgamma and dbeta, the sums of the ``parts`` row parts of the BACKWARD_INPUT task that made
+    dY; NORM_BACKWARD_ROWS, part p of the batch's rows, dY into dZ in place (dZ needs dgamma and
+    dbeta). Layer norm (LAYER_NORM_BACKWARD): part 0 the sums over the batch, parts 1.. the
+    batch's rows, dZ into dnext, so that the sums (on one thread, see the module docstring) run
+    beside the rows in one region, dY left in place for them; one part (``parts`` 1) does both,
+    and the caller then takes dnext as the current delta. One kernel for all, so each loop is
+    compiled once."""
     n = net.sizes[l + 1]
+    if task == NORM_BACKWARD:
+        merge_param_grads(grads, net.goff[l], work.nstat, part_slot(work, net, l, 0), n, parts)
+        return
     layer = task == LAYER_NORM_BACKWARD
-    if task == NORM_BACKWARD or (layer and p == 0):
-        c0, c1 = part_range(n, 1 if layer else parts, p)
-        norm_param_grads(grads, net.goff[l], work.deltas, dcur, work.pre, work.xhat_off[l], m, n, c0, c1)
-        if not layer or parts > 1:
+    if layer and p == 0:
+        norm_param_grads(grads, net.goff[l], work.deltas, dcur, work.pre, work.xhat_off[l], m, n, np.int64(0), n)
+        if parts > 1:
             return
     if layer:
         r0, r1 = (0, m) if parts == 1 else part_range(m, parts - 1, p - 1)
@@ -368,13 +388,12 @@ def sparse_backward_weights(grads, work, net, m, dcur, p, parts, sparse):
 @kernel(inline="always")
 def task_parts(task, m, n_in, n_out, maxparts):
     """How many parts a task on a layer of n_in -> n_out features and a batch of m rows gets
-    (parts.n_parts of what it splits): the input features for the weight gradient, one for a
-    norm layer's sums over the batch (see the module docstring), the batch's rows otherwise."""
+    (parts.n_parts of what it splits): the input features for the weight gradient, the batch's
+    rows otherwise. Batch norm's sums over the batch are no task of parts of their own: see
+    network.run_batches."""
     work = m * n_in * n_out
     if task == BACKWARD_WEIGHTS:
         return n_parts(n_in, work, maxparts)
-    if task == NORM_STATISTICS or task == NORM_BACKWARD:
-        return 1
     if task == LAYER_NORM_BACKWARD:             # the sums' part, then the rows' parts
         rows = n_parts(m, work, maxparts)
         return 1 if rows == 1 else rows + 1
@@ -407,7 +426,7 @@ def _full_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dne
         r0, r1 = part_range(m, parts, p)
         full_backward_input(work, params, net, l, dcur, dnext, r0, r1, p)
     elif task == NORM_STATISTICS:
-        batch_norm_statistics_part(work, net, l, m, p, parts, train)
+        batch_norm_statistics(work, net, l, m, parts, train)
     elif task == NORM_FORWARD:
         r0, r1 = part_range(m, parts, p)
         batch_norm_forward(work, params, net, l, r0, r1, train, pos0)
@@ -433,7 +452,7 @@ def layer_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dne
                 full = net.full[0] != 0
                 sparse_forward(work.pre if full else work.acts, work.pre_off[0] if full else work.acts_off[1], params,
                                net, sparse, work.rows, r0, r1)
-                _full_after_product(work, params, net, l, act, r0, r1, train, pos0)
+                _full_after_product(work, params, net, l, act, r0, r1, p, train, pos0)
             return
         if l == 0 and task == BACKWARD_WEIGHTS:
             sparse_backward_weights(grads, work, net, m, dcur, p, parts, sparse)

@@ -46,6 +46,14 @@ def _task(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, trai
                                                    train, pos0, extras, sparse, fns[TASK], fns[TASK + 1]))
 
 
+@kernel(inline="always")
+def _merge(task, parts, l, m, grads, params, net, work, X, dcur, dnext, train, pos0, extras, sparse, fns):
+    """A batch-norm task that sums up what the ``parts`` parts of the task before it left (see
+    dense.norm_backward), in one call on this thread."""
+    call_task(fns[TASK], fns[TASK + 1], (task, np.int64(0), parts, l, m, np.int64(LINEAR), grads, params, net, work, X,
+                                         dcur, dnext, train, pos0, extras, sparse))
+
+
 @kernel
 def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, data, order, first, last, batch, work,
                 maxparts, extras, sparse, fns):
@@ -116,10 +124,12 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
             _task(np.int64(FORWARD), task_parts(FORWARD, m, n_in, n_out, maxparts), l, m, act, grads, params, net, work,
                   X, np.int64(0), np.int64(0), train, pos0, maxparts, extras, sparse, fns)
             if extras is not None and net.norm[l] == BATCH_NORM and train != INFERENCE:
-                # the forward task stopped at Z: the batch's statistics, then Y and the activation
-                for task in (NORM_STATISTICS, NORM_FORWARD):
-                    _task(np.int64(task), task_parts(task, m, n_in, n_out, maxparts), l, m, act, grads, params, net,
-                          work, X, np.int64(0), np.int64(0), train, pos0, maxparts, extras, sparse, fns)
+                # the forward task stopped at Z, each part with its rows' moments: the batch's
+                # statistics from them, then Y, the activation and dropout
+                _merge(np.int64(NORM_STATISTICS), task_parts(FORWARD, m, n_in, n_out, maxparts), l, m, grads, params,
+                       net, work, X, np.int64(0), np.int64(0), train, pos0, extras, sparse, fns)
+                _task(np.int64(NORM_FORWARD), task_parts(NORM_FORWARD, m, n_in, n_out, maxparts), l, m, act, grads,
+                      params, net, work, X, np.int64(0), np.int64(0), train, pos0, maxparts, extras, sparse, fns)
         if mode != PREDICT:
             # loss; the gradient at the logits into deltas[0:], already divided by m
             correct = call_loss(fns[LOSS], fns[LOSS + 1], (work.deltas, np.int64(0), work.row_loss, work.acts, o, m, k,
@@ -159,10 +169,13 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
                 dcur = dnext
                 dnext = half - dcur
             elif extras is not None and net.norm[l] != 0:
-                # dcur holds dY: gamma's and beta's gradients, then dY -> dZ (which needs them)
-                for task in (NORM_BACKWARD, NORM_BACKWARD_ROWS):
-                    _task(np.int64(task), task_parts(task, m, n_in, n_out, maxparts), l, m, np.int64(LINEAR), grads,
-                          params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse, fns)
+                # dcur holds dY, whose input-gradient task above left each part's share of gamma's
+                # and beta's gradients: their sums, then dY -> dZ (which needs them)
+                _merge(np.int64(NORM_BACKWARD), task_parts(BACKWARD_INPUT, m, n_out, net.sizes[l + 2], maxparts), l, m,
+                       grads, params, net, work, X, dcur, dnext, train, pos0, extras, sparse, fns)
+                _task(np.int64(NORM_BACKWARD_ROWS), task_parts(NORM_BACKWARD_ROWS, m, n_in, n_out, maxparts), l, m,
+                      np.int64(LINEAR), grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse,
+                      fns)
             if sparse is not None:
                 if l == 0:
                     sparse_transpose(sparse, rows, m, net.sizes[0])

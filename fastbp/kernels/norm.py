@@ -5,21 +5,27 @@ Layer l with width n on a batch of m rows (batch-major, flat offsets into a Work
     Xhat  (m, n)  (Z - mean) / sqrt(var + eps), at xhat_off[l]
     Y     (m, n)  gamma * Xhat + beta, overwriting Z: the activation's input
     nstat         float64 at nstat_off[l]: layer norm, each row's mean and 1/std in turn; batch
-                  norm, the n features' means, then their 1/std
+                  norm, the n features' means, then their 1/std, then PART_MOMENTS * n for each
+                  row part of a step (its sums over its rows)
 Layer norm is torch.nn.LayerNorm(n, eps=1e-5) over each row; batch norm is
 torch.nn.BatchNorm1d(n, eps=1e-5, momentum=0.1): the batch's mean and biased variance normalize,
 the unbiased variance goes into the running variance; inference uses the running statistics.
 
 Sums over rows run per feature in row order; sums over a row's features are reassociated (the
-order LLVM's vectorized loop takes, fixed for a given build) but never span rows. So a result
-never depends on how rows or features are split into parts.
+order LLVM's vectorized loop takes, fixed for a given build) but never span rows. Batch norm's
+sums over the batch are taken per row part (by the part that wrote the rows) and added in part
+order, so they follow the part split as the products do (parts.py: fixed by the shapes with
+``deterministic``); one part gives the bits of a single pass over the batch.
 """
 import numpy as np
 
 from .jit import VECTORIZE, kernel
+from .parts import part_range
 
 EPS = 1e-5
 MOMENTUM = 0.1
+# the codes of _layout (kernels import nothing from the package above them)
+LAYER_NORM, BATCH_NORM = 1, 2
 
 
 @kernel(inline="always")
@@ -89,19 +95,6 @@ def batch_norm_inference_rows(pre, yoff, xoff, params, goff, stats, roff, r0, r1
 
 
 @kernel(inline="always")
-def batch_norm_statistics(pre, yoff, nstat, soff, stats, roff, m, n, c0, c1, update):
-    """Features [c0, c1) of a batch-norm layer's statistics over the batch's m rows of Z: the
-    mean and 1/std (of the biased variance) into nstat; with ``update``, the running statistics
-    move by MOMENTUM towards the mean and the unbiased variance."""
-    mean = nstat[soff + c0:soff + c1]
-    column_sums(mean, pre, yoff, m, n, c0, c1)
-    for j in range(c1 - c0):
-        mean[j] /= m
-    column_square_deviations(nstat[soff + n + c0:soff + n + c1], pre, yoff, mean, m, n, c0, c1)
-    batch_norm_finish_statistics(nstat, soff, stats, roff, m, n, c0, c1, update)
-
-
-@kernel(inline="always")
 def column_sums(sums, pre, yoff, m, n, c0, c1):
     """sums[:c1-c0] = features [c0, c1) of Z (m, n) at pre[yoff:] summed over the rows, in row order."""
     w = c1 - c0
@@ -125,6 +118,89 @@ def column_square_deviations(sums, pre, yoff, mean, m, n, c0, c1):
         for j in range(w):
             d = z[j] - mean[j]
             sums[j] += d * d
+
+
+# a part's moments in a batch-norm layer's nstat: its sums, its mean, its squared deviations
+PART_MOMENTS = 3
+
+
+@kernel(inline="always")
+def batch_norm_part_moments(pre, yoff, nstat, poff, r0, r1, n):
+    """Rows [r0, r1) of a batch-norm layer's Z (m, n) at pre[yoff:] (a part's share of
+    batch_norm_merge_statistics): at nstat[poff:], their sum per feature, their mean, and the
+    sum of their squared deviations from that mean, n each, every sum in row order."""
+    sums = nstat[poff:poff + n]
+    mean = nstat[poff + n:poff + 2 * n]
+    column_sums(sums, pre, yoff + r0 * n, r1 - r0, n, np.int64(0), n)
+    for j in range(n):
+        mean[j] = sums[j] / (r1 - r0)
+    column_square_deviations(nstat[poff + 2 * n:poff + 3 * n], pre, yoff + r0 * n, mean, r1 - r0, n, np.int64(0), n)
+
+
+@kernel(inline="always")
+def batch_norm_merge_statistics(nstat, soff, poff, stats, roff, m, n, parts, update):
+    """A batch-norm layer's statistics over a batch of m rows split into ``parts`` row parts
+    (parts.part_range), from the parts' moments at nstat[poff:] (batch_norm_part_moments, in part
+    order): the mean at nstat[soff:], and sum_p (M2_p + rows_p * (mean_p - mean)**2), the sum
+    of squared deviations from it, which batch_norm_finish_statistics makes 1/std. With one part
+    these are the bits of two passes over the whole batch."""
+    mean = nstat[soff:soff + n]
+    sq = nstat[soff + n:soff + 2 * n]
+    for j in range(n):
+        mean[j] = 0.0
+        sq[j] = 0.0
+    for p in range(parts):
+        q = poff + PART_MOMENTS * n * p
+        for j in range(n):
+            mean[j] += nstat[q + j]
+    for j in range(n):
+        mean[j] /= m
+    for p in range(parts):
+        r0, r1 = part_range(m, parts, p)
+        if r1 == r0:
+            continue
+        q = poff + PART_MOMENTS * n * p
+        pmean = nstat[q + n:q + 2 * n]
+        m2 = nstat[q + 2 * n:q + 3 * n]
+        for j in range(n):
+            d = pmean[j] - mean[j]
+            sq[j] += m2[j] + (r1 - r0) * (d * d)
+    batch_norm_finish_statistics(nstat, soff, stats, roff, m, n, np.int64(0), n, update)
+
+
+@kernel(inline="always")
+def part_param_grads(acc, aoff, G, gcur, pre, xoff, r0, r1, n):
+    """Rows [r0, r1) of a batch-norm layer's sum of dY * Xhat (at acc[aoff:]) and of dY (at
+    acc[aoff + n:]), dY (m, n) at G[gcur:], in row order and in dY's dtype (a part's share of
+    merge_param_grads; acc may be float64, which holds those values exactly)."""
+    dt = G.dtype.type
+    dgamma = acc[aoff:aoff + n]
+    dbeta = acc[aoff + n:aoff + 2 * n]
+    for j in range(n):
+        dgamma[j] = 0.0
+        dbeta[j] = 0.0
+    for i in range(r0, r1):
+        g = G[gcur + i * n:gcur + (i + 1) * n]
+        xh = pre[xoff + i * n:xoff + (i + 1) * n]
+        for j in range(n):
+            dgamma[j] = dt(dgamma[j]) + g[j] * xh[j]
+            dbeta[j] = dt(dbeta[j]) + g[j]
+
+
+@kernel(inline="always")
+def merge_param_grads(grads, goff, nstat, poff, n, parts):
+    """dgamma and dbeta (at grads[goff:], norm_param_grads's layout) as the sum of the parts'
+    (part_param_grads at nstat[poff + PART_MOMENTS*n*p:]) in part order."""
+    dgamma = grads[goff:goff + n]
+    dbeta = grads[goff + n:goff + 2 * n]
+    for j in range(n):
+        dgamma[j] = nstat[poff + j]
+        dbeta[j] = nstat[poff + n + j]
+    for p in range(1, parts):
+        q = poff + PART_MOMENTS * n * p
+        for j in range(n):
+            dgamma[j] += nstat[q + j]
+            dbeta[j] += nstat[q + n + j]
 
 
 @kernel(inline="always")
