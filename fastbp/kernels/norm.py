@@ -124,7 +124,11 @@ def column_square_deviations(sums, pre, yoff, mean, m, n, c0, c1):
 PART_MOMENTS = 3
 
 
-@kernel(inline="always")
+# batch_norm_part_moments and part_param_grads are kernels of their own, not inlined: each is
+# called from the dense and the sparse layer kernels, which would otherwise compile them again.
+
+
+@kernel
 def batch_norm_part_moments(pre, yoff, nstat, poff, r0, r1, n):
     """Rows [r0, r1) of a batch-norm layer's Z (m, n) at pre[yoff:] (a part's share of
     batch_norm_merge_statistics): at nstat[poff:], their sum per feature, their mean, and the
@@ -168,7 +172,7 @@ def batch_norm_merge_statistics(nstat, soff, poff, stats, roff, m, n, parts, upd
     batch_norm_finish_statistics(nstat, soff, stats, roff, m, n, np.int64(0), n, update)
 
 
-@kernel(inline="always")
+@kernel
 def part_param_grads(acc, aoff, G, gcur, pre, xoff, r0, r1, n):
     """Rows [r0, r1) of a batch-norm layer's sum of dY * Xhat (at acc[aoff:]) and of dY (at
     acc[aoff + n:]), dY (m, n) at G[gcur:], in row order and in dY's dtype (a part's share of
