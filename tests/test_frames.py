@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp import frames, tables
+from fastbp import frames
 
 pa = pytest.importorskip("pyarrow")
 pd = pytest.importorskip("pandas")

@@ -1,7 +1,6 @@
 """The kernels' on-disk cache: two writers at once (jit.LockedCacheFile), a change to a
 kernel's callee in another file (jit.package_cache), and a cached kernel that calls a parallel
 one compiled by another process."""
-import textwrap
 import threading
 
 from numba.core import caching

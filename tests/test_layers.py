@@ -24,7 +24,6 @@ before the step, the row's position in the minibatch, the layer and the unit.
 """
 import itertools
 import math
-import sys
 from collections import namedtuple
 from pathlib import Path
 

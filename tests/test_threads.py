@@ -11,7 +11,7 @@ import pytest
 
 import fastbp
 from fastbp import threads
-from fastbp.kernels.parts import n_parts, take
+from fastbp.kernels.parts import take
 
 
 @pytest.fixture(autouse=True)
