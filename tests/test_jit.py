@@ -1,12 +1,14 @@
 """The kernels' on-disk cache: two writers at once (jit.LockedCacheFile), a change to a
 kernel's callee in another file (jit.package_cache), and a cached kernel that calls a parallel
-one compiled by another process."""
+one compiled by another process; jit.wide_vectors."""
 import threading
 
+import numpy as np
+from numba import njit
 from numba.core import caching
 
 from fastbp.kernels import epoch, network
-from fastbp.kernels.jit import LockedCacheFile
+from fastbp.kernels.jit import LockedCacheFile, wide_vectors
 
 from processes import python_in
 
@@ -130,3 +132,25 @@ def test_numbas_own_cache_crashes_there(tmp_path):
     call there)."""
     code, out = run_three_processes(tmp_path, "njit(cache=True, parallel=True)", "njit(cache=True)")
     assert code != 0 and out == ""
+
+
+def test_wide_vectors_marks_the_kernel_for_512_bit_vectors():
+    """The LLVM function of a kernel that calls wide_vectors() carries the attribute; a kernel
+    that does not keeps LLVM's default (see test_pinned_bits for what it must not change)."""
+    @njit
+    def wide(a):
+        wide_vectors()
+        for i in range(a.shape[0]):
+            a[i] *= 2.0
+
+    @njit
+    def narrow(a):
+        for i in range(a.shape[0]):
+            a[i] *= 2.0
+
+    a = np.ones(64)
+    wide(a)
+    narrow(a)
+    assert np.all(a == 4.0)
+    assert '"prefer-vector-width"="512"' in wide.inspect_llvm(wide.signatures[0])
+    assert "prefer-vector-width" not in narrow.inspect_llvm(narrow.signatures[0])

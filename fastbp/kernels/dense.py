@@ -53,7 +53,7 @@ from .activations import LINEAR, act_backward, act_forward_slope, act_slope, bia
 from .blas import gemm
 from .calls import by_address
 from .dropout import apply_mask, row_key, step_key, threshold
-from .jit import kernel
+from .jit import kernel, wide_vectors
 from .norm import (BATCH_NORM, LAYER_NORM, PART_MOMENTS, batch_norm_backward_rows, batch_norm_inference_rows,
                    batch_norm_merge_statistics, batch_norm_part_moments, batch_norm_rows, layer_norm_backward_rows,
                    layer_norm_rows, merge_param_grads, norm_param_grads, part_param_grads)
@@ -78,6 +78,7 @@ def _dropout(work, net, l, r0, r1, pos0):
     """Rows [r0, r1) of layer l's outputs A_{l+1} and of the derivatives act'(Y) in Y's place
     times its dropout mask and 1/(1-p): the backward pass's product by the derivatives then
     applies the mask too, without generating it again."""
+    wide_vectors()
     n = net.sizes[l + 1]
     skey = step_key(net.key, net.updates[0])
     thresh = threshold(net.rate[l])
@@ -91,6 +92,7 @@ def _dropout(work, net, l, r0, r1, pos0):
 def activate(work, net, l, r0, r1, train, pos0):
     """A_{l+1} = dropout(act(Y)) on rows [r0, r1) of a full layer; act'(Y) then takes Y's place
     (a training step's backward pass multiplies by it; inference ignores it)."""
+    wide_vectors()
     n = net.sizes[l + 1]
     o = r0 * n
     a0 = work.acts_off[l + 1] + o
@@ -179,6 +181,7 @@ def part_slot(work, net, l, p):
 def batch_norm_statistics(work, net, l, m, parts, train):
     """A batch-norm layer's statistics over the batch from the moments of the ``parts`` row
     parts of its forward task (and, for a training step, the running statistics' move)."""
+    wide_vectors()
     n = net.sizes[l + 1]
     batch_norm_merge_statistics(work.nstat, work.nstat_off[l], part_slot(work, net, l, 0), net.stats, net.roff[l], m,
                                 n, parts, train == STEP)
@@ -188,6 +191,7 @@ def batch_norm_statistics(work, net, l, m, parts, train):
 def batch_norm_forward(work, params, net, l, r0, r1, train, pos0):
     """Rows [r0, r1) of a batch-norm layer from the batch's statistics: Y, then the activation
     and dropout."""
+    wide_vectors()
     n = net.sizes[l + 1]
     batch_norm_rows(work.pre, work.pre_off[l], work.xhat_off[l], work.nstat, work.nstat_off[l], params, net.goff[l], r0,
                     r1, n)
@@ -197,6 +201,7 @@ def batch_norm_forward(work, params, net, l, r0, r1, train, pos0):
 @kernel
 def penalize(grads, work, params, net, l, i0, i1):
     """Rows [i0, i1) of dW_l += l1*sign(W) + 2*l2*W; their penalty l1*|W| + l2*W**2 into work.pen."""
+    wide_vectors()
     n_out = net.sizes[l + 1]
     w0 = net.woff[l]
     prow = 0
@@ -284,6 +289,7 @@ def norm_backward(grads, work, params, net, l, m, dcur, dnext, p, parts, task):
     beside the rows in one region, dY left in place for them; one part (``parts`` 1) does both,
     and the caller then takes dnext as the current delta. One kernel for all, so each loop is
     compiled once."""
+    wide_vectors()
     n = net.sizes[l + 1]
     if task == NORM_BACKWARD:
         merge_param_grads(grads, net.goff[l], work.nstat, part_slot(work, net, l, 0), n, parts)
@@ -441,6 +447,7 @@ def layer_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dne
     arguments: numba drops the branch not taken before it inlines anything. ``sparse``: None
     for dense X, else the CSR rows (args.Sparse) layer 0's product reads instead of X (its
     input gradient is never needed)."""
+    wide_vectors()
     if sparse is not None:
         if l == 0 and task == FORWARD:
             r0, r1 = part_range(m, parts, p)

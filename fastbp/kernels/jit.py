@@ -25,8 +25,9 @@ import signal
 import sys
 
 import numba
-from numba import njit
+from numba import njit, types
 from numba.core import caching, event
+from numba.extending import intrinsic
 
 try:
     import fcntl
@@ -42,6 +43,26 @@ IEEE = {"fastmath": False, "error_model": "numpy"}
 FMA = {"fastmath": {"contract"}, "error_model": "numpy"}
 # Reassociation too: LLVM may vectorize reductions (in a fixed order for a given build).
 VECTORIZE = {"fastmath": {"contract", "reassoc"}, "error_model": "numpy"}
+
+
+@intrinsic
+def wide_vectors(typingctx):
+    """Called first in a kernel: LLVM may vectorize its loops 512 bits wide on a CPU with
+    AVX-512, where it otherwise keeps to 256-bit vectors (its tuning for those CPUs), and the
+    elementwise passes of a layer (activations, norms, dropout, updates) take half the
+    instructions. In a kernel without reassociation (IEEE, FMA) each lane computes what the
+    scalar code would, so the width changes no result. A VECTORIZE kernel's sums change their
+    order with it: of those only layer norm's row sums take it, not the small networks'
+    kernels, whose bits are pinned."""
+    def codegen(context, builder, signature, args):
+        # a string attribute, which llvmlite's attribute set does not list (it refuses unknown
+        # names); an llvmlite whose attribute set were no set would keep LLVM's default width
+        try:
+            set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        except TypeError:
+            pass
+        return context.get_dummy_value()
+    return types.none(), codegen
 
 
 def options(flags=IEEE, **overrides):

@@ -7,7 +7,7 @@ Cross-entropies are computed from the logits (max shift / log-sum-exp), never fr
 """
 import numpy as np
 
-from .jit import kernel
+from .jit import kernel, wide_vectors
 from .activations import SIGMOID, SOFTMAX
 from .mathfn import fexp, fsigmoid
 from .registry import Entry, Registry
@@ -46,6 +46,7 @@ def output_loss(dZ, doff, row_loss, Z, zoff, rows, k, net, data, ridx, scale, ne
     smoothing eps replaces the target y by y * (1 - eps) + eps / k (torch's CrossEntropyLoss).
     mae, huber and poisson exist only with ``extras`` (not None; see dense.py).
     """
+    wide_vectors()
     L = net.sizes.shape[0] - 1
     out, loss = net.act[L - 1], net.loss
     if extras is None:

@@ -21,7 +21,7 @@ from .calls import by_address, entry, type_key
 from .dense import (BACKWARD_INPUT, BACKWARD_WEIGHTS, BATCH_NORM, BATCH_STATS, FORWARD, INFERENCE, LAYER_NORM,
                     LAYER_NORM_BACKWARD, NORM_BACKWARD, NORM_BACKWARD_ROWS, NORM_FORWARD, NORM_STATISTICS, STEP,
                     call_task, layer_region, layer_task, sparse_transpose, task_parts)
-from .jit import kernel
+from .jit import kernel, wide_vectors
 from .losses import output_loss
 from .optimizers import H_LR, _classic_parallel, apply_update, classic_update
 
@@ -81,6 +81,7 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
     which layer 0 reads instead of data.X (then empty), see dense.layer_task. ``fns``: the
     addresses of the kernels it calls (``addresses``).
     """
+    wide_vectors()
     L = net.sizes.shape[0] - 1
     k = net.sizes[L]
     X = data.X

@@ -19,7 +19,7 @@ order, so they follow the part split as the products do (parts.py: fixed by the 
 """
 import numpy as np
 
-from .jit import VECTORIZE, kernel
+from .jit import VECTORIZE, kernel, wide_vectors
 from .parts import part_range
 
 EPS = 1e-5
@@ -54,6 +54,7 @@ def layer_norm_rows(pre, yoff, xoff, nstat, soff, params, goff, r0, r1, n):
 @kernel(flags=VECTORIZE)
 def row_moments(z):
     """The mean of a row z (1-D) and the sum of its squared deviations from it, in float64."""
+    wide_vectors()
     n = z.shape[0]
     s = 0.0
     for j in range(n):
@@ -69,6 +70,7 @@ def row_moments(z):
 @kernel(flags=VECTORIZE)
 def row_grad_sums(g, gamma, xh):
     """sum(g * gamma) and sum(g * gamma * xh) over a row (1-D arrays of one length), in float64."""
+    wide_vectors()
     a = 0.0
     b = 0.0
     for j in range(g.shape[0]):
@@ -133,6 +135,7 @@ def batch_norm_part_moments(pre, yoff, nstat, poff, r0, r1, n):
     """Rows [r0, r1) of a batch-norm layer's Z (m, n) at pre[yoff:] (a part's share of
     batch_norm_merge_statistics): at nstat[poff:], their sum per feature, their mean, and the
     sum of their squared deviations from that mean, n each, every sum in row order."""
+    wide_vectors()
     sums = nstat[poff:poff + n]
     mean = nstat[poff + n:poff + 2 * n]
     column_sums(sums, pre, yoff + r0 * n, r1 - r0, n, np.int64(0), n)
@@ -177,6 +180,7 @@ def part_param_grads(acc, aoff, G, gcur, pre, xoff, r0, r1, n):
     """Rows [r0, r1) of a batch-norm layer's sum of dY * Xhat (at acc[aoff:]) and of dY (at
     acc[aoff + n:]), dY (m, n) at G[gcur:], in row order and in dY's dtype (a part's share of
     merge_param_grads; acc may be float64, which holds those values exactly)."""
+    wide_vectors()
     dt = G.dtype.type
     dgamma = acc[aoff:aoff + n]
     dbeta = acc[aoff + n:aoff + 2 * n]

@@ -26,7 +26,7 @@ Momentum and Adam at a constant rate, as they always did. Every other step goes 
 import numpy as np
 from numba import prange
 
-from .jit import kernel
+from .jit import kernel, wide_vectors
 from .parts import PARALLEL_MIN_PARAMS, take
 from .schedules import CONSTANT, schedule_rate
 
@@ -52,6 +52,7 @@ def classic_range(params, grads, opt, t, lr, gscale, lo, hi):
     Not inlined, nor opt_update_range: an update reaches each of them from a serial and a
     parallel path (and opt_update_range reaches this one), and inlined they were typed and
     lowered again at every one of those places."""
+    wide_vectors()
     # Slices indexed by range variables let LLVM vectorize (see activations.bias_act_forward).
     p = params[lo:hi]
     g = grads[lo:hi]
@@ -107,6 +108,7 @@ def classic_range(params, grads, opt, t, lr, gscale, lo, hi):
 def opt_update_range(params, grads, opt, t, lr, gscale, trust, lo, hi):
     """classic_range for any optimizer; ``trust``: LAMB's trust ratio of each tensor of
     ``opt.segments`` (unused by the other optimizers)."""
+    wide_vectors()
     code = opt.code
     if code <= ADAM:
         classic_range(params, grads, opt, t, lr, gscale, lo, hi)
@@ -322,6 +324,7 @@ def update(params, grads, opt, maxparts):
     A kernel of its own rather than inlined (jit.py): it is large, and each training entry
     point would otherwise compile all of it again. The rate is taken first: a schedule that
     refuses update t raises before anything changes."""
+    wide_vectors()
     t = opt.step[0]
     lr = schedule_rate(opt.sched, opt.hyper[H_LR], t)
     opt.step[0] = t + 1
@@ -353,6 +356,7 @@ def apply_update(params, grads, opt, maxparts, extras):
     """One optimizer step from ``grads``. With ``extras`` None (see variant()): SGD, Momentum or
     Adam at the constant rate hyper[H_LR], inlined, and nothing else compiled. Otherwise those
     three inlined at their schedule's rate, and the other optimizers through update()."""
+    wide_vectors()
     if extras is None:
         classic_update(params, grads, opt, opt.hyper[H_LR], maxparts)
     elif opt.code <= ADAM:
