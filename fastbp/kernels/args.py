@@ -175,7 +175,8 @@ pre           flat; Y_l (cap, sizes[l+1]) at pre_off[l]: the activation's input 
               normalized pre-activation, at xhat_off[l]
 nstat         float64; at nstat_off[l] a norm layer's means then its 1/std (per row for layer
               norm, per feature for batch norm); batch norm's then room for every part, where
-              each row part of a step keeps its sums over its rows (PART_MOMENTS per feature, dense.part_slot)
+              each row part of a step keeps its sums over its rows (PART_MOMENTS per feature,
+              dense.part_slot)
 pen           float64 (sum of sizes[:-1],): the l1/l2 penalty of each row of every W
 """
 
@@ -264,7 +265,7 @@ def workspace_arrays(net, cap, dtype, parts, input_rows=True):
             xhat_off[l] = pre_size
             pre_size += cap * sizes[l + 1]
             nstat_off[l] = nstat_size
-            # layer norm: per row; batch norm: per feature, and 3 per feature for each part
+            # layer norm: per row; batch norm: per feature, and PART_MOMENTS per feature for each part
             nstat_size += 2 * cap if net.norm[l] == LAYER_NORM else (2 + PART_MOMENTS * parts) * sizes[l + 1]
     acts_off = np.concatenate([[0], np.cumsum([cap * s for s in [sizes[0] * input_rows] + sizes[1:]])]).astype(np.int64)
     widest = max(sizes[1:])

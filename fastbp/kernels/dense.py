@@ -276,7 +276,8 @@ def full_backward_input(work, params, net, l, dcur, dnext, r0, r1, p):
     act_slope(deltas, dnext + r0 * n_in, work.pre, work.pre_off[k] + r0 * n_in, (r1 - r0) * n_in)
     if net.norm[k] == BATCH_NORM:
         # this part's share of the batch's dgamma and dbeta (NORM_BACKWARD merges them)
-        part_param_grads(work.nstat, part_slot(work, net, k, p), deltas, dnext, work.pre, work.xhat_off[k], r0, r1, n_in)
+        part_param_grads(work.nstat, part_slot(work, net, k, p), deltas, dnext, work.pre, work.xhat_off[k], r0, r1,
+                         n_in)
 
 
 @kernel
@@ -296,7 +297,7 @@ def norm_backward(grads, work, params, net, l, m, dcur, dnext, p, parts, task):
         return
     layer = task == LAYER_NORM_BACKWARD
     if layer and p == 0:
-        norm_param_grads(grads, net.goff[l], work.deltas, dcur, work.pre, work.xhat_off[l], m, n, np.int64(0), n)
+        norm_param_grads(grads, net.goff[l], work.deltas, dcur, work.pre, work.xhat_off[l], m, n)
         if parts > 1:
             return
     if layer:

@@ -97,27 +97,25 @@ def batch_norm_inference_rows(pre, yoff, xoff, params, goff, stats, roff, r0, r1
 
 
 @kernel(inline="always")
-def column_sums(sums, pre, yoff, m, n, c0, c1):
-    """sums[:c1-c0] = features [c0, c1) of Z (m, n) at pre[yoff:] summed over the rows, in row order."""
-    w = c1 - c0
-    for j in range(w):
+def column_sums(sums, pre, yoff, m, n):
+    """sums[:n] = Z (m, n) at pre[yoff:] summed over the rows, in row order."""
+    for j in range(n):
         sums[j] = 0.0
     for i in range(m):
-        z = pre[yoff + i * n + c0:yoff + i * n + c1]
-        for j in range(w):
+        z = pre[yoff + i * n:yoff + (i + 1) * n]
+        for j in range(n):
             sums[j] += z[j]
 
 
 @kernel(inline="always")
-def column_square_deviations(sums, pre, yoff, mean, m, n, c0, c1):
-    """sums[:c1-c0] = features [c0, c1) of (Z - mean)**2 summed over the rows of Z (m, n) at
-    pre[yoff:], in row order; mean (c1-c0,)."""
-    w = c1 - c0
-    for j in range(w):
+def column_square_deviations(sums, pre, yoff, mean, m, n):
+    """sums[:n] = (Z - mean)**2 summed over the rows of Z (m, n) at pre[yoff:], in row order;
+    mean (n,)."""
+    for j in range(n):
         sums[j] = 0.0
     for i in range(m):
-        z = pre[yoff + i * n + c0:yoff + i * n + c1]
-        for j in range(w):
+        z = pre[yoff + i * n:yoff + (i + 1) * n]
+        for j in range(n):
             d = z[j] - mean[j]
             sums[j] += d * d
 
@@ -138,10 +136,10 @@ def batch_norm_part_moments(pre, yoff, nstat, poff, r0, r1, n):
     wide_vectors()
     sums = nstat[poff:poff + n]
     mean = nstat[poff + n:poff + 2 * n]
-    column_sums(sums, pre, yoff + r0 * n, r1 - r0, n, np.int64(0), n)
+    column_sums(sums, pre, yoff + r0 * n, r1 - r0, n)
     for j in range(n):
         mean[j] = sums[j] / (r1 - r0)
-    column_square_deviations(nstat[poff + 2 * n:poff + 3 * n], pre, yoff + r0 * n, mean, r1 - r0, n, np.int64(0), n)
+    column_square_deviations(nstat[poff + 2 * n:poff + 3 * n], pre, yoff + r0 * n, mean, r1 - r0, n)
 
 
 @kernel(inline="always")
@@ -172,7 +170,7 @@ def batch_norm_merge_statistics(nstat, soff, poff, stats, roff, m, n, parts, upd
         for j in range(n):
             d = pmean[j] - mean[j]
             sq[j] += m2[j] + (r1 - r0) * (d * d)
-    batch_norm_finish_statistics(nstat, soff, stats, roff, m, n, np.int64(0), n, update)
+    batch_norm_finish_statistics(nstat, soff, stats, roff, m, n, update)
 
 
 @kernel
@@ -212,20 +210,19 @@ def merge_param_grads(grads, goff, nstat, poff, n, parts):
 
 
 @kernel(inline="always")
-def batch_norm_finish_statistics(nstat, soff, stats, roff, count, n, c0, c1, update):
-    """Features [c0, c1) of a batch-norm layer's statistics over a batch of ``count`` rows: the
-    mean at nstat[soff + c0:] stays, the sum of squared deviations at nstat[soff + n + c0:]
-    becomes 1/std; with ``update`` the running statistics move first."""
-    mean = nstat[soff + c0:soff + c1]
-    rstd = nstat[soff + n + c0:soff + n + c1]
-    w = c1 - c0
+def batch_norm_finish_statistics(nstat, soff, stats, roff, count, n, update):
+    """A batch-norm layer's statistics over a batch of ``count`` rows: the mean at nstat[soff:]
+    stays, the sum of squared deviations at nstat[soff + n:] becomes 1/std; with ``update`` the
+    running statistics move first."""
+    mean = nstat[soff:soff + n]
+    rstd = nstat[soff + n:soff + 2 * n]
     if update:
-        rmean = stats[roff + c0:roff + c1]
-        rvar = stats[roff + n + c0:roff + n + c1]
-        for j in range(w):
+        rmean = stats[roff:roff + n]
+        rvar = stats[roff + n:roff + 2 * n]
+        for j in range(n):
             rmean[j] = (1.0 - MOMENTUM) * rmean[j] + MOMENTUM * mean[j]
             rvar[j] = (1.0 - MOMENTUM) * rvar[j] + MOMENTUM * (rstd[j] / (count - 1))
-    for j in range(w):
+    for j in range(n):
         rstd[j] = 1.0 / np.sqrt(rstd[j] / count + EPS)
 
 
@@ -249,19 +246,19 @@ def batch_norm_rows(pre, yoff, xoff, nstat, soff, params, goff, r0, r1, n):
 
 
 @kernel(inline="always")
-def norm_param_grads(grads, goff, G, gcur, pre, xoff, m, n, c0, c1):
-    """Features [c0, c1) of dgamma = sum over rows of dY * Xhat and dbeta = sum of dY, with dY
-    (m, n) at G[gcur:]."""
-    dgamma = grads[goff + c0:goff + c1]
-    dbeta = grads[goff + n + c0:goff + n + c1]
-    w = c1 - c0
-    for j in range(w):
+def norm_param_grads(grads, goff, G, gcur, pre, xoff, m, n):
+    """dgamma = sum over rows of dY * Xhat and dbeta = sum of dY into grads[goff:] (n each), with
+    dY (m, n) at G[gcur:], in row order and in grads' dtype (part_param_grads is the same sums
+    over a part's rows, in dY's dtype whatever the accumulator's)."""
+    dgamma = grads[goff:goff + n]
+    dbeta = grads[goff + n:goff + 2 * n]
+    for j in range(n):
         dgamma[j] = 0.0
         dbeta[j] = 0.0
     for i in range(m):
-        g = G[gcur + i * n + c0:gcur + i * n + c1]
-        xh = pre[xoff + i * n + c0:xoff + i * n + c1]
-        for j in range(w):
+        g = G[gcur + i * n:gcur + (i + 1) * n]
+        xh = pre[xoff + i * n:xoff + (i + 1) * n]
+        for j in range(n):
             dgamma[j] += g[j] * xh[j]
             dbeta[j] += g[j]
 

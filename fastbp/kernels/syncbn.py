@@ -53,7 +53,7 @@ def batch_norm_sums(sums, work, net, l, m):
     """sums[:n] = each feature of Z summed over this rank's rows (its part of the global mean's sum)."""
     # Z (m, n) at work.pre[pre_off[l]]; sums (n + 1,) float64
     n = net.sizes[l + 1]
-    column_sums(sums, work.pre, work.pre_off[l], m, n, np.int64(0), n)
+    column_sums(sums, work.pre, work.pre_off[l], m, n)
 
 
 @kernel
@@ -63,7 +63,7 @@ def batch_norm_square_sums(sums, work, net, l, m):
     # Z (m, n) at work.pre[pre_off[l]]; mean (n,) float64; sums (n + 1,) float64
     n = net.sizes[l + 1]
     s = work.nstat_off[l]
-    column_square_deviations(sums, work.pre, work.pre_off[l], work.nstat[s:s + n], m, n, np.int64(0), n)
+    column_square_deviations(sums, work.pre, work.pre_off[l], work.nstat[s:s + n], m, n)
 
 
 @kernel
@@ -73,8 +73,7 @@ def batch_norm_finish(work, params, net, l, m, count, train, pos0):
     (train STEP), then this rank's m rows get Xhat, Y, the activation and dropout."""
     # Z (m, n) at work.pre[pre_off[l]] -> Y (in place), Xhat (m, n) at xhat_off[l]; A_{l+1} (m, n)
     n = net.sizes[l + 1]
-    batch_norm_finish_statistics(work.nstat, work.nstat_off[l], net.stats, net.roff[l], count, n, np.int64(0), n,
-                                 train == STEP)
+    batch_norm_finish_statistics(work.nstat, work.nstat_off[l], net.stats, net.roff[l], count, n, train == STEP)
     batch_norm_rows(work.pre, work.pre_off[l], work.xhat_off[l], work.nstat, work.nstat_off[l], params, net.goff[l],
                     np.int64(0), m, n)
     activate(work, net, l, np.int64(0), m, train, pos0)
@@ -86,7 +85,7 @@ def batch_norm_param_sums(dsums, work, net, l, m, dcur):
     of dgamma and dbeta), dY (m, n) at work.deltas[dcur:]."""
     # dY (m, n); Xhat (m, n) at work.pre[xhat_off[l]]; dsums (2n + 1,) float64
     n = net.sizes[l + 1]
-    norm_param_grads(dsums, np.int64(0), work.deltas, dcur, work.pre, work.xhat_off[l], m, n, np.int64(0), n)
+    norm_param_grads(dsums, np.int64(0), work.deltas, dcur, work.pre, work.xhat_off[l], m, n)
 
 
 @kernel
