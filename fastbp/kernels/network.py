@@ -39,19 +39,20 @@ def _task(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, trai
     """All ``parts`` parts of a layer task: serially, or in a parallel region (never compiled
     when maxparts is None, see parts.py)."""
     if maxparts is None or parts == 1:
-        call_task(fns[TASK], fns[TASK + 1], (task, np.int64(0), np.int64(1), l, m, act, grads, params, net, work, X,
-                                             dcur, dnext, train, pos0, extras, sparse))
+        _one_call(task, np.int64(1), l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras, sparse,
+                  fns)
     else:
         call_region(fns[REGION], fns[REGION + 1], (task, parts, l, m, act, grads, params, net, work, X, dcur, dnext,
                                                    train, pos0, extras, sparse, fns[TASK], fns[TASK + 1]))
 
 
 @kernel(inline="always")
-def _merge(task, parts, l, m, grads, params, net, work, X, dcur, dnext, train, pos0, extras, sparse, fns):
-    """A batch-norm task that sums up what the ``parts`` parts of the task before it left (see
-    dense.norm_backward), in one call on this thread."""
-    call_task(fns[TASK], fns[TASK + 1], (task, np.int64(0), parts, l, m, np.int64(LINEAR), grads, params, net, work, X,
-                                         dcur, dnext, train, pos0, extras, sparse))
+def _one_call(task, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0, extras, sparse, fns):
+    """Part 0 of a layer task told of ``parts`` parts, on this thread: the whole task for one
+    part; for batch norm's sums (NORM_STATISTICS, NORM_BACKWARD), the sum of what the ``parts``
+    parts of the task before them left (see dense.norm_backward)."""
+    call_task(fns[TASK], fns[TASK + 1], (task, np.int64(0), parts, l, m, act, grads, params, net, work, X, dcur, dnext,
+                                         train, pos0, extras, sparse))
 
 
 @kernel
@@ -127,8 +128,9 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
             if extras is not None and net.norm[l] == BATCH_NORM and train != INFERENCE:
                 # the forward task stopped at Z, each part with its rows' moments: the batch's
                 # statistics from them, then Y, the activation and dropout
-                _merge(np.int64(NORM_STATISTICS), task_parts(FORWARD, m, n_in, n_out, maxparts), l, m, grads, params,
-                       net, work, X, np.int64(0), np.int64(0), train, pos0, extras, sparse, fns)
+                _one_call(np.int64(NORM_STATISTICS), task_parts(FORWARD, m, n_in, n_out, maxparts), l, m,
+                          np.int64(LINEAR), grads, params, net, work, X, np.int64(0), np.int64(0), train, pos0, extras,
+                          sparse, fns)
                 _task(np.int64(NORM_FORWARD), task_parts(NORM_FORWARD, m, n_in, n_out, maxparts), l, m, act, grads,
                       params, net, work, X, np.int64(0), np.int64(0), train, pos0, maxparts, extras, sparse, fns)
         if mode != PREDICT:
@@ -172,8 +174,9 @@ def run_batches(mode, out, step_loss, step_correct, params, grads, opt, net, dat
             elif extras is not None and net.norm[l] != 0:
                 # dcur holds dY, whose input-gradient task above left each part's share of gamma's
                 # and beta's gradients: their sums, then dY -> dZ (which needs them)
-                _merge(np.int64(NORM_BACKWARD), task_parts(BACKWARD_INPUT, m, n_out, net.sizes[l + 2], maxparts), l, m,
-                       grads, params, net, work, X, dcur, dnext, train, pos0, extras, sparse, fns)
+                _one_call(np.int64(NORM_BACKWARD), task_parts(BACKWARD_INPUT, m, n_out, net.sizes[l + 2], maxparts), l,
+                          m, np.int64(LINEAR), grads, params, net, work, X, dcur, dnext, train, pos0, extras, sparse,
+                          fns)
                 _task(np.int64(NORM_BACKWARD_ROWS), task_parts(NORM_BACKWARD_ROWS, m, n_in, n_out, maxparts), l, m,
                       np.int64(LINEAR), grads, params, net, work, X, dcur, dnext, train, pos0, maxparts, extras, sparse,
                       fns)
