@@ -118,6 +118,8 @@ def _in_workers(dtype):
             f"if {parent!r} not in sys.path:\n"
             f"    sys.path.insert(0, {parent!r})\n"
             f"from fastbp import warmup\n"
+            f"from fastbp.kernels import epoch\n"
+            f"epoch.LOOP_AT_ONCE = False\n"
             f"warmup.run_chain({dtype!r}, warmup._CHAINS[int(sys.argv[1])])\n")
     procs = []
     try:

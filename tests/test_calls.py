@@ -1,6 +1,7 @@
 """Calls from a kernel into another through the callee's address (kernels/calls.py): the same
 results and errors as a direct call, a refused call for an address of other argument types,
-no callee code in the caller's, and a caller loaded from the cache in a new process."""
+no callee code in the caller's, a caller typed against a declared return type without the
+callee compiled, and a caller loaded from the cache in a new process."""
 import numpy as np
 import pytest
 from numba import njit, typeof, types
@@ -73,6 +74,38 @@ def test_keys_and_memo():
     assert type_key(a) != type_key(r) and type_key(a) == type_key(np.ones(7))
     assert type_key(a[::2]) != type_key(a)
 
+
+
+@njit(cache=False)
+def double(a):
+    for i in range(a.shape[0]):
+        a[i] *= 2.0
+
+
+call_double = by_address(double, returns=types.none)
+
+
+@njit(cache=False)
+def declared_caller(fns, a):
+    call_double(fns[0], fns[1], (a,))
+
+
+def test_a_declared_return_type_types_the_caller_without_compiling_the_callee():
+    a = np.ones(3)
+    declared_caller.compile((typeof(np.zeros(2, np.int64)), typeof(a)))
+    assert not double.overloads                    # so the two can compile at once, in two processes
+    declared_caller(np.array(entry(double, (typeof(a),)), np.int64), a)
+    np.testing.assert_array_equal(a, 2.0)
+
+
+def test_entry_refuses_code_whose_return_type_is_not_the_declared_one():
+    @njit(cache=False)
+    def seven(a):
+        return 7.0
+
+    by_address(seven, returns=types.none)
+    with pytest.raises(TypeError, match="returns float64"):
+        entry(seven, (typeof(np.ones(2)),))
 
 MODULE = """
 import numpy as np

@@ -13,6 +13,11 @@ argument types the call checks first.
 The callee's calling convention is numba's own for kernels (what a direct call uses), so a
 call by address costs what a direct call does, and errors raised in the callee propagate the
 same way.
+
+With the callee's return type declared (``by_address(callee, returns=...)``), the caller is
+typed and compiled without compiling the callee at all, so the two can compile at once in two
+processes (epoch.compile_ahead); ``entry`` then refuses code whose return type is not the one
+declared.
 """
 import hashlib
 
@@ -36,10 +41,18 @@ def signature_key(dispatcher, argtypes):
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little", signed=True)
 
 
+# {dispatcher: the return type a by_address call of it declared}
+_DECLARED = {}
+
+
 def entry(dispatcher, argtypes):
     """(address, key) of ``dispatcher``'s code for the argument types ``argtypes`` (numba types),
     compiled or loaded from the cache first if needed: what a ``by_address`` call of it takes."""
     cres = _compiled(dispatcher, argtypes)
+    declared = _DECLARED.get(dispatcher)
+    if declared is not None and cres.signature.return_type != declared:
+        raise TypeError(f"{dispatcher.py_func.__name__} returns {cres.signature.return_type} for {tuple(argtypes)}, "
+                        f"but its calls by address were compiled for {declared}")
     return (cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name),
             signature_key(dispatcher, cres.signature.args))
 
@@ -69,12 +82,15 @@ def type_key(value):
     return type(value)
 
 
-def by_address(dispatcher):
+def by_address(dispatcher, returns=None):
     """An intrinsic ``call(addr, key, args)`` that calls ``dispatcher`` with the tuple ``args``
     at ``addr`` and returns what it returns; (addr, key) is its ``entry`` for the types of
     ``args``. A key of other types (or a zero address) raises RuntimeError instead of calling:
-    code compiled for other types would read its arguments wrongly."""
+    code compiled for other types would read its arguments wrongly. ``returns``: the callee's
+    return type (a numba type), which spares compiling the callee to type the call."""
     name = f"{dispatcher.py_func.__name__} (called by address)"
+    if returns is not None:
+        _DECLARED[dispatcher] = returns
 
     @intrinsic
     def call(typingctx, addr, key, args):
@@ -82,13 +98,16 @@ def by_address(dispatcher):
                 or not isinstance(args, types.BaseTuple):
             return None
         argtypes = tuple(args.types)
-        cres = _compiled(dispatcher, argtypes)
-        expected = signature_key(dispatcher, cres.signature.args)
-        sig = cres.signature.return_type(addr, key, args)
+        if returns is None:
+            cres = _compiled(dispatcher, argtypes)
+            restype, fnargs, keyargs = cres.fndesc.restype, cres.fndesc.argtypes, cres.signature.args
+        else:
+            restype, fnargs, keyargs = returns, argtypes, argtypes
+        expected = signature_key(dispatcher, keyargs)
+        sig = restype(addr, key, args)
 
         def codegen(context, builder, signature, llargs):
-            fndesc = cres.fndesc
-            fnty = context.call_conv.get_function_type(fndesc.restype, fndesc.argtypes)
+            fnty = context.call_conv.get_function_type(restype, fnargs)
             wrong = builder.or_(cgutils.is_null(builder, llargs[0]),
                                 builder.icmp_signed("!=", llargs[1], context.get_constant(types.int64, expected)))
             with cgutils.if_unlikely(builder, wrong):
@@ -96,7 +115,7 @@ def by_address(dispatcher):
                     builder, RuntimeError, (f"{name}: the address given is not of its code for {argtypes}",))
             fn = builder.inttoptr(llargs[0], fnty.as_pointer())
             values = [builder.extract_value(llargs[2], i) for i in range(len(argtypes))]
-            status, res = context.call_conv.call_function(builder, fn, fndesc.restype, fndesc.argtypes, values)
+            status, res = context.call_conv.call_function(builder, fn, restype, fnargs, values)
             with cgutils.if_unlikely(builder, status.is_error):
                 context.call_conv.return_status_propagate(builder, status)
             return res

@@ -47,7 +47,7 @@ a callee once per argument type, and a literal (a task code) or a prange index (
 type of its own, each a whole extra compilation.
 """
 import numpy as np
-from numba import prange
+from numba import prange, types
 
 from .activations import LINEAR, act_backward, act_forward_slope, act_slope, bias_act_forward
 from .blas import gemm
@@ -475,7 +475,7 @@ def layer_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dne
         _full_task(task, p, parts, l, m, act, grads, params, net, work, X, dcur, dnext, train, pos0)
 
 
-call_task = by_address(layer_task)
+call_task = by_address(layer_task, returns=types.none)
 
 
 @kernel(parallel=True)

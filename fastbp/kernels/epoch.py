@@ -72,9 +72,16 @@ def run(mode, params, net, ws, data, *, grads=None, opt=None, out=None, order=No
     return kernel(*args)
 
 
+# Whether compile_ahead compiles run_batches at the same time as the kernels it calls (three
+# processes at once), or after them, loading them (two, then one): fastbp compile's workers,
+# which run at once already, take the second (warmup.py).
+LOOP_AT_ONCE = True
+
+
 def compile_ahead(mode, params, net, ws, data, *, opt=None, maxparts=None, loop=True):
-    """Before the first run(mode, ...) of a workspace: compile what run_batches calls in two
-    child processes at once, then run_batches itself in a third, loading them (jit.compile_apart).
+    """Before the first run(mode, ...) of a workspace: compile what run_batches calls by address
+    in two child processes, and run_batches itself in a third, all at once (or after them, see
+    LOOP_AT_ONCE) (jit.compile_apart).
     ``loop=False``: only what run_batches calls (the layer, loss and optimizer kernels, which an
     MPI step with batch norm calls itself, kernels.syncbn). Small networks' kernels are one chain
     of callers: run_batches_small compiles with them in one child (not here, for the memory, and
@@ -91,7 +98,10 @@ def compile_ahead(mode, params, net, ws, data, *, opt=None, maxparts=None, loop=
         return
     sig = [typeof(a) for a in args] + [FNS]
     if not load_cached(kernel, sig):
-        compile_apart(callees(args), then=[(kernel, sig)])
+        if LOOP_AT_ONCE:
+            compile_apart(list(callees(args)) + [[(kernel, sig)]])
+        else:
+            compile_apart(callees(args), then=[(kernel, sig)])
 
 
 def _call(mode, params, net, ws, data, grads, opt, out, order, first, last, batch, step_loss, step_correct,

@@ -14,7 +14,8 @@ a callee with other flags, or a parallel region, must stay a kernel of its own; 
 that one entry point reaches from several places (the optimizers' loops) is one too, as it would
 otherwise be typed and lowered again at each of them. The minibatch loop calls its large
 callees (the layer task and its parallel region, the loss, the update) by address instead
-(calls.py), so their code is generated once, not again inside each caller.
+(calls.py), so their code is generated once, not again inside each caller, and, their return
+types declared, it compiles at the same time as they do.
 """
 import contextlib
 import functools

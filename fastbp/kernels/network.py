@@ -23,14 +23,14 @@ from .dense import (BACKWARD_INPUT, BACKWARD_WEIGHTS, BATCH_NORM, BATCH_STATS, F
                     call_task, layer_region, layer_task, sparse_transpose, task_parts)
 from .jit import kernel, wide_vectors
 from .losses import output_loss
-from .optimizers import H_LR, _classic_parallel, apply_update, classic_update
+from .optimizers import H_LR, apply_update, classic_update
 
 # run_batches calls the kernels below through their addresses: fns[slot] and fns[slot + 1] are a
 # kernel's calls.entry (its code is not compiled again into run_batches); ``addresses`` gives them.
 TASK, REGION, LOSS, UPDATE = 0, 2, 4, 6
-call_region = by_address(layer_region)
-call_loss = by_address(output_loss)
-call_update = by_address(apply_update)
+call_region = by_address(layer_region, returns=types.none)
+call_loss = by_address(output_loss, returns=types.float64)
+call_update = by_address(apply_update, returns=types.none)
 
 
 @kernel(inline="always")
@@ -233,19 +233,13 @@ def _called(args):
 
 
 def callees(args):
-    """The kernels run_batches(*args, fns) compiles before itself (``args`` without ``fns``), each
-    with the argument types it calls it with, in two independent groups (jit.compile_apart): the
-    layer kernels, and the loss and optimizer ones. A test checks these against what run_batches
-    compiles."""
-    (mode, out, step_loss, step_correct, params, grads, opt, net, data, order, first, last, batch, work, maxparts,
-     extras, sparse) = args
+    """The kernels run_batches(*args, fns) calls by address (``args`` without ``fns``), each with
+    the argument types it calls it with, in two independent groups (jit.compile_apart): the
+    layer kernels, and the loss and optimizer ones. Their return types are declared (call_task,
+    call_region, call_loss, call_update), so run_batches compiles without them: all three at
+    once. A test checks these against what run_batches compiles."""
     called = _called(args)
-    layers = [called[s] for s in (TASK, REGION) if s in called]
-    rest = [called[s] for s in (LOSS, UPDATE) if s in called]
-    if extras is None and maxparts is not None:     # classic_update's parallel loop, compiled into run_batches
-        rest.append((_classic_parallel, (typeof(params), typeof(grads), typeof(opt), types.int64, types.float64,
-                                         types.float64)))
-    return layers, rest
+    return [called[s] for s in (TASK, REGION) if s in called], [called[s] for s in (LOSS, UPDATE) if s in called]
 
 
 _ADDRESSES = {}
