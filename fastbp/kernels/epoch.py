@@ -80,8 +80,8 @@ LOOP_AT_ONCE = True
 
 def compile_ahead(mode, params, net, ws, data, *, opt=None, maxparts=None, loop=True):
     """Before the first run(mode, ...) of a workspace: compile what run_batches calls by address
-    in two child processes, and run_batches itself in a third, all at once (or after them, see
-    LOOP_AT_ONCE) (jit.compile_apart).
+    in two child processes and run_batches itself in a third, all at once, or the third after
+    the two (LOOP_AT_ONCE); see jit.compile_apart.
     ``loop=False``: only what run_batches calls (the layer, loss and optimizer kernels, which an
     MPI step with batch norm calls itself, kernels.syncbn). Small networks' kernels are one chain
     of callers: run_batches_small compiles with them in one child (not here, for the memory, and
