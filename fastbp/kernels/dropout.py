@@ -14,11 +14,14 @@ splitmix64's finalizer (Steele, Lea, Flood 2014) spreads every input bit over th
 lowbias32 (Wellons' hash-prospector) is a 32-bit finalizer whose loop over units vectorizes.
 """
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 from .jit import kernel
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_UNIT = np.uint32(0x9E3779B9)
+_UNIT = 0x9E3779B9
 
 
 @kernel(inline="always")
@@ -29,14 +32,35 @@ def mix64(z):
     return z ^ (z >> np.uint64(31))
 
 
-@kernel(inline="always")
-def lowbias32(x):
-    # numba widens uint32 arithmetic to 64 bits: every product is cast back to wrap at 2**32
-    x = np.uint32(x ^ (x >> np.uint32(16)))
-    x = np.uint32(x * np.uint32(0x7FEB352D))
-    x = np.uint32(x ^ (x >> np.uint32(15)))
-    x = np.uint32(x * np.uint32(0x846CA68B))
-    return np.uint32(x ^ (x >> np.uint32(16)))
+@intrinsic
+def unit_hash(typingctx, j, lo, hi):
+    """lowbias32(lowbias32(j * 0x9E3779B9 ^ lo) ^ hi), all mod 2**32: unit j's 32-bit hash
+    in the row whose key has halves lo and hi (uint32).
+
+    Written as 32-bit IR: numba types uint32 arithmetic in 64 bits and truncates each result,
+    and LLVM then vectorizes the unit loop in 64-bit lanes (half as many, and 64-bit multiplies)."""
+    if not (isinstance(j, types.Integer) and lo == types.uint32 and hi == types.uint32):
+        return None
+    sig = types.uint32(j, lo, hi)
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        jv, lov, hiv = args
+
+        def const(v):
+            return ir.Constant(i32, v)
+
+        def lowbias32(x):
+            x = builder.xor(x, builder.lshr(x, const(16)))
+            x = builder.mul(x, const(0x7FEB352D))
+            x = builder.xor(x, builder.lshr(x, const(15)))
+            x = builder.mul(x, const(0x846CA68B))
+            return builder.xor(x, builder.lshr(x, const(16)))
+
+        u = builder.trunc(jv, i32) if j.bitwidth > 32 else builder.zext(jv, i32) if j.bitwidth < 32 else jv
+        u = builder.mul(u, const(_UNIT))
+        return lowbias32(builder.xor(lowbias32(builder.xor(u, lov)), hiv))
+    return sig, codegen
 
 
 @kernel(inline="always")
@@ -69,8 +93,6 @@ def apply_mask(A, aoff, D, doff, n, rkey, thresh, scale):
     zero = A.dtype.type(0.0)
     s = A.dtype.type(scale)
     for j in range(n):
-        u = np.uint32(np.uint32(j) * _UNIT)
-        h = lowbias32(np.uint32(lowbias32(np.uint32(u ^ lo)) ^ hi))
-        keep = h >= thresh
+        keep = unit_hash(j, lo, hi) >= thresh
         a[j] = a[j] * s if keep else zero
         d[j] = d[j] * s if keep else zero
