@@ -37,7 +37,7 @@ import naive
 import pinned_runs
 from fastbp import schedules
 from fastbp.kernels.dropout import apply_mask, row_key, step_key, threshold
-from fastbp.kernels.jit import kernel
+from fastbp.kernels.jit import kernel, wide_vectors
 from test_naive_reference import max_rel, pairwise, torch_buffers, torch_loss, torch_net, torch_params
 from test_optimizers import BASE_LR, OPTIMIZERS_UNDER_TEST, SCHEDULES, STEPS
 
@@ -418,7 +418,9 @@ def test_full_product_matches_torch(act, norm):
 def kernel_masks(A, D, width, key, t, pos0, layer, rate):
     """A and D (rows * width each) <- themselves times the kernels' dropout (dropout.py's
     generator and apply_mask) of the rows at positions pos0, pos0+1, ... in hidden layer
-    ``layer`` at update ``t``."""
+    ``layer`` at update ``t``, in vectors as wide as the training kernels' (53 units: three
+    16-lane float32 vectors and a remainder)."""
+    wide_vectors()
     skey = step_key(key, t)
     thresh = threshold(rate)
     scale = 1.0 / (1.0 - rate)
