@@ -226,6 +226,34 @@ assert gc.isenabled()
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300, cwd=tmp_path)
 
 
+def test_compile_apart_forks_only_when_no_other_thread_holds_numbas_compiler_lock(tmp_path):
+    """A thread of this process compiling (holding numba's compiler lock) when compile_apart forks
+    would leave the lock held forever in the child, whose compile then never ends: compile_apart
+    waits for the lock before it forks."""
+    (tmp_path / "one.py").write_text("from numba import njit\n@njit(cache=True)\ndef one(x):\n    return x + 1\n")
+    script = """
+import threading, time
+from numba import types
+from numba.core.compiler_lock import global_compiler_lock
+from fastbp.kernels.jit import compile_apart, load_cached
+from one import one
+held = threading.Event()
+def hold():
+    with global_compiler_lock:
+        held.set()
+        time.sleep(1.0)
+t = threading.Thread(target=hold)
+t.start()
+held.wait()
+compile_apart([[(one, (types.int64,))]])
+t.join()
+assert load_cached(one, (types.int64,))          # the child compiled it into the cache
+assert one(1) == 2
+"""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(tmp_path))
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120, cwd=tmp_path)
+
+
 # A script's prologue: ``compiled_here`` lists the kernels this process compiles (not those
 # compile_apart's children compile, nor a compile load_cached stops at its start).
 COMPILED_HERE = """

@@ -28,6 +28,7 @@ import sys
 import numba
 from numba import njit, types
 from numba.core import caching, event
+from numba.core.compiler_lock import global_compiler_lock
 from numba.extending import intrinsic
 
 try:
@@ -226,8 +227,9 @@ def compile_apart(groups, then=()):
     its resident size. Only worth it when compiling (an empty cache) and with a second CPU free.
     Where fork is missing, or a child could not save a kernel (a read-only cache), this process
     compiles what is missing itself; a child does nothing but compile, silently, and leaves with
-    os._exit: no cleanup of this process runs twice. Listeners of COMPILE_ELSEWHERE events
-    (compile_notice) hear of the children's compiling.
+    os._exit: no cleanup of this process runs twice. It forks holding numba's compiler lock, so
+    that a thread of this process compiling at that moment finishes first. Listeners of
+    COMPILE_ELSEWHERE events (compile_notice) hear of the children's compiling.
 
     The groups should not reach a common kernel: both children would compile it (the cache
     files themselves are safe, see LockedCacheFile). tests/test_warmup.py checks this for
@@ -248,11 +250,14 @@ def compile_apart(groups, then=()):
         for stage in stages:
             pids = []
             try:
-                for pairs in stage:
-                    pid = os.fork()
-                    if pid == 0:
-                        _compile_and_exit(pairs)
-                    pids.append(pid)
+                # numba's compiler lock held across the forks: a child forked while another
+                # thread of this process held it (compiling) would wait for it forever
+                with global_compiler_lock:
+                    for pairs in stage:
+                        pid = os.fork()
+                        if pid == 0:
+                            _compile_and_exit(pairs)
+                        pids.append(pid)
             finally:
                 _reap(pids)
     for k, sig in then:
