@@ -203,8 +203,9 @@ class MPIComm:
         except BaseException as e:
             if not is_collective(e):
                 import traceback
-                traceback.print_exc()
-                print(f"fastbp: rank {self.rank} of {self.size} failed alone; aborting all ranks", file=sys.stderr)
+                # one write rather than one per line, so the abort cannot cut the report short
+                sys.stderr.write(traceback.format_exc()
+                                 + f"fastbp: rank {self.rank} of {self.size} failed alone; aborting all ranks\n")
                 sys.stderr.flush()
                 self.comm.Abort(1)
             raise
