@@ -75,7 +75,6 @@ def test_keys_and_memo():
     assert type_key(a[::2]) != type_key(a)
 
 
-
 @njit(cache=False)
 def double(a):
     for i in range(a.shape[0]):
@@ -106,6 +105,7 @@ def test_entry_refuses_code_whose_return_type_is_not_the_declared_one():
     by_address(seven, returns=types.none)
     with pytest.raises(TypeError, match="returns float64"):
         entry(seven, (typeof(np.ones(2)),))
+
 
 MODULE = """
 import numpy as np
